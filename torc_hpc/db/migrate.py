@@ -1,0 +1,66 @@
+"""Apply the numbered SQL files in sql/migrations in order, once each, recorded in torc_schema_migrations."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import tuple_row
+
+# Any constant works; it serialises concurrent migrators across processes and hosts.
+_MIGRATION_LOCK = 7_415_001
+
+_FILE_RE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+def sql_dir() -> Path:
+    """Top-level sql/ in a checkout, or the copy shipped inside the wheel."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here.parent / "sql", here / "_sql"):
+        if (candidate / "migrations").is_dir():
+            return candidate
+    raise FileNotFoundError("cannot find torc's sql/migrations directory; reinstall torc-hpc")
+
+
+def migrations() -> list[tuple[int, str, Path]]:
+    found = []
+    for p in sorted((sql_dir() / "migrations").iterdir()):
+        m = _FILE_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), p))
+    return found
+
+
+def latest_version() -> int:
+    return max(v for v, _, _ in migrations())
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    with conn.cursor(row_factory=tuple_row) as cur:
+        if not cur.execute("SELECT to_regclass('torc_schema_migrations') IS NOT NULL").fetchone()[0]:
+            return 0
+        return cur.execute("SELECT coalesce(max(version), 0) FROM torc_schema_migrations").fetchone()[0]
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply pending migrations, each in its own transaction. Returns the names applied."""
+    applied = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute("""
+            CREATE TABLE IF NOT EXISTS torc_schema_migrations (
+                version    integer PRIMARY KEY,
+                name       text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )""")
+        conn.execute("COMMENT ON TABLE torc_schema_migrations IS "
+                     "'Schema versions applied by torc db migrate (files in sql/migrations).'")
+        have = current_version(conn)
+        for version, name, path in migrations():
+            if version <= have:
+                continue
+            conn.execute(path.read_text())
+            conn.execute("INSERT INTO torc_schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+            applied.append(f"{version:04d}_{name}")
+    return applied

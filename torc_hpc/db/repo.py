@@ -1,0 +1,258 @@
+"""Every read and state change torc makes, as short transactions over the named queries."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg.types.json import Jsonb
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from torc_hpc.core.failure import FailureRule
+from torc_hpc.core.states import JobStatus
+from torc_hpc.db import migrate as migrations
+from torc_hpc.db.connection import connect, resolve_url
+from torc_hpc.db.queries import q
+from torc_hpc.errors import DatabaseError, NotFound
+
+_CREATE_LOCK = 7_415_002  # serialises job-id reservation between concurrent creates
+NO_LIMIT_S = 2**31 - 1
+
+# Lock-order conflicts between concurrent completions are rare and harmless to retry.
+_retry_conflicts = retry(
+    retry=retry_if_exception_type((psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)),
+    stop=stop_after_attempt(8), wait=wait_random_exponential(multiplier=0.01, max=0.5), reraise=True)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One attempt of a job as the worker saw it; the parameters of the finish_* queries."""
+
+    job_id: int
+    run_id: int
+    attempt_id: int
+    worker_id: int | None
+    return_code: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    exec_time_s: float | None = None
+    peak_memory_bytes: int | None = None
+    cpu_time_s: float | None = None
+
+    def params(self) -> dict:
+        return {"job_id": self.job_id, "run_id": self.run_id, "attempt_id": self.attempt_id,
+                "worker_id": self.worker_id, "return_code": self.return_code,
+                "started_at": self.started_at, "completed_at": self.completed_at,
+                "exec_time_s": self.exec_time_s, "peak_memory_bytes": self.peak_memory_bytes,
+                "cpu_time_s": self.cpu_time_s}
+
+
+class Database:
+    """A connection to torc's database, migrated on first use."""
+
+    def __init__(self, url: str | None = None, *, migrate: bool = True):
+        self.url = resolve_url(url)
+        self.conn = connect(self.url)
+        if migrate and migrations.current_version(self.conn) < migrations.latest_version():
+            migrations.migrate(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def one(self, query: str, /, **params) -> dict | None:
+        return self.conn.execute(q(query), params).fetchone()
+
+    def all(self, query: str, /, **params) -> list[dict]:
+        return self.conn.execute(q(query), params).fetchall()
+
+    # ---- workflows -------------------------------------------------------------------------
+
+    def create_workflow(self, expanded, *, spec_path: str | None, working_dir: str,
+                        output_dir: str = "torc_output") -> int:
+        """Insert a whole expanded workflow in one transaction; jobs and edges go through COPY."""
+        spec = expanded.spec
+        jobs = expanded.jobs
+        with self.conn.transaction():
+            wf = self.one("insert_workflow", name=spec.name, description=spec.description,
+                          spec=Jsonb(spec.model_dump(mode="json", exclude_defaults=True)),
+                          spec_path=spec_path, use_pending_failed=spec.use_pending_failed,
+                          output_dir=output_dir, working_dir=working_dir)
+            wf_id = wf["id"]
+            handler_ids = {}
+            for h in spec.failure_handlers:
+                hid = self.one("insert_failure_handler", workflow_id=wf_id, name=h.name)["id"]
+                handler_ids[h.name] = hid
+                for pos, rule in enumerate(h.rules):
+                    self.conn.execute(q("insert_failure_rule"), {
+                        "handler_id": hid, "position": pos, "exit_codes": rule.exit_codes,
+                        "match_all_exit_codes": rule.match_all_exit_codes,
+                        "recovery_script": rule.recovery_script, "max_retries": rule.max_retries})
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+            first = self.one("reserve_job_ids", count=len(jobs))["first_id"]
+            in_degree = expanded.in_degree
+            with self.conn.cursor().copy(
+                "COPY jobs (id, workflow_id, name, command, status, unfinished_parents, priority, num_cpus, "
+                "num_gpus, num_nodes, memory_bytes, runtime_s, resource_requirements, failure_handler_id, "
+                "cancel_on_blocking_job_failure, scheduler, ready_at) FROM STDIN") as copy:
+                for i, j in enumerate(jobs):
+                    ready = in_degree[i] == 0
+                    copy.write_row((first + i, wf_id, j.name, j.command, "ready" if ready else "blocked",
+                                    in_degree[i], j.priority, j.num_cpus, j.num_gpus, j.num_nodes,
+                                    j.memory_bytes, j.runtime_s, j.resource_requirements,
+                                    handler_ids.get(j.failure_handler) if j.failure_handler else None,
+                                    j.cancel_on_blocking_job_failure, j.scheduler,
+                                    "now" if ready else None))
+            if expanded.edges:
+                with self.conn.cursor().copy(
+                        "COPY job_dependencies (workflow_id, parent_id, child_id) FROM STDIN") as copy:
+                    for p, c in expanded.edges:
+                        copy.write_row((wf_id, first + p, first + c))
+            self.event(wf_id, "created", detail={"jobs": len(jobs), "dependencies": len(expanded.edges),
+                                                 "spec_path": spec_path})
+        return wf_id
+
+    def event(self, workflow_id: int, kind: str, *, job_id=None, from_status=None, to_status=None,
+              attempt_id=None, run_id=None, worker_id=None, detail: dict | None = None) -> None:
+        self.conn.execute(q("insert_event"), {
+            "workflow_id": workflow_id, "job_id": job_id, "kind": kind, "from_status": from_status,
+            "to_status": to_status, "attempt_id": attempt_id, "run_id": run_id, "worker_id": worker_id,
+            "detail": Jsonb(detail) if detail is not None else None})
+
+    def workflow(self, workflow_id: int) -> dict:
+        row = self.one("get_workflow", workflow_id=workflow_id)
+        if row is None:
+            raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
+        return row
+
+    def failure_rules(self, workflow_id: int) -> dict[int, tuple[FailureRule, ...]]:
+        """handler id → its rules, in order."""
+        rules: dict[int, list[FailureRule]] = {}
+        for r in self.all("load_failure_rules", workflow_id=workflow_id):
+            rules.setdefault(r["handler_id"], []).append(FailureRule(
+                exit_codes=tuple(r["exit_codes"]), match_all_exit_codes=r["match_all_exit_codes"],
+                recovery_script=r["recovery_script"], max_retries=r["max_retries"]))
+        return {k: tuple(v) for k, v in rules.items()}
+
+    def status_counts(self, workflow_id: int) -> dict[str, int]:
+        counts = {s.value: 0 for s in JobStatus}
+        for r in self.all("status_counts", workflow_id=workflow_id):
+            counts[r["status"]] = r["n"]
+        return counts
+
+    def cancel_workflow(self, workflow_id: int) -> int:
+        self.workflow(workflow_id)
+        with self.conn.transaction():
+            row = self.one("cancel_workflow", workflow_id=workflow_id)
+            self.notify_ready(workflow_id)  # idle workers wake, see the cancel and leave
+        return row["canceled"]
+
+    def delete_workflow(self, workflow_id: int) -> None:
+        if self.one("delete_workflow", workflow_id=workflow_id) is None:
+            raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
+
+    def reset_status(self, workflow_id: int, *, failed_only: bool) -> dict:
+        self.workflow(workflow_id)
+        with self.conn.transaction():
+            running = self.one("count_running", workflow_id=workflow_id)["n"]
+            if running and not failed_only:
+                raise DatabaseError(
+                    f"workflow {workflow_id} has {running} running job(s); wait for them or "
+                    f"`torc workflows cancel {workflow_id}` before a full reset")
+            if failed_only:
+                statuses = ["failed", "canceled", "terminated", "pending_failed"]
+            else:
+                statuses = [s.value for s in JobStatus if s not in (JobStatus.RUNNING, JobStatus.DISABLED)]
+            row = self.one("reset_jobs", workflow_id=workflow_id, statuses=statuses)
+            self.event(workflow_id, "workflow_reset", run_id=row["run_id"],
+                       detail={"failed_only": failed_only, "jobs_reset": row["reset"]})
+            self.notify_ready(workflow_id)
+        return row
+
+    def notify_ready(self, workflow_id: int) -> None:
+        self.conn.execute(q("notify_ready"), {"workflow_id": workflow_id})
+
+    # ---- workers ---------------------------------------------------------------------------
+
+    def register_worker(self, workflow_id: int, *, hostname: str, pid: int, num_cpus: int, num_gpus: int,
+                        memory_bytes: int, slurm_job_id: str | None = None,
+                        end_time: datetime | None = None) -> int:
+        with self.conn.transaction():
+            wid = self.one("register_worker", workflow_id=workflow_id, hostname=hostname, pid=pid,
+                           slurm_job_id=slurm_job_id, num_cpus=num_cpus, num_gpus=num_gpus,
+                           memory_bytes=memory_bytes, end_time=end_time)["id"]
+            self.event(workflow_id, "worker_started", worker_id=wid,
+                       detail={"hostname": hostname, "pid": pid, "slurm_job_id": slurm_job_id})
+        return wid
+
+    def heartbeat(self, worker_id: int) -> dict:
+        return self.one("heartbeat", worker_id=worker_id) or {"workflow_canceled": True, "declared_lost": True}
+
+    def stop_worker(self, workflow_id: int, worker_id: int, reason: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(q("stop_worker"), {"worker_id": worker_id, "reason": reason})
+            self.event(workflow_id, "worker_stopped", worker_id=worker_id, detail={"reason": reason})
+
+    # ---- claims and completions ------------------------------------------------------------
+
+    def claim(self, workflow_id: int, worker_id: int, *, cpus: int, gpus: int, memory: int, limit: int,
+              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None) -> list[dict]:
+        if limit <= 0:
+            return []
+        return self.all("claim_jobs", workflow_id=workflow_id, worker_id=worker_id, cpus=cpus, gpus=gpus,
+                        memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
+                        scheduler=scheduler)
+
+    @_retry_conflicts
+    def finish(self, workflow_id: int, steps: list[tuple[str, dict]]) -> dict:
+        """Apply several finish_* steps in one transaction (a worker batches its completions).
+
+        Each step is (query name, params). Returns totals of rows finished and jobs made ready.
+        """
+        totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": []}
+        with self.conn.transaction():
+            for name, params in steps:
+                row = self.one(name, **params)
+                if row.get("finished", row.get("recorded", 1)) == 0:
+                    totals["stale"].append(params["job_id"])
+                totals["finished"] += row.get("finished", 0)
+                totals["newly_ready"] += row.get("newly_ready", 0) or 0
+                totals["canceled"] += row.get("canceled", 0) or 0
+            if totals["newly_ready"]:
+                self.notify_ready(workflow_id)
+        return totals
+
+
+def finish_step(kind: str, attempt: Attempt, *, status: JobStatus | None = None,
+                attempt_status: JobStatus | None = None, from_status: JobStatus = JobStatus.RUNNING,
+                record_result: bool = True, event_kind: str | None = None, detail: dict | None = None
+                ) -> tuple[str, dict]:
+    """Build one step for Database.finish. kind: completed | failed | retry | pending_failed | recovering."""
+    p = attempt.params()
+    if kind == "completed":
+        return "finish_completed", p
+    p.update(attempt_status=(attempt_status or status or JobStatus.FAILED).value,
+             record_result=record_result, from_status=from_status.value,
+             detail=Jsonb(detail or {}))
+    if kind == "failed":
+        status = status or JobStatus.FAILED
+        p.update(status=status.value, event_kind=event_kind or status.value)
+        return "finish_failed", p
+    if kind == "retry":
+        return "finish_retry", p
+    if kind == "pending_failed":
+        return "finish_pending_failed", p
+    if kind == "recovering":
+        return "record_attempt_result", p
+    raise ValueError(f"unknown finish kind {kind!r}")
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, default=str)

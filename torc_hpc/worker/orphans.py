@@ -1,0 +1,143 @@
+"""Reconcile a workflow after a worker died: declare it lost, then finish its jobs as terminated.
+
+Called by every command that touches a workflow (and by the watcher). Idempotent and crash-safe:
+a lost worker is marked stopped first; its running jobs are then found by that mark alone, so a
+reconciler that dies half-way leaves work the next one picks up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from torc_hpc.core.liveness import worker_lost_reason
+from torc_hpc.core.states import ExitCode
+from torc_hpc.db.connection import redact
+from torc_hpc.db.repo import Attempt, Database
+from torc_hpc.worker.outcomes import after_recovery, plan_outcome
+
+log = logging.getLogger("torc.reconcile")
+
+DEFAULT_STALE_AFTER_S = float(os.environ.get("TORC_HEARTBEAT_TIMEOUT", "120"))
+
+
+def _process_alive(pid: int, registered_at: datetime) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        # A pid reused by a later process is not our worker.
+        return proc.create_time() <= registered_at.timestamp() + 60
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def _kill_leftover_processes(worker_id: int) -> None:
+    """Jobs run in their own process groups and outlive a kill -9'd worker on this host: stop them."""
+    wanted = str(worker_id)
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("TORC_WORKER_ID") == wanted:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except (psutil.Error, ProcessLookupError, PermissionError, OSError):
+            continue
+
+
+def find_lost_workers(db: Database, workflow_id: int, stale_after_s: float) -> list[tuple[dict, str]]:
+    host = socket.gethostname()
+    lost = []
+    for w in db.all("live_workers", workflow_id=workflow_id):
+        same_host = w["hostname"] == host
+        alive = _process_alive(w["pid"], w["started_at"]) if same_host else None
+        reason = worker_lost_reason(last_heartbeat=w["last_heartbeat"], now=w["db_now"],
+                                    stale_after_s=stale_after_s, same_host=same_host, process_alive=alive)
+        if reason:
+            lost.append((w, reason))
+    return lost
+
+
+def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
+              exit_codes: dict[str, int] | None = None) -> dict:
+    """Declare dead workers lost and pass their running jobs through the failure handlers.
+
+    exit_codes maps a Slurm job id to the return code its allocation's end implies (from sacct);
+    jobs of other lost workers get ExitCode.WORKER_LOST.
+    """
+    report = {"lost_workers": 0, "orphaned_jobs": 0}
+    host = socket.gethostname()
+    for w, reason in find_lost_workers(db, workflow_id, stale_after_s):
+        with db.conn.transaction():
+            if db.one("mark_worker_lost", worker_id=w["id"], reason="lost") is None:
+                continue  # another reconciler won
+            db.event(workflow_id, "worker_lost", worker_id=w["id"],
+                     detail={"reason": reason, "hostname": w["hostname"], "pid": w["pid"],
+                             "slurm_job_id": w["slurm_job_id"]})
+        report["lost_workers"] += 1
+        if w["hostname"] == host:
+            _kill_leftover_processes(w["id"])
+    report["orphaned_jobs"] = finish_orphans(db, workflow_id, exit_codes or {})
+    return report
+
+
+def finish_orphans(db: Database, workflow_id: int, exit_codes: dict[str, int]) -> int:
+    wf = db.workflow(workflow_id)
+    rules = None
+    recoveries = []
+    count = 0
+    with db.conn.transaction():
+        jobs = db.all("orphaned_jobs", workflow_id=workflow_id)
+        if not jobs:
+            return 0
+        rules = db.failure_rules(workflow_id)
+        steps = []
+        for j in jobs:
+            recorded = j["recorded_return_code"]
+            rc = recorded if recorded is not None else exit_codes.get(j["slurm_job_id"] or "", ExitCode.WORKER_LOST)
+            attempt = Attempt(j["id"], j["run_id"], j["attempt_id"], j["worker_id"], return_code=rc,
+                              started_at=j["started_at"], completed_at=datetime.now(timezone.utc))
+            hid = j["failure_handler_id"]
+            plan = plan_outcome(attempt, killed=True,
+                                handler_rules=rules.get(hid, ()) if hid is not None else None,
+                                use_pending_failed=wf["use_pending_failed"],
+                                apply_handlers=wf["canceled_at"] is None,
+                                record_result=recorded is None)
+            steps += plan.steps
+            if plan.recovery_script:
+                recoveries.append((j, attempt, plan.recovery_script))
+            count += 1
+        for name, params in steps:
+            db.one(name, **params)
+        db.event(workflow_id, "orphans_reconciled", detail={"jobs": [j["id"] for j in jobs]})
+    # Recovery scripts run outside the transaction; until they finish the jobs stay 'running' under a
+    # stopped worker, so a crash here is repaired by the next reconcile.
+    for j, attempt, script in recoveries:
+        rc = run_recovery_here(wf, j, attempt, script, redact(db.url))
+        db.finish(workflow_id, after_recovery(attempt, rc, script).steps)
+    if count:
+        db.notify_ready(workflow_id)
+    return count
+
+
+def run_recovery_here(wf: dict, job: dict, attempt: Attempt, script: str, api_url: str = "") -> int:
+    """Run a recovery script on this host (for jobs whose own worker is gone)."""
+    workdir = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
+    out_dir = Path(workdir or ".") / wf["output_dir"] / "job_stdio"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"recovery_wf{wf['id']}_j{job['id']}_r{attempt.run_id}_a{attempt.attempt_id}"
+    env = dict(os.environ, TORC_WORKFLOW_ID=str(wf["id"]), TORC_JOB_ID=str(job["id"]),
+               TORC_JOB_NAME=job["name"], TORC_ATTEMPT_ID=str(attempt.attempt_id),
+               TORC_RUN_ID=str(attempt.run_id), TORC_RETURN_CODE=str(attempt.return_code),
+               TORC_OUTPUT_DIR=str(out_dir.parent.resolve()), TORC_API_URL=api_url)
+    with open(out_dir / f"{stem}.o", "w") as out, open(out_dir / f"{stem}.e", "w") as err:
+        try:
+            return subprocess.run(["bash", "-c", script], cwd=workdir, env=env, stdout=out, stderr=err,
+                                  stdin=subprocess.DEVNULL, timeout=3600).returncode
+        except subprocess.TimeoutExpired:
+            return 124
