@@ -348,7 +348,8 @@ SELECT (SELECT count(*) FROM wf) AS found, (SELECT count(*) FROM upd) AS cancele
 SELECT count(*) AS n FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running';
 
 -- name: reset_jobs
--- Reset jobs whose status is in %(statuses)s (and recount every blocked job): new run id, attempt 1,
+-- Reset jobs whose status is in %(statuses)s (and recount every blocked or ready job, since a parent may
+-- be reset under it): new run id, attempt 1,
 -- ready when no unfinished parent remains, blocked otherwise. A parent counts as finished when completed
 -- or disabled and not itself being reset.
 WITH wf AS (
@@ -364,13 +365,13 @@ WITH wf AS (
     FROM jobs j
     LEFT JOIN job_dependencies d ON d.child_id = j.id
     LEFT JOIN jobs p ON p.id = d.parent_id
-    WHERE j.workflow_id = %(workflow_id)s AND (j.id IN (SELECT id FROM targets) OR j.status = 'blocked')
+    WHERE j.workflow_id = %(workflow_id)s AND (j.id IN (SELECT id FROM targets) OR j.status IN ('blocked', 'ready'))
     GROUP BY j.id
 ), upd AS (
     UPDATE jobs j
     SET unfinished_parents = r.n,
         status = CASE WHEN r.n = 0 THEN 'ready'::job_status ELSE 'blocked'::job_status END,
-        ready_at = CASE WHEN r.n = 0 THEN now() ELSE NULL END,
+        ready_at = CASE WHEN r.n > 0 THEN NULL WHEN j.status = 'ready' AND t.id IS NULL THEN j.ready_at ELSE now() END,
         attempt_id = CASE WHEN t.id IS NOT NULL THEN 1 ELSE j.attempt_id END,
         return_code = CASE WHEN t.id IS NOT NULL THEN NULL ELSE j.return_code END
     FROM recount r LEFT JOIN targets t ON t.id = r.id

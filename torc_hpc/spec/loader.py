@@ -90,8 +90,14 @@ def load_spec_text(text: str, path: str = "<spec>", base_dir: Path | None = None
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as e:
         problems = []
-        for err in e.errors():
+        errors = e.errors()
+        for err in errors:
             loc = tuple(err["loc"])
+            # For `str | Model` fields pydantic reports both branches; when the Model branch has its own
+            # errors, the "should be a string" one only confuses.
+            if loc and loc[-1] == "str" and any(
+                    len(o["loc"]) > len(loc) and tuple(o["loc"][:len(loc) - 1]) == loc[:-1] for o in errors):
+                continue
             # pydantic appends the union member it tried ('str', 'ResourceRequirementsSpec'); drop it.
             loc = tuple(p for p in loc if not (isinstance(p, str) and p[:1].isupper())
                         and p not in ("str", "int", "float", "list[any]"))

@@ -1,0 +1,307 @@
+"""torc: create, run, inspect and repair workflows. Every listing takes --format json for scripts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from torc_hpc import workflows as ops
+from torc_hpc.cli.output import Format, console, emit_json, emit_rows, err_console
+from torc_hpc.core.states import JobStatus
+from torc_hpc.db import Database
+from torc_hpc.db import migrate as migrations
+from torc_hpc.db.connection import redact, resolve_url
+from torc_hpc.errors import SpecError, TorcError
+
+app = typer.Typer(
+    help="torc-hpc: run workflows of shell jobs with dependencies and failure handlers, locally or on Slurm.\n\n"
+         "Quick start:  torc run examples/yaml/diamond.yaml\n\n"
+         "The database is TORC_DATABASE_URL (or --database-url); without one, torc starts an embedded "
+         "PostgreSQL in your data directory and keeps it for the next command.",
+    no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_enable=False)
+workflows_app = typer.Typer(help="Create, list, cancel, delete and reset workflows.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List jobs; decide on pending_failed jobs.", no_args_is_help=True)
+results_app = typer.Typer(help="One row per attempt (return code, times, peak memory).", no_args_is_help=True)
+events_app = typer.Typer(help="The audit log: every transition, with who and why.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: apply migrations, show the URL in use.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(results_app, name="results")
+app.add_typer(events_app, name="events")
+app.add_typer(db_app, name="db")
+
+FormatOpt = typer.Option(Format.table, "--format", "-f", help="table for people, json for scripts")
+
+
+class _State:
+    url: str | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _root(database_url: Optional[str] = typer.Option(
+        None, "--database-url", envvar="TORC_DATABASE_URL",
+        help="PostgreSQL URL; default: the embedded server in your data directory"),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="log what the worker does")):
+    state.url = database_url
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _db() -> Database:
+    return Database(state.url)
+
+
+# ---- run -------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(target: str = typer.Argument(..., help="a spec file (YAML/JSON) to create and run, or a workflow id"),
+        max_parallel_jobs: Optional[int] = typer.Option(
+            None, "--max-parallel-jobs", "-j", min=1,
+            help="run at most N jobs at once, ignoring CPU and memory requests"),
+        output_dir: str = typer.Option("torc_output", "--output-dir", "-o",
+                                       help="where job_stdio logs go (for a new workflow)"),
+        fmt: Format = FormatOpt):
+    """Run a workflow on this machine until nothing more can run; exit 0 only if every job completed.
+
+    Jobs run with `bash -c` in the directory the workflow was created from, with TORC_* variables set;
+    logs go to OUTPUT_DIR/job_stdio/job_wf{W}_j{J}_r{R}_a{A}.o/.e. Ctrl-C stops running jobs and
+    records them as terminated.
+    """
+    with _db() as db:
+        if target.isdigit():
+            wf_id = int(target)
+            ops.touch(db, wf_id)
+        else:
+            wf_id = ops.create_from_file(db, target, output_dir=output_dir)
+            if fmt is Format.table:
+                console.print(f"created workflow [bold]{wf_id}[/bold] from {target}")
+        url = db.url
+    from torc_hpc.worker.local import run_local
+
+    live = _progress(url, wf_id) if fmt is Format.table and console.is_terminal else None
+    try:
+        if live:
+            with live.live:
+                summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, on_tick=live.tick)
+        else:
+            summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs)
+    except KeyboardInterrupt:
+        summary = None
+    with _db() as db:
+        s = ops.summary(db, wf_id)
+    if summary is not None:
+        s["stop_reason"] = summary.stop_reason
+        s["unrunnable"] = [r["name"] for r in summary.unrunnable]
+    if fmt is Format.json:
+        emit_json(s)
+    else:
+        _print_summary(s)
+    raise typer.Exit(0 if s["all_completed"] else 1)
+
+
+class _progress:
+    """A live line of counts by status, refreshed from the database twice a second."""
+
+    def __init__(self, url: str, wf_id: int):
+        self.wf_id = wf_id
+        self.start = time.monotonic()
+        self.live = Live(Text("starting…"), console=console, refresh_per_second=4, transient=True)
+
+    def tick(self, worker) -> None:
+        counts = worker.db.status_counts(self.wf_id)
+        total = sum(counts.values()) or 1
+        done = sum(counts[k] for k in ("completed", "failed", "terminated", "canceled", "disabled"))
+        parts = [f"{k} {v}" for k, v in counts.items() if v]
+        self.live.update(Text(f"workflow {self.wf_id}: {done}/{total} finished "
+                              f"({100 * done / total:.0f}%) · {' · '.join(parts)} · "
+                              f"{time.monotonic() - self.start:.0f}s"))
+
+
+def _print_summary(s: dict) -> None:
+    ok = s["all_completed"]
+    style = "green" if ok else "yellow"
+    counts = ", ".join(f"{k}: {v}" for k, v in s["counts"].items())
+    console.print(f"[{style}]workflow {s['workflow_id']} ({s['name']}), run {s['run_id']}: {counts}[/{style}]")
+    console.print(f"retries: {s['retries']} · logs: {s['logs']}")
+    if s.get("unrunnable"):
+        console.print(f"[red]ready jobs too large for this machine:[/red] {', '.join(s['unrunnable'])}")
+    if s.get("stop_reason") == "interrupted":
+        console.print("[yellow]interrupted: running jobs were stopped and recorded as terminated[/yellow]")
+    for tip in ops.next_steps(s):
+        console.print(f"next: {tip}")
+
+
+# ---- workflows ------------------------------------------------------------------------------
+
+
+@workflows_app.command("create")
+def workflows_create(spec: Path = typer.Argument(..., help="workflow spec, YAML or JSON"),
+                     output_dir: str = typer.Option("torc_output", "--output-dir", "-o"),
+                     fmt: Format = FormatOpt):
+    """Validate a spec and store the workflow (nothing is written if the spec has any error)."""
+    with _db() as db:
+        wf_id = ops.create_from_file(db, spec, output_dir=output_dir)
+        n = sum(db.status_counts(wf_id).values())
+    if fmt is Format.json:
+        emit_json({"id": wf_id})
+    else:
+        console.print(f"created workflow [bold]{wf_id}[/bold] with {n} jobs · run it: torc run {wf_id}")
+
+
+@workflows_app.command("list")
+def workflows_list(fmt: Format = FormatOpt):
+    """All workflows with job counts by status."""
+    with _db() as db:
+        rows = db.all("list_workflows")
+    emit_rows(rows, ["id", "name", "run_id", "total", "completed", "running", "ready", "blocked", "failed",
+                     "terminated", "canceled_jobs", "pending_failed", "canceled", "created_at"], fmt,
+              empty="no workflows yet: torc workflows create SPEC")
+
+
+@workflows_app.command("status")
+def workflows_status(workflow_id: int, fmt: Format = FormatOpt):
+    """Counts by status, retries and where the logs are."""
+    with _db() as db:
+        ops.touch(db, workflow_id)
+        s = ops.summary(db, workflow_id)
+    if fmt is Format.json:
+        emit_json(s)
+    else:
+        _print_summary(s)
+
+
+@workflows_app.command("cancel")
+def workflows_cancel(workflow_id: int, fmt: Format = FormatOpt):
+    """Cancel every job that has not started; workers stop running ones (recorded as terminated, 143)."""
+    with _db() as db:
+        n = db.cancel_workflow(workflow_id)
+    if fmt is Format.json:
+        emit_json({"id": workflow_id, "canceled_jobs": n})
+    else:
+        console.print(f"workflow {workflow_id} canceled: {n} job(s) canceled; running jobs are being stopped")
+
+
+@workflows_app.command("delete")
+def workflows_delete(workflow_id: int, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")):
+    """Delete a workflow with its jobs, results and events (log files stay on disk)."""
+    if not yes and not typer.confirm(f"delete workflow {workflow_id} and all its records?"):
+        raise typer.Exit(1)
+    with _db() as db:
+        db.delete_workflow(workflow_id)
+    console.print(f"workflow {workflow_id} deleted")
+
+
+@workflows_app.command("reset-status")
+def workflows_reset_status(workflow_id: int,
+                           failed_only: bool = typer.Option(
+                               False, "--failed-only",
+                               help="reset only failed, canceled, terminated and pending_failed jobs"),
+                           fmt: Format = FormatOpt):
+    """Start a new run: reset jobs (all, or only the failed ones) so `torc run WF` carries on.
+
+    The run id increments and attempt ids start again at 1; completed jobs keep their results.
+    """
+    with _db() as db:
+        ops.touch(db, workflow_id)
+        row = db.reset_status(workflow_id, failed_only=failed_only)
+    if fmt is Format.json:
+        emit_json({"id": workflow_id, "run_id": row["run_id"], "reset": row["reset"]})
+    else:
+        console.print(f"workflow {workflow_id}: {row['reset']} job(s) reset, now run {row['run_id']} · "
+                      f"continue with: torc run {workflow_id}")
+
+
+# ---- jobs, results, events ------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(workflow_id: int,
+              status: Optional[JobStatus] = typer.Option(None, "--status", "-s", help="only jobs in this state"),
+              fmt: Format = FormatOpt):
+    """Jobs with status, attempt and last return code."""
+    with _db() as db:
+        ops.touch(db, workflow_id)
+        rows = db.all("list_jobs", workflow_id=workflow_id, status=status.value if status else None)
+    emit_rows(rows, ["id", "name", "status", "attempt_id", "return_code", "num_cpus", "memory_bytes",
+                     "runtime_s", "worker_id"], fmt)
+
+
+@jobs_app.command("retry")
+def jobs_retry(workflow_id: int, job_id: int):
+    """Classify a pending_failed job as transient: it becomes ready with attempt + 1."""
+    with _db() as db:
+        ops.decide_pending(db, workflow_id, job_id, retry=True)
+    console.print(f"job {job_id} is ready again · run it: torc run {workflow_id}")
+
+
+@jobs_app.command("fail")
+def jobs_fail(workflow_id: int, job_id: int):
+    """Classify a pending_failed job as permanent: it fails and its dependents are canceled."""
+    with _db() as db:
+        ops.decide_pending(db, workflow_id, job_id, retry=False)
+    console.print(f"job {job_id} failed; its dependents were canceled")
+
+
+@results_app.command("list")
+def results_list(workflow_id: int, fmt: Format = FormatOpt):
+    """Every attempt: run, attempt, status, return code, duration, peak memory, CPU time."""
+    with _db() as db:
+        ops.touch(db, workflow_id)
+        rows = db.all("list_results", workflow_id=workflow_id)
+    emit_rows(rows, ["id", "job_id", "job_name", "run_id", "attempt_id", "status", "return_code",
+                     "exec_time_s", "peak_memory_bytes", "cpu_time_s", "completed_at"], fmt)
+
+
+@events_app.command("list")
+def events_list(workflow_id: int, after: int = typer.Option(0, help="only events with a larger id"),
+                limit: int = typer.Option(1000, help="at most this many"), fmt: Format = FormatOpt):
+    """The audit log, oldest first."""
+    with _db() as db:
+        db.workflow(workflow_id)
+        rows = db.all("list_events", workflow_id=workflow_id, after_id=after, limit=limit)
+    emit_rows(rows, ["id", "ts", "job_id", "job_name", "kind", "from_status", "to_status", "attempt_id",
+                     "run_id", "worker_id", "detail"], fmt)
+
+
+# ---- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate():
+    """Apply pending schema migrations (torc also does this on first use)."""
+    with Database(state.url, migrate=False) as db:
+        applied = migrations.migrate(db.conn)
+        version = migrations.current_version(db.conn)
+    console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+    console.print(f"schema version {version}")
+
+
+@db_app.command("url")
+def db_url():
+    """Print the database URL in use (password removed); starts the embedded server if needed."""
+    print(redact(resolve_url(state.url)))
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecError as e:
+        err_console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        sys.exit(e.exit_code)
+    except TorcError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()
