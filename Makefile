@@ -1,0 +1,35 @@
+# `make demo` runs the simulation example on the embedded PostgreSQL; `make test` runs every test.
+# Both create .venv and install what they need on a fresh clone.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast slurm-up bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/torc run examples/yaml/failure_handler_simulation.yaml
+
+# Brings up a one-node Slurm cluster where it can (root + apt); Slurm tests skip elsewhere.
+slurm-up:
+	@bash tests/slurm/cluster-up.sh || echo "slurm-up: no Slurm cluster here; Slurm tests will skip"
+
+test: setup slurm-up
+	$(BIN)/pytest -ra
+
+test-fast: setup
+	$(BIN)/pytest -ra -m "not slurm"
+
+bench: setup
+	$(BIN)/python -m bench all
+
+clean:
+	rm -rf $(VENV) torc_output .pytest_cache

