@@ -9,7 +9,7 @@ from torc_hpc.core.states import JobStatus
 from torc_hpc.db.repo import Database, finish_step, Attempt
 from torc_hpc.errors import NotFound, TorcError
 from torc_hpc.spec import expand_workflow, load_spec
-from torc_hpc.worker.orphans import reconcile
+from torc_hpc.reconcile import reconcile
 
 
 def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output") -> int:
@@ -20,10 +20,15 @@ def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_
                               output_dir=output_dir)
 
 
-def touch(db: Database, workflow_id: int) -> dict:
-    """What every command that touches a workflow does first: check it exists, repair after dead workers."""
+def touch(db: Database, workflow_id: int, client=None) -> dict:
+    """What every command that touches a workflow does first: check it exists, repair after dead workers
+    (asking Slurm about its allocations when Slurm is here)."""
     wf = db.workflow(workflow_id)
-    reconcile(db, workflow_id)
+    if client is None:
+        from torc_hpc.slurm.client import default_client
+
+        client = default_client()
+    reconcile(db, workflow_id, client=client)
     return wf
 
 

@@ -12,6 +12,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from torc_hpc.core.failure import FailureRule
 from torc_hpc.core.states import JobStatus
+from torc_hpc.core.units import parse_duration
 from torc_hpc.db import migrate as migrations
 from torc_hpc.db.connection import connect, resolve_url
 from torc_hpc.db.queries import q
@@ -70,6 +71,10 @@ class Database:
     def one(self, query: str, /, **params) -> dict | None:
         return self.conn.execute(q(query), params).fetchone()
 
+    def run(self, query: str, /, **params) -> int:
+        """Execute a named statement that returns no rows; returns the affected row count."""
+        return self.conn.execute(q(query), params).rowcount
+
     def all(self, query: str, /, **params) -> list[dict]:
         return self.conn.execute(q(query), params).fetchall()
 
@@ -95,6 +100,12 @@ class Database:
                         "handler_id": hid, "position": pos, "exit_codes": rule.exit_codes,
                         "match_all_exit_codes": rule.match_all_exit_codes,
                         "recovery_script": rule.recovery_script, "max_retries": rule.max_retries})
+            for sch in spec.slurm_schedulers:
+                self.conn.execute(q("insert_slurm_scheduler"), {
+                    "workflow_id": wf_id, "name": sch.name, "account": sch.account, "partition": sch.partition,
+                    "walltime_s": parse_duration(sch.walltime), "nodes": sch.nodes,
+                    "cpus_per_node": sch.cpus_per_node, "mem": sch.mem, "qos": sch.qos, "gres": sch.gres,
+                    "extra": sch.extra})
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
             first = self.one("reserve_job_ids", count=len(jobs))["first_id"]
             in_degree = expanded.in_degree
@@ -195,10 +206,13 @@ class Database:
     def heartbeat(self, worker_id: int) -> dict:
         return self.one("heartbeat", worker_id=worker_id) or {"workflow_canceled": True, "declared_lost": True}
 
-    def stop_worker(self, workflow_id: int, worker_id: int, reason: str) -> None:
+    def stop_worker(self, workflow_id: int, worker_id: int, reason: str, unrunnable: list[str] | None = None) -> None:
+        detail = {"reason": reason}
+        if unrunnable:
+            detail["ready_jobs_too_large_for_this_worker"] = unrunnable
         with self.conn.transaction():
             self.conn.execute(q("stop_worker"), {"worker_id": worker_id, "reason": reason})
-            self.event(workflow_id, "worker_stopped", worker_id=worker_id, detail={"reason": reason})
+            self.event(workflow_id, "worker_stopped", worker_id=worker_id, detail=detail)
 
     # ---- claims and completions ------------------------------------------------------------
 

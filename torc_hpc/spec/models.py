@@ -64,6 +64,7 @@ class SlurmSchedulerSpec(_Strict):
     partition: str | None = None
     walltime: str = "01:00:00"
     nodes: int = Field(default=1, ge=1)
+    cpus_per_node: int | None = Field(default=None, ge=1)
     mem: str | None = None
     qos: str | None = None
     gres: str | None = None

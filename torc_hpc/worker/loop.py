@@ -42,6 +42,7 @@ class WorkerConfig:
     kill_grace_s: float = 10                 # SIGTERM → SIGKILL
     slurm_job_id: str | None = None
     scheduler: str | None = None
+    sigterm_reason: Callable[[], str] | None = None  # Slurm: tell walltime from scancel
     on_tick: Callable[["Worker"], None] | None = None
 
 
@@ -114,7 +115,8 @@ class Worker:
             if self.children:
                 self._stop_children("interrupted")
             try:
-                self.db.stop_worker(cfg.workflow_id, self.worker_id, reason)
+                self.db.stop_worker(cfg.workflow_id, self.worker_id, reason,
+                                    unrunnable=[r["name"] for r in self.summary.unrunnable][:20])
             finally:
                 restore()
                 self.listen.close()
@@ -191,7 +193,7 @@ class Worker:
 
     def _nothing_left(self) -> bool:
         """For `torc run`: true when no job is running anywhere and none is ready for us."""
-        from torc_hpc.worker.orphans import reconcile
+        from torc_hpc.reconcile import reconcile
 
         reconcile(self.db, self.cfg.workflow_id)
         counts = self.db.status_counts(self.cfg.workflow_id)
@@ -288,17 +290,18 @@ class Worker:
                 batch.append(_Ended(job, child.extra["attempt"], ex=ex, script=child.extra["script"]))
                 continue
             rc = ex.return_code
-            if child.kill_reason == "walltime":
+            # Slurm signals the job's processes itself; a child killed while we are stopping was stopped by us.
+            reason = child.kill_reason or (self._stop_request if ex.signaled else None)
+            if reason == "walltime":
                 rc = ExitCode.WALLTIME
-            elif child.kill_reason in ("interrupted", "canceled") and ex.signaled:
+            elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
                 rc = ExitCode.CANCELED
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
                               started_at=job["started_at"],
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
                               cpu_time_s=ex.cpu_time_s)
-            batch.append(_Ended(job, attempt, killed=ex.signaled or child.kill_reason is not None,
-                                kill_reason=child.kill_reason))
+            batch.append(_Ended(job, attempt, killed=ex.signaled or reason is not None, kill_reason=reason))
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:
@@ -378,7 +381,10 @@ class Worker:
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def handler(signum, _frame):
-            self.request_stop("interrupted")
+            if signum == signal.SIGTERM and self.cfg.sigterm_reason:
+                self.request_stop(self.cfg.sigterm_reason())
+            else:
+                self.request_stop("interrupted")
 
         for s in previous:
             signal.signal(s, handler)

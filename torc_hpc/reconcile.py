@@ -18,9 +18,11 @@ from pathlib import Path
 import psutil
 
 from torc_hpc.core.liveness import worker_lost_reason
+from torc_hpc.core.slurm_states import AllocationState, end_return_code
 from torc_hpc.core.states import ExitCode
 from torc_hpc.db.connection import redact
 from torc_hpc.db.repo import Attempt, Database
+from torc_hpc.slurm.allocations import refresh as refresh_allocations
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
 
 log = logging.getLogger("torc.reconcile")
@@ -50,10 +52,16 @@ def _kill_leftover_processes(worker_id: int) -> None:
             continue
 
 
-def find_lost_workers(db: Database, workflow_id: int, stale_after_s: float) -> list[tuple[dict, str]]:
+def find_lost_workers(db: Database, workflow_id: int, stale_after_s: float,
+                      slurm_ended: dict[str, str] | None = None) -> list[tuple[dict, str]]:
+    """Workers that are gone: their allocation ended (Slurm says so), their process is gone (same host),
+    or their heartbeat is stale."""
     host = socket.gethostname()
     lost = []
     for w in db.all("live_workers", workflow_id=workflow_id):
+        if slurm_ended and w["slurm_job_id"] in slurm_ended:
+            lost.append((w, f"allocation {w['slurm_job_id']} ended: {slurm_ended[w['slurm_job_id']]}"))
+            continue
         same_host = w["hostname"] == host
         alive = _process_alive(w["pid"], w["started_at"]) if same_host else None
         reason = worker_lost_reason(last_heartbeat=w["last_heartbeat"], now=w["db_now"],
@@ -64,15 +72,26 @@ def find_lost_workers(db: Database, workflow_id: int, stale_after_s: float) -> l
 
 
 def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-              exit_codes: dict[str, int] | None = None) -> dict:
+              client=None) -> dict:
     """Declare dead workers lost and pass their running jobs through the failure handlers.
 
-    exit_codes maps a Slurm job id to the return code its allocation's end implies (from sacct);
-    jobs of other lost workers get ExitCode.WORKER_LOST.
+    With a Slurm client: one squeue and at most one sacct call refresh every active allocation of the
+    workflow and every allocation a live worker runs in; jobs left running by an allocation that ended
+    get the return code its end implies (TIMEOUT 152, CANCELLED 143, out of memory 137, ...). Jobs of
+    other lost workers get ExitCode.WORKER_LOST.
     """
     report = {"lost_workers": 0, "orphaned_jobs": 0}
     host = socket.gethostname()
-    for w, reason in find_lost_workers(db, workflow_id, stale_after_s):
+    slurm_ended: dict[str, str] = {}
+    exit_codes: dict[str, int] = {}
+    if client is not None:
+        worker_ids = {w["slurm_job_id"] for w in db.all("live_workers", workflow_id=workflow_id)}
+        for job_id, info in refresh_allocations(db, workflow_id, client, extra_ids=worker_ids).items():
+            if info["state"] is AllocationState.ENDED:
+                slurm_ended[job_id] = info["sacct_state"] or "ended"
+                exit_codes[job_id] = end_return_code(info["sacct_state"] or "", info["exit_code"] or "0:0")
+    # Workers already declared lost whose allocation has since reported its end: use that end's code.
+    for w, reason in find_lost_workers(db, workflow_id, stale_after_s, slurm_ended):
         with db.conn.transaction():
             if db.one("mark_worker_lost", worker_id=w["id"], reason="lost") is None:
                 continue  # another reconciler won
@@ -80,9 +99,9 @@ def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_
                      detail={"reason": reason, "hostname": w["hostname"], "pid": w["pid"],
                              "slurm_job_id": w["slurm_job_id"]})
         report["lost_workers"] += 1
-        if w["hostname"] == host:
+        if w["hostname"] == host and not w["slurm_job_id"]:
             _kill_leftover_processes(w["id"])
-    report["orphaned_jobs"] = finish_orphans(db, workflow_id, exit_codes or {})
+    report["orphaned_jobs"] = finish_orphans(db, workflow_id, exit_codes)
     return report
 
 

@@ -1,0 +1,214 @@
+"""Allocations: plan their shape, render and submit the sbatch script, and keep their state in PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from psycopg.conninfo import conninfo_to_dict
+
+from torc_hpc.core.allocation import Shape, Waiting, derive_shape, fits
+from torc_hpc.core.slurm_states import AllocationState, allocation_state
+from torc_hpc.core.units import format_duration, parse_duration, parse_memory
+from torc_hpc.db.repo import Database
+from torc_hpc.errors import SlurmError, TorcError
+from torc_hpc.slurm import script as scripts
+from torc_hpc.slurm.client import SlurmClient
+
+log = logging.getLogger("torc.slurm")
+
+
+@dataclass
+class SubmitOptions:
+    """What the user said on the command line; None means "from the spec, or derived"."""
+
+    account: str | None = None
+    partition: str | None = None
+    walltime: str | None = None
+    nodes: int | None = None
+    mem: str | None = None
+    qos: str | None = None
+    gres: str | None = None
+    extra: str | None = None
+    template: Path | None = None
+    idle_timeout_s: int = 60
+    walltime_buffer_s: int = 60
+    max_parallel_jobs: int | None = None
+
+
+@dataclass
+class AllocationRequest:
+    scheduler: str | None
+    account: str | None
+    partition: str | None
+    shape: Shape
+    qos: str | None = None
+    gres: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path) -> list[str]:
+        s = self.shape
+        args = [f"--job-name=torc_wf{workflow_id}", f"--nodes={s.nodes}", "--ntasks-per-node=1",
+                f"--cpus-per-task={s.cpus_per_node}", f"--mem={s.mem_mb_per_node}M",
+                f"--time={format_duration(s.walltime_s)}",
+                f"--output={log_dir}/torc_wf{workflow_id}_a{allocation_id}_%j.o",
+                f"--error={log_dir}/torc_wf{workflow_id}_a{allocation_id}_%j.e"]
+        if self.account:
+            args.append(f"--account={self.account}")
+        if self.partition:
+            args.append(f"--partition={self.partition}")
+        if self.qos:
+            args.append(f"--qos={self.qos}")
+        if self.gres:
+            args.append(f"--gres={self.gres}")
+        elif s.gpus_per_node:
+            args.append(f"--gres=gpu:{s.gpus_per_node}")
+        return args + self.extra
+
+
+def waiting_work(db: Database, workflow_id: int) -> dict[str | None, Waiting]:
+    return {r["scheduler"]: Waiting(jobs=r["jobs"], cpus=int(r["cpus"]), max_cpus=r["max_cpus"],
+                                    memory_bytes=int(r["memory_bytes"]), max_memory_bytes=r["max_memory_bytes"],
+                                    max_runtime_s=r["max_runtime_s"], max_gpus=r["max_gpus"], ready=r["ready"])
+            for r in db.all("waiting_work_by_scheduler", workflow_id=workflow_id)}
+
+
+def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, count: int,
+                  only_scheduler: str | None | bool = False) -> list[AllocationRequest]:
+    """One request per allocation to submit: per scheduler with waiting jobs, `count` each.
+
+    The spec's slurm_schedulers give the shape; options given on the command line override it;
+    what neither says is sized from the waiting jobs and the partition's nodes.
+    """
+    schedulers = {s["name"]: s for s in db.all("list_slurm_schedulers", workflow_id=workflow_id)}
+    waiting = waiting_work(db, workflow_id)
+    if only_scheduler is not False:
+        waiting = {k: v for k, v in waiting.items() if k == only_scheduler}
+    requests = []
+    for name, w in sorted(waiting.items(), key=lambda kv: kv[0] or ""):
+        sch = schedulers.get(name) if name else None
+        partition = opts.partition or (sch and sch["partition"])
+        node = client.partition_shape(partition)
+        walltime_s = (parse_duration(opts.walltime) if opts.walltime else (sch["walltime_s"] if sch else None))
+        derived = derive_shape(w, node_cpus=node.cpus_per_node, node_mem_mb=node.mem_mb_per_node,
+                               allocations=count, buffer_s=opts.walltime_buffer_s,
+                               max_walltime_s=node.max_walltime_s)
+        cpus = (sch and sch["cpus_per_node"]) or derived.cpus_per_node
+        mem = opts.mem or (sch and sch["mem"])
+        mem_mb = parse_memory(mem) // 2**20 if mem else derived.mem_mb_per_node
+        shape = Shape(nodes=opts.nodes or (sch["nodes"] if sch else 1), cpus_per_node=cpus,
+                      mem_mb_per_node=mem_mb, walltime_s=walltime_s or derived.walltime_s,
+                      gpus_per_node=derived.gpus_per_node)
+        problems = fits(w, shape, opts.walltime_buffer_s)
+        if problems:
+            label = f"scheduler '{name}'" if name else "jobs without a scheduler"
+            raise TorcError(f"{label}: {'; '.join(problems)}. Give a larger --walltime/--mem, or lower the "
+                            f"jobs' resource_requirements; nothing was submitted")
+        extra = shlex.split(opts.extra or "") + shlex.split((sch and sch["extra"]) or "")
+        requests.extend(AllocationRequest(
+            scheduler=name, account=opts.account or (sch and sch["account"]), partition=partition, shape=shape,
+            qos=opts.qos or (sch and sch["qos"]), gres=opts.gres or (sch and sch["gres"]), extra=extra)
+            for _ in range(count))
+    return requests
+
+
+def database_reachability_warning(url: str, node_list: str) -> str | None:
+    """Compute nodes must reach the database: a socket or localhost URL only works on this very host."""
+    params = conninfo_to_dict(url) if "://" not in url else {"host": urlsplit(url).hostname or "",
+                                                              **conninfo_to_dict(url)}
+    host = params.get("host") or ""
+    local = (not host) or host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
+    this = socket.gethostname().split(".")[0]
+    if local and node_list.strip() not in (this, ""):
+        where = "a Unix socket" if (not host or host.startswith("/")) else host
+        return (f"the database URL points at {where}, but the allocations run on {node_list}; they cannot "
+                f"reach it. Set TORC_DATABASE_URL to a server the compute nodes can reach "
+                f"(see docker-compose.yml)")
+    return None
+
+
+def submit(db: Database, workflow_id: int, client: SlurmClient, request: AllocationRequest, opts: SubmitOptions,
+           *, submitted_by: str, reason: str | None = None) -> dict:
+    """Record, render, sbatch. The row exists before sbatch runs; a refused sbatch keeps its script."""
+    wf = db.workflow(workflow_id)
+    base = Path(wf["working_dir"] or ".") / wf["output_dir"] / "slurm"
+    base.mkdir(parents=True, exist_ok=True)
+    base = base.resolve()
+    s = request.shape
+    with db.conn.transaction():
+        alloc_id = db.one("insert_allocation", workflow_id=workflow_id, scheduler=request.scheduler,
+                          account=request.account, partition=request.partition, nodes=s.nodes,
+                          cpus_per_node=s.cpus_per_node, mem=f"{s.mem_mb_per_node}M", walltime_s=s.walltime_s,
+                          sbatch_args=[], submitted_by=submitted_by, reason=reason)["id"]
+    args = request.sbatch_args(workflow_id, alloc_id, base)
+    worker_args = [f"--idle-timeout={opts.idle_timeout_s}", f"--walltime-buffer={opts.walltime_buffer_s}",
+                   f"--allocation-id={alloc_id}"]
+    if request.scheduler:
+        worker_args.append(f"--scheduler={shlex.quote(request.scheduler)}")
+    if opts.max_parallel_jobs:
+        worker_args.append(f"--max-parallel-jobs={opts.max_parallel_jobs}")
+    launcher = "srun --ntasks-per-node=1 --nodes=$SLURM_JOB_NUM_NODES " if s.nodes > 1 else "exec "
+    text = scripts.render(opts.template or scripts.default_template(), {
+        "sbatch_directives": scripts.directives(args), "workflow_id": str(workflow_id),
+        "allocation_id": str(alloc_id), "database_url": scripts.quote(db.url), "launcher": launcher,
+        "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)})
+    path = base / f"torc_wf{workflow_id}_a{alloc_id}.sh"
+    # The script holds the database URL: readable by its owner only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    db.conn.execute("UPDATE allocations SET sbatch_args = %s WHERE id = %s", (args, alloc_id))
+    try:
+        slurm_id = client.submit(path)
+    except SlurmError as e:
+        with db.conn.transaction():
+            db.run("allocation_submit_failed", id=alloc_id, error=e.stderr.strip() or str(e), script_path=str(path))
+            db.event(workflow_id, "allocation_submit_failed",
+                     detail={"allocation_id": alloc_id, "error": e.stderr.strip(), "script": str(path),
+                             "submitted_by": submitted_by, "reason": reason})
+        raise
+    with db.conn.transaction():
+        db.run("allocation_submitted", id=alloc_id, slurm_job_id=slurm_id, script_path=str(path))
+        db.event(workflow_id, "allocation_submitted",
+                 detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "scheduler": request.scheduler,
+                         "submitted_by": submitted_by, "reason": reason, "sbatch_args": args})
+    return {"id": alloc_id, "slurm_job_id": slurm_id, "script_path": str(path), "scheduler": request.scheduler,
+            "sbatch_args": args}
+
+
+def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -> dict[str, dict]:
+    """Ask Slurm about every active allocation (and extra job ids): one squeue, then one sacct for the
+    ones squeue no longer shows. Stores the states; returns slurm id → {state, sacct_state, exit_code}."""
+    active = {a["slurm_job_id"] for a in db.all("active_allocations", workflow_id=workflow_id)}
+    ids = sorted(active | {i for i in extra_ids if i})
+    if not ids:
+        return {}
+    queue = client.status(ids)
+    seen: dict[str, dict] = {}
+    for job_id, row in queue.items():
+        st = allocation_state(row.state)
+        seen[job_id] = {"state": st, "sacct_state": None, "exit_code": None, "started_at": row.start_time,
+                        "ended_at": None}
+    gone = [i for i in ids if i not in queue or seen[i]["state"] is AllocationState.ENDED]
+    if gone:
+        acct = client.accounting(gone)
+        for job_id in gone:
+            row = acct.get(job_id)
+            if row is None:
+                seen[job_id] = {"state": AllocationState.UNKNOWN, "sacct_state": None, "exit_code": None,
+                                "started_at": None, "ended_at": None}
+                continue
+            seen[job_id] = {"state": allocation_state(row.state), "sacct_state": row.state,
+                            "exit_code": row.exit_code, "started_at": row.start_time, "ended_at": row.end_time}
+    with db.conn.transaction():
+        for job_id, info in seen.items():
+            db.one("update_allocation_state", slurm_job_id=job_id, state=info["state"].value,
+                   sacct_state=info["sacct_state"], exit_code=info["exit_code"], started_at=info["started_at"],
+                   ended_at=info["ended_at"])
+    return seen

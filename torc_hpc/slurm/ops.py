@@ -1,0 +1,50 @@
+"""Slurm operations the CLI and the watcher call."""
+
+from __future__ import annotations
+
+from torc_hpc.db.repo import Database
+from torc_hpc.errors import SlurmError, TorcError
+from torc_hpc.slurm import allocations
+from torc_hpc.slurm.client import CliSlurmClient, SlurmClient, default_client
+
+
+def require_client() -> SlurmClient:
+    client = default_client()
+    if client is None:
+        raise TorcError("Slurm's tools (sbatch, squeue, sacct, scancel) are not on PATH here; run this on a "
+                        "login node, or use `torc run` to run on this machine")
+    return client
+
+
+def submit_for_workflow(db: Database, workflow_id: int, client: SlurmClient, opts, count: int, *,
+                        submitted_by: str, reason: str | None = None,
+                        only_scheduler: str | None | bool = False) -> dict:
+    requests = allocations.plan_requests(db, workflow_id, opts, client, count, only_scheduler)
+    if not requests:
+        raise TorcError(f"workflow {workflow_id} has no ready or blocked jobs: nothing to submit for")
+    warnings = []
+    if isinstance(client, CliSlurmClient):
+        node_list = client.partition_shape(requests[0].partition).nodes
+        w = allocations.database_reachability_warning(db.url, node_list)
+        if w:
+            warnings.append(w)
+    submitted = []
+    for req in requests:
+        try:
+            submitted.append(allocations.submit(db, workflow_id, client, req, opts, submitted_by=submitted_by,
+                                                reason=reason))
+        except SlurmError as e:
+            raise TorcError(f"sbatch refused the allocation: {e.stderr.strip() or e}\n"
+                            f"  the script is kept in {db.workflow(workflow_id)['output_dir']}/slurm/ ; "
+                            f"check --account/--partition/--qos against `sacctmgr show assoc user=$USER`") from e
+    return {"allocations": submitted, "warnings": warnings}
+
+
+def cancel_allocations(db: Database, workflow_id: int, client: SlurmClient | None) -> list[str]:
+    if client is None:
+        return []
+    ids = [a["slurm_job_id"] for a in db.all("active_allocations", workflow_id=workflow_id)]
+    if ids:
+        client.cancel(ids)
+        db.event(workflow_id, "allocations_canceled", detail={"slurm_job_ids": ids})
+    return ids
