@@ -62,7 +62,8 @@ def find_lost_workers(db: Database, workflow_id: int, stale_after_s: float,
         if slurm_ended and w["slurm_job_id"] in slurm_ended:
             lost.append((w, f"allocation {w['slurm_job_id']} ended: {slurm_ended[w['slurm_job_id']]}"))
             continue
-        same_host = w["hostname"] == host
+        # A Slurm worker's fate is Slurm's to tell (its allocation may still be completing); others: the pid.
+        same_host = w["hostname"] == host and not w["slurm_job_id"]
         alive = _process_alive(w["pid"], w["started_at"]) if same_host else None
         reason = worker_lost_reason(last_heartbeat=w["last_heartbeat"], now=w["db_now"],
                                     stale_after_s=stale_after_s, same_host=same_host, process_alive=alive)
