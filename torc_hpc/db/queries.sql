@@ -481,3 +481,117 @@ UPDATE allocations
 SET slurm_job_id = coalesce(slurm_job_id, %(slurm_job_id)s), started_at = coalesce(started_at, now()),
     state = CASE WHEN state IN ('pending', 'unknown') THEN 'running' ELSE state END
 WHERE id = %(id)s AND workflow_id = %(workflow_id)s;
+
+-- name: ensure_watch_state
+-- Create the workflow's watcher state row if missing.
+INSERT INTO watch_state (workflow_id) VALUES (%(workflow_id)s) ON CONFLICT (workflow_id) DO NOTHING;
+
+-- name: get_watch_state
+-- The watcher's state for one workflow.
+SELECT workflow_id, submit_options, last_auto_schedule_at, consecutive_failures, next_attempt_at, paused_reason,
+       recovery_rounds
+FROM watch_state WHERE workflow_id = %(workflow_id)s;
+
+-- name: save_submit_options
+-- Remember the sbatch options a user gave, for the watcher.
+INSERT INTO watch_state (workflow_id, submit_options) VALUES (%(workflow_id)s, %(options)s)
+ON CONFLICT (workflow_id) DO UPDATE SET submit_options = watch_state.submit_options || EXCLUDED.submit_options,
+                                        updated_at = now();
+
+-- name: save_backoff
+-- Store the back-off state.
+UPDATE watch_state SET consecutive_failures = %(consecutive_failures)s, next_attempt_at = %(next_attempt_at)s,
+                       paused_reason = %(paused_reason)s, updated_at = now()
+WHERE workflow_id = %(workflow_id)s;
+
+-- name: mark_auto_scheduled
+-- The watcher submitted allocations now.
+UPDATE watch_state SET last_auto_schedule_at = %(now)s, updated_at = now() WHERE workflow_id = %(workflow_id)s;
+
+-- name: bump_recovery_round
+-- One more --recover round.
+UPDATE watch_state SET recovery_rounds = recovery_rounds + 1, updated_at = now() WHERE workflow_id = %(workflow_id)s
+RETURNING recovery_rounds;
+
+-- name: watch_snapshot
+-- Everything the auto-schedule decision needs, in one round trip (ready jobs through jobs_ready_idx).
+SELECT
+    (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready') AS ready,
+    (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1) AS ready_retries,
+    (SELECT min(ready_at) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
+        AS oldest_retry_ready_at,
+    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown'))
+        AS active_allocations,
+    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'unknown'))
+        AS pending_allocations,
+    (SELECT coalesce(sum(num_cpus::bigint * runtime_s), 0) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready')
+        AS ready_cpu_seconds;
+
+-- name: unjudged_allocations
+-- Allocations whose outcome the back-off has not counted yet and that can be judged now.
+SELECT a.id, a.slurm_job_id, a.state, a.sacct_state, a.error, a.started_at, a.ended_at,
+       (SELECT count(*) FROM workers w WHERE w.slurm_job_id = a.slurm_job_id) AS workers
+FROM allocations a
+WHERE a.workflow_id = %(workflow_id)s AND a.outcome IS NULL
+ORDER BY a.id;
+
+-- name: judge_allocation
+-- Record the back-off's judgement of an allocation.
+UPDATE allocations SET outcome = %(outcome)s WHERE id = %(id)s AND outcome IS NULL;
+
+-- name: workflows_with_work
+-- Workflows the cron watcher should look at: not canceled, with jobs left or allocations alive.
+SELECT w.id FROM workflows w
+WHERE w.canceled_at IS NULL
+  AND (EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status IN ('ready', 'blocked', 'running'))
+       OR EXISTS (SELECT 1 FROM allocations a WHERE a.workflow_id = w.id AND a.state IN ('pending', 'running', 'unknown')))
+ORDER BY w.id;
+
+-- name: recoverable_jobs
+-- Failed or terminated jobs with their last attempt, for --recover to classify.
+SELECT j.id, j.name, j.status::text AS status, j.return_code, j.memory_bytes, j.runtime_s,
+       r.peak_memory_bytes, r.exec_time_s
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT peak_memory_bytes, exec_time_s FROM results
+    WHERE job_id = j.id ORDER BY id DESC LIMIT 1) r ON true
+WHERE j.workflow_id = %(workflow_id)s AND j.status IN ('failed', 'terminated')
+ORDER BY j.id;
+
+-- name: resize_job
+-- --recover gives a job more memory or runtime.
+UPDATE jobs SET memory_bytes = %(memory_bytes)s, runtime_s = %(runtime_s)s WHERE id = %(job_id)s;
+
+-- name: reset_job_ids
+-- Reset these failed/terminated jobs and their canceled descendants (a new run), like reset-status --failed-only
+-- limited to them.
+WITH RECURSIVE down(id) AS (
+    SELECT unnest(%(job_ids)s::bigint[])
+    UNION
+    SELECT d.child_id FROM down JOIN job_dependencies d ON d.parent_id = down.id
+    JOIN jobs c ON c.id = d.child_id AND c.status = 'canceled'
+), wf AS (
+    UPDATE workflows SET run_id = run_id + 1 WHERE id = %(workflow_id)s RETURNING run_id
+), targets AS (
+    SELECT j.id, j.status FROM jobs j JOIN down ON down.id = j.id WHERE j.workflow_id = %(workflow_id)s FOR UPDATE
+), recount AS (
+    SELECT j.id, count(d.parent_id) FILTER (WHERE p.status NOT IN ('completed', 'disabled')
+                                               OR p.id IN (SELECT id FROM targets)) AS n
+    FROM jobs j
+    LEFT JOIN job_dependencies d ON d.child_id = j.id
+    LEFT JOIN jobs p ON p.id = d.parent_id
+    WHERE j.id IN (SELECT id FROM targets)
+    GROUP BY j.id
+), upd AS (
+    UPDATE jobs j SET unfinished_parents = r.n,
+        status = CASE WHEN r.n = 0 THEN 'ready'::job_status ELSE 'blocked'::job_status END,
+        ready_at = CASE WHEN r.n = 0 THEN now() ELSE NULL END, attempt_id = 1, return_code = NULL
+    FROM recount r WHERE j.id = r.id
+    RETURNING j.id, j.status
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
+    SELECT %(workflow_id)s, upd.id, 'reset', t.status, upd.status, 1, (SELECT run_id FROM wf),
+           '{"by": "watch --recover"}'::jsonb
+    FROM upd JOIN targets t ON t.id = upd.id
+)
+SELECT (SELECT run_id FROM wf) AS run_id, (SELECT count(*) FROM upd) AS reset;

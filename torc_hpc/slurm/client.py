@@ -99,8 +99,17 @@ class CliSlurmClient:
             self._run(["scancel", *ids])
 
     def partition_shape(self, partition: str | None) -> PartitionShape:
-        """CPUs and memory of the smallest node, the time limit, and the node list (one sinfo call)."""
-        return _cli_partition_shape(self, partition)
+        """CPUs and memory of the smallest node, the time limit, and the node list (one sinfo call,
+        remembered for a minute: node shapes change rarely)."""
+        import time
+
+        cache = self.__dict__.setdefault("_shapes", {})
+        hit = cache.get(partition)
+        if hit and time.monotonic() - hit[0] < 60:
+            return hit[1]
+        shape = _cli_partition_shape(self, partition)
+        cache[partition] = (time.monotonic(), shape)
+        return shape
 
     def end_time(self, job_id: str) -> datetime | None:
         # Slurm 22.05 does not export SLURM_JOB_END_TIME; squeue knows it.

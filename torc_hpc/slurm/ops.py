@@ -20,6 +20,8 @@ def submit_for_workflow(db: Database, workflow_id: int, client: SlurmClient, opt
                         submitted_by: str, reason: str | None = None,
                         only_scheduler: str | None | bool = False) -> dict:
     requests = allocations.plan_requests(db, workflow_id, opts, client, count, only_scheduler)
+    if submitted_by == "submit-slurm":
+        save_submit_options(db, workflow_id, opts)
     if not requests:
         raise TorcError(f"workflow {workflow_id} has no ready or blocked jobs: nothing to submit for")
     warnings = []
@@ -48,3 +50,13 @@ def cancel_allocations(db: Database, workflow_id: int, client: SlurmClient | Non
         client.cancel(ids)
         db.event(workflow_id, "allocations_canceled", detail={"slurm_job_ids": ids})
     return ids
+
+
+def save_submit_options(db: Database, workflow_id: int, opts) -> None:
+    """Remember what the user asked sbatch for, so the watcher submits alike."""
+    from dataclasses import asdict
+
+    from psycopg.types.json import Jsonb
+
+    saved = {k: (str(v) if k == "template" else v) for k, v in asdict(opts).items() if v is not None}
+    db.run("save_submit_options", workflow_id=workflow_id, options=Jsonb(saved))

@@ -1,0 +1,1 @@
+"""The watcher: one cycle = refresh allocations → reconcile orphans → policies → actions."""

@@ -1,0 +1,305 @@
+"""One watcher cycle for one workflow (`run_once`), the interactive loop, and cron mode over all workflows.
+
+Decisions come from the pure policies in torc_hpc.core (autoschedule, recovery); this module gathers the
+snapshot and carries out what they say. State that must survive restarts lives in watch_state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from psycopg.types.json import Jsonb
+
+from torc_hpc.core import autoschedule as auto
+from torc_hpc.core.recovery import adjust, classify
+from torc_hpc.db.repo import Database
+from torc_hpc.errors import SlurmError, TorcError
+from torc_hpc.reconcile import reconcile
+from torc_hpc.slurm import allocations as allocs
+from torc_hpc.slurm.client import SlurmClient
+
+log = logging.getLogger("torc.watch")
+
+_WATCH_LOCK_BASE = 7_415_003 << 32   # advisory lock key = base | workflow id
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class WatchConfig:
+    auto_schedule: bool = False
+    policy: auto.Policy = field(default_factory=auto.Policy)
+    recover: bool = False
+    memory_multiplier: float = 1.5
+    runtime_multiplier: float = 1.5
+    max_recovery_rounds: int = 3
+    submit: allocs.SubmitOptions | None = None      # command-line sbatch options (override the saved ones)
+
+
+@dataclass
+class CycleReport:
+    workflow_id: int
+    counts: dict
+    allocations_active: int = 0
+    decision: dict | None = None
+    submitted: list = field(default_factory=list)
+    recovered: list = field(default_factory=list)
+    left_alone: list = field(default_factory=list)
+    attention: list = field(default_factory=list)     # things a person must look at
+    reconciled: dict = field(default_factory=dict)
+    done: bool = False
+    skipped: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class WorkflowBusy(TorcError):
+    """Another watcher holds this workflow's lock."""
+
+
+def try_lock(db: Database, workflow_id: int) -> bool:
+    return db.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_WATCH_LOCK_BASE | workflow_id,)).fetchone()["ok"]
+
+
+def unlock(db: Database, workflow_id: int) -> None:
+    db.conn.execute("SELECT pg_advisory_unlock(%s)", (_WATCH_LOCK_BASE | workflow_id,))
+
+
+def _backoff(state: dict) -> auto.Backoff:
+    return auto.Backoff(state["consecutive_failures"], state["next_attempt_at"], state["paused_reason"])
+
+
+def _save_backoff(db: Database, workflow_id: int, b: auto.Backoff) -> None:
+    db.run("save_backoff", workflow_id=workflow_id, consecutive_failures=b.consecutive_failures,
+           next_attempt_at=b.next_attempt_at, paused_reason=b.paused_reason)
+
+
+def resume(db: Database, workflow_id: int) -> None:
+    """Clear a paused auto-schedule (a person fixed the cause)."""
+    db.run("ensure_watch_state", workflow_id=workflow_id)
+    _save_backoff(db, workflow_id, auto.Backoff())
+    db.event(workflow_id, "auto_schedule_resumed")
+
+
+def _submit_options(db: Database, workflow_id: int, cfg: WatchConfig, state: dict) -> allocs.SubmitOptions:
+    saved = dict(state["submit_options"] or {})
+    opts = allocs.SubmitOptions(**{k: v for k, v in saved.items() if k in allocs.SubmitOptions.__dataclass_fields__
+                                   and k != "template"})
+    if saved.get("template"):
+        from pathlib import Path
+
+        opts.template = Path(saved["template"])
+    if cfg.submit:
+        for k, v in asdict(cfg.submit).items():
+            if v is not None and v != getattr(allocs.SubmitOptions(), k):
+                setattr(opts, k, v)
+    return opts
+
+
+def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now: datetime,
+                       b: auto.Backoff) -> auto.Backoff:
+    """Count allocations that failed (or worked) into the back-off, each once."""
+    for a in db.all("unjudged_allocations", workflow_id=workflow_id):
+        elapsed = None
+        if a["started_at"] and a["ended_at"]:
+            elapsed = (a["ended_at"] - a["started_at"]).total_seconds()
+        ended = a["state"] in ("ended", "submit_failed")
+        verdict = auto.allocation_failed(submitted=a["state"] != "submit_failed", workers_registered=a["workers"],
+                                         sacct_state=a["sacct_state"] if ended else None, elapsed_s=elapsed,
+                                         quick_failure_s=policy.quick_failure_s)
+        if verdict is None:
+            continue
+        db.run("judge_allocation", id=a["id"], outcome="failed" if verdict else "ok")
+        if verdict:
+            why = a["error"] or f"allocation {a['slurm_job_id']} ended {a['sacct_state']} with no worker started"
+            b = auto.after_failure(b, now, policy, why)
+            db.event(workflow_id, "allocation_failed", detail={"allocation_id": a["id"], "why": why,
+                                                                 "consecutive_failures": b.consecutive_failures,
+                                                                 "paused": b.paused_reason})
+        else:
+            b = auto.after_success(b)
+    return b
+
+
+def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: WatchConfig,
+             now: datetime | None = None) -> CycleReport:
+    """One cycle: refresh allocations and reconcile orphans, judge allocations for the back-off,
+    decide, act. `now` is injectable for tests; it defaults to the clock."""
+    now = now or utcnow()
+    wf = db.workflow(workflow_id)
+    report = CycleReport(workflow_id, counts={})
+    report.reconciled = reconcile(db, workflow_id, client=client)
+    db.run("ensure_watch_state", workflow_id=workflow_id)
+    state = db.one("get_watch_state", workflow_id=workflow_id)
+    backoff = _backoff(state)
+    if client is not None:
+        judged = _judge_allocations(db, workflow_id, cfg.policy, now, backoff)
+        if judged != backoff:
+            _save_backoff(db, workflow_id, judged)
+            backoff = judged
+    counts = db.status_counts(workflow_id)
+    report.counts = {k: v for k, v in counts.items() if v}
+    snap_row = db.one("watch_snapshot", workflow_id=workflow_id)
+    report.allocations_active = snap_row["active_allocations"]
+    if backoff.paused_reason:
+        report.attention.append(f"auto-schedule paused: {backoff.paused_reason}; fix it, then "
+                                f"`torc watch {workflow_id} --resume`")
+
+    if cfg.auto_schedule and client is not None and wf["canceled_at"] is None:
+        snap = auto.Snapshot(now=now, ready=snap_row["ready"], ready_retries=snap_row["ready_retries"],
+                             oldest_retry_ready_at=snap_row["oldest_retry_ready_at"],
+                             active_allocations=snap_row["active_allocations"],
+                             pending_allocations=snap_row["pending_allocations"],
+                             last_auto_schedule_at=state["last_auto_schedule_at"], backoff=backoff)
+        decision = auto.decide(snap, cfg.policy)
+        report.decision = {"submit": decision.submit, "rule": decision.rule.value, "reason": decision.reason,
+                           "wait_until": decision.wait_until}
+        if decision.submit:
+            max_new = max(1, cfg.policy.max_pending - snap_row["pending_allocations"])
+            _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new,
+                         int(snap_row["ready_cpu_seconds"]), report, backoff)
+
+    if cfg.recover and wf["canceled_at"] is None:
+        _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now)
+        counts = db.status_counts(workflow_id)
+        report.counts = {k: v for k, v in counts.items() if v}
+
+    if counts["pending_failed"]:
+        report.attention.append(f"{counts['pending_failed']} job(s) pending_failed: decide with "
+                                f"`torc jobs retry|fail {workflow_id} JOB`")
+    still_active = db.one("watch_snapshot", workflow_id=workflow_id)["active_allocations"]
+    report.allocations_active = still_active
+    report.done = (counts["ready"] + counts["blocked"] + counts["running"] == 0 and still_active == 0) or (
+        wf["canceled_at"] is not None and counts["running"] == 0)
+    return report
+
+
+def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, ready_cpu_s, report, backoff):
+    opts = _submit_options(db, workflow_id, cfg, state)
+    try:
+        # Size from the work: one allocation's shape first, then as many as the ready CPU-seconds need.
+        requests = allocs.plan_requests(db, workflow_id, opts, client, 1)
+        requests = [r for r in requests if r.scheduler is None] or requests[:1]
+        shape = requests[0].shape
+        offer = shape.cpus_per_node * shape.nodes * max(1, shape.walltime_s - opts.walltime_buffer_s)
+        count = auto.allocations_needed(ready_cpu_s, offer, max_new)
+        requests = allocs.plan_requests(db, workflow_id, opts, client, count)[:max_new]
+    except TorcError as e:
+        report.attention.append(f"cannot size an allocation: {e}")
+        db.event(workflow_id, "auto_schedule_blocked", detail={"why": str(e)})
+        return
+    db.run("mark_auto_scheduled", workflow_id=workflow_id, now=now)
+    for req in requests:
+        try:
+            a = allocs.submit(db, workflow_id, client, req, opts, submitted_by="watch", reason=reason)
+            report.submitted.append({"id": a["id"], "slurm_job_id": a["slurm_job_id"], "reason": reason})
+        except SlurmError as e:
+            report.attention.append(f"sbatch failed: {e.stderr.strip() or e}")
+            # The refused allocation is judged (and backed off) right away, not next cycle.
+            b = _judge_allocations(db, workflow_id, cfg.policy, now, backoff)
+            _save_backoff(db, workflow_id, b)
+            if b.paused_reason:
+                report.attention.append(f"auto-schedule paused: {b.paused_reason}; fix it, then "
+                                        f"`torc watch {workflow_id} --resume`")
+            break
+    db.event(workflow_id, "auto_schedule", detail={"reason": reason, "submitted": report.submitted})
+
+
+def _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now):
+    """When nothing more can run: resize jobs that ran out of memory or time, reset them, resubmit."""
+    if counts["ready"] or counts["running"] or snap_row["active_allocations"]:
+        return  # something can still run
+    candidates = db.all("recoverable_jobs", workflow_id=workflow_id)
+    if not candidates:
+        return
+    if state["recovery_rounds"] >= cfg.max_recovery_rounds:
+        report.attention.append(f"--recover stopped after {state['recovery_rounds']} rounds; "
+                                f"{len(candidates)} job(s) still failed")
+        return
+    node = None
+    if client is not None:
+        try:
+            node = client.partition_shape(_submit_options(db, workflow_id, cfg, state).partition)
+        except SlurmError:
+            node = None
+    fixed = []
+    with db.conn.transaction():
+        for j in candidates:
+            cause = classify(return_code=j["return_code"], peak_memory_bytes=j["peak_memory_bytes"],
+                             memory_bytes=j["memory_bytes"], exec_time_s=j["exec_time_s"], runtime_s=j["runtime_s"])
+            if cause is None:
+                report.left_alone.append({"id": j["id"], "name": j["name"], "return_code": j["return_code"]})
+                continue
+            new = adjust(cause, memory_bytes=j["memory_bytes"], runtime_s=j["runtime_s"],
+                         memory_multiplier=cfg.memory_multiplier, runtime_multiplier=cfg.runtime_multiplier,
+                         max_memory_bytes=node.mem_mb_per_node * 2**20 if node else None,
+                         max_runtime_s=(node.max_walltime_s - (cfg.submit.walltime_buffer_s if cfg.submit else 60)
+                                        if node and node.max_walltime_s else None))
+            if new is None:
+                report.left_alone.append({"id": j["id"], "name": j["name"], "return_code": j["return_code"],
+                                          "why": f"{cause.value}: already at the node's limit"})
+                continue
+            db.run("resize_job", job_id=j["id"], memory_bytes=new.memory_bytes, runtime_s=new.runtime_s)
+            db.event(workflow_id, "recovery_resized", job_id=j["id"],
+                     detail={"cause": cause.value, "memory_bytes": [j["memory_bytes"], new.memory_bytes],
+                             "runtime_s": [j["runtime_s"], new.runtime_s], "return_code": j["return_code"]})
+            fixed.append(j["id"])
+            report.recovered.append({"id": j["id"], "name": j["name"], "cause": cause.value,
+                                     "memory_bytes": new.memory_bytes, "runtime_s": new.runtime_s})
+        if fixed:
+            db.one("reset_job_ids", workflow_id=workflow_id, job_ids=fixed)
+            db.one("bump_recovery_round", workflow_id=workflow_id)
+            db.notify_ready(workflow_id)
+    if report.left_alone:
+        report.attention.append("not recovered (unknown cause): " +
+                                ", ".join(f"{j['name']} (exit {j['return_code']})" for j in report.left_alone))
+    if fixed and client is not None:
+        opts = _submit_options(db, workflow_id, cfg, state)
+        try:
+            for req in allocs.plan_requests(db, workflow_id, opts, client, 1):
+                a = allocs.submit(db, workflow_id, client, req, opts, submitted_by="watch",
+                                  reason=f"--recover resized {len(fixed)} job(s)")
+                report.submitted.append({"id": a["id"], "slurm_job_id": a["slurm_job_id"], "reason": "recover"})
+        except (TorcError, SlurmError) as e:
+            report.attention.append(f"recovered jobs could not be submitted: {e}")
+
+
+def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: datetime | None = None) -> CycleReport:
+    """run_once under the workflow's advisory lock; a busy workflow is skipped, not waited for."""
+    if not try_lock(db, workflow_id):
+        return CycleReport(workflow_id, counts={}, skipped="another watcher is working on this workflow")
+    try:
+        return run_once(db, workflow_id, client, cfg, now)
+    finally:
+        unlock(db, workflow_id)
+
+
+def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
+    """`torc watch --all --once`: one locked cycle for every workflow that has work."""
+    reports = []
+    for row in db.all("workflows_with_work"):
+        try:
+            reports.append(run_locked(db, row["id"], client, cfg))
+        except TorcError as e:
+            r = CycleReport(row["id"], counts={})
+            r.attention.append(str(e))
+            reports.append(r)
+    return reports
+
+
+def loop(db: Database, workflow_id: int, client, cfg: WatchConfig, poll_interval_s: float,
+         on_cycle: Callable[[CycleReport], None], sleep: Callable[[float], None] = time.sleep) -> CycleReport:
+    """Cycles until the workflow is done (nothing left to run and no allocation alive)."""
+    while True:
+        report = run_locked(db, workflow_id, client, cfg)
+        on_cycle(report)
+        if report.done:
+            return report
+        sleep(poll_interval_s)
