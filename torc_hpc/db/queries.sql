@@ -595,3 +595,67 @@ WITH RECURSIVE down(id) AS (
     FROM upd JOIN targets t ON t.id = upd.id
 )
 SELECT (SELECT run_id FROM wf) AS run_id, (SELECT count(*) FROM upd) AS reset;
+
+-- name: release_jobs
+-- A stopping worker gives back jobs it claimed but never started: ready again, same attempt.
+WITH rel AS (
+    UPDATE jobs SET status = 'ready', worker_id = NULL, started_at = NULL, ready_at = now()
+    WHERE id = ANY (%(job_ids)s::bigint[]) AND status = 'running' AND worker_id = %(worker_id)s
+    RETURNING id, attempt_id
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
+    SELECT %(workflow_id)s, id, 'released', 'running', 'ready', attempt_id,
+           (SELECT run_id FROM workflows WHERE id = %(workflow_id)s), %(worker_id)s
+    FROM rel
+)
+SELECT id FROM rel;
+
+-- name: finish_completed_batch
+-- finish_completed for many jobs in one statement (the worker's common case: a batch of exits 0).
+-- Arrays are parallel: one element per job. Returns the ids that were no longer ours (stale).
+WITH input AS (
+    SELECT * FROM unnest(%(job_ids)s::bigint[], %(run_ids)s::int[], %(attempt_ids)s::int[],
+                         %(started)s::timestamptz[], %(completed)s::timestamptz[], %(exec_time)s::float8[],
+                         %(peak_memory)s::bigint[], %(cpu_time)s::float8[])
+        AS t(job_id, run_id, attempt_id, started_at, completed_at, exec_time_s, peak_memory_bytes, cpu_time_s)
+), done AS (
+    UPDATE jobs j SET status = 'completed', return_code = 0
+    FROM input i
+    WHERE j.id = i.job_id AND j.status = 'running' AND j.attempt_id = i.attempt_id
+    RETURNING j.id, j.workflow_id, i.run_id, i.attempt_id, i.started_at, i.completed_at, i.exec_time_s,
+              i.peak_memory_bytes, i.cpu_time_s
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, run_id, attempt_id, 0, 'completed', started_at, coalesce(completed_at, now()),
+           exec_time_s, peak_memory_bytes, cpu_time_s, %(worker_id)s::bigint
+    FROM done
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'completed', 'running', 'completed', attempt_id, run_id, %(worker_id)s::bigint,
+           '{"return_code": 0}'::jsonb
+    FROM done
+), kids AS (
+    SELECT d.child_id AS id, count(*) AS n FROM done JOIN job_dependencies d ON d.parent_id = done.id
+    GROUP BY d.child_id
+), locked AS (
+    SELECT j.id, kids.n FROM jobs j JOIN kids ON kids.id = j.id
+    WHERE j.status = 'blocked'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), unblocked AS (
+    UPDATE jobs j
+    SET unfinished_parents = j.unfinished_parents - l.n,
+        status = CASE WHEN j.unfinished_parents = l.n THEN 'ready'::job_status ELSE j.status END,
+        ready_at = CASE WHEN j.unfinished_parents = l.n THEN now() ELSE j.ready_at END
+    FROM locked l WHERE j.id = l.id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+), ev_ready AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
+    SELECT u.workflow_id, u.id, 'unblocked', 'blocked', 'ready', u.attempt_id,
+           (SELECT max(run_id) FROM input), %(worker_id)s::bigint
+    FROM unblocked u WHERE u.status = 'ready'
+)
+SELECT (SELECT count(*) FROM done) AS finished,
+       (SELECT count(*) FROM unblocked WHERE status = 'ready') AS newly_ready,
+       (SELECT coalesce(array_agg(i.job_id), '{}') FROM input i WHERE i.job_id NOT IN (SELECT id FROM done)) AS stale;

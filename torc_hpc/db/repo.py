@@ -225,20 +225,51 @@ class Database:
                         scheduler=scheduler)
 
     @_retry_conflicts
-    def finish(self, workflow_id: int, steps: list[tuple[str, dict]]) -> dict:
-        """Apply several finish_* steps in one transaction (a worker batches its completions).
+    def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
+               claim: dict | None = None) -> dict:
+        """Apply several finish_* steps in one transaction (a worker batches its completions), and
+        optionally claim more jobs in the same transaction: one commit per batch.
 
-        Each step is (query name, params). Returns totals of rows finished and jobs made ready.
+        Each step is (query name, params). Returns totals of rows finished and jobs made ready, and the
+        claimed jobs.
         """
-        totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": []}
-        with self.conn.transaction():
-            for name, params in steps:
-                row = self.one(name, **params)
-                if row.get("finished", row.get("recorded", 1)) == 0:
-                    totals["stale"].append(params["job_id"])
+        totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": [], "claimed": []}
+        completed = [p for name, p in steps if name == "finish_completed"]
+        others = [(name, p) for name, p in steps if name != "finish_completed"]
+        if len(completed) < 2:
+            completed, others = [], steps
+        # Pipeline mode: every statement goes out at once, then one wait for the results and one for COMMIT.
+        with self.conn.pipeline(), self.conn.transaction():
+            pending = []
+            if completed:
+                # The common case, exits 0, in one statement for the whole batch.
+                pending.append((None, self.conn.execute(q("finish_completed_batch"), {
+                    "worker_id": completed[0]["worker_id"],
+                    "job_ids": [p["job_id"] for p in completed], "run_ids": [p["run_id"] for p in completed],
+                    "attempt_ids": [p["attempt_id"] for p in completed],
+                    "started": [p["started_at"] for p in completed],
+                    "completed": [p["completed_at"] for p in completed],
+                    "exec_time": [p["exec_time_s"] for p in completed],
+                    "peak_memory": [p["peak_memory_bytes"] for p in completed],
+                    "cpu_time": [p["cpu_time_s"] for p in completed]})))
+            for name, params in others:
+                pending.append((params["job_id"], self.conn.execute(q(name), params)))
+            claim_cursor = None
+            if claim is not None and claim["limit"] > 0:
+                claim_cursor = self.conn.execute(q("claim_jobs"), {
+                    **claim, "workflow_id": workflow_id, "worker_id": worker_id,
+                    "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
+            for job_id, cur in pending:
+                row = cur.fetchone()
+                if job_id is None:
+                    totals["stale"].extend(row["stale"])
+                elif row.get("finished", row.get("recorded", 1)) == 0:
+                    totals["stale"].append(job_id)
                 totals["finished"] += row.get("finished", 0)
                 totals["newly_ready"] += row.get("newly_ready", 0) or 0
                 totals["canceled"] += row.get("canceled", 0) or 0
+            if claim_cursor is not None:
+                totals["claimed"] = claim_cursor.fetchall()
             if totals["newly_ready"]:
                 self.notify_ready(workflow_id)
         return totals

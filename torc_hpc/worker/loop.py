@@ -9,6 +9,8 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,11 +22,14 @@ from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc.worker import process
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
+from torc_hpc.worker.pump import Pump
 from torc_hpc.worker.resources import Resources
 
 log = logging.getLogger("torc.worker")
 
 BIG = 2**62
+SHORT_JOB_S = 1.0      # jobs shorter than this on average are prefetched deeper
+PREFETCH_SHORT = 16    # hold up to this many × the slots when jobs are short
 
 
 @dataclass
@@ -55,6 +60,13 @@ class WorkerSummary:
     unrunnable: list = field(default_factory=list)
 
 
+def _opened(future) -> tuple[int, int] | None:
+    try:
+        return future.result() if future else None
+    except OSError:
+        return None
+
+
 @dataclass
 class _Ended:
     """An attempt (or its recovery script) that just ended."""
@@ -71,6 +83,11 @@ class Worker:
     def __init__(self, cfg: WorkerConfig):
         self.cfg = cfg
         self.children: dict[int, process.Child] = {}   # pidfd → child
+        # Claimed but not started yet: a small prefetch so processes keep running while the database commits.
+        self.queue: deque[dict] = deque()
+        self._held = [0, 0, 0, 0]            # jobs, CPUs, GPUs, bytes held (running + queued + being claimed)
+        self._held_lock = threading.Lock()
+        self._recent_runtime_s: float | None = None   # moving average of job durations (prefetch policy)
         self.summary = WorkerSummary()
         self._stop_request: str | None = None
         self._sig_r, self._sig_w = socket.socketpair()
@@ -107,24 +124,39 @@ class Worker:
                               TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id))
         self.listen = connect(cfg.database_url)
         self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
+        self._log_pool = ThreadPoolExecutor(4, thread_name_prefix="torc-logs")
+        self.pump = Pump(cfg.database_url, cfg.workflow_id, self.worker_id, self._claim_params, self._wake,
+                         self._on_claimed)
+        self.pump.start()
         restore = self._install_signal_handlers()
         reason = "error"
         try:
             reason = self._loop()
         finally:
-            if self.children:
-                self._stop_children("interrupted")
             try:
-                self.db.stop_worker(cfg.workflow_id, self.worker_id, reason,
-                                    unrunnable=[r["name"] for r in self.summary.unrunnable][:20])
+                if self.children or self.queue or not self.pump.idle():
+                    self._stop_children("interrupted" if reason == "error" else reason)
             finally:
-                restore()
-                self.listen.close()
-                self.db.close()
+                self.pump.stop()
+                self._log_pool.shutdown()
+                self.summary.stale = self.pump.stale
+                try:
+                    self.db.stop_worker(cfg.workflow_id, self.worker_id, reason,
+                                        unrunnable=[r["name"] for r in self.summary.unrunnable][:20])
+                finally:
+                    restore()
+                    self.listen.close()
+                    self.db.close()
         self.summary.stop_reason = reason
         return self.summary
 
     # ---- the loop --------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            self._sig_w.send(b"w")
+        except OSError:
+            pass
 
     def _loop(self) -> str:
         cfg = self.cfg
@@ -132,11 +164,14 @@ class Worker:
         sel.register(self.listen.pgconn.socket, selectors.EVENT_READ, "notify")
         sel.register(self._sig_r, selectors.EVENT_READ, "signal")
         self._sel = sel
-        maybe_ready = True
+        self.pump.request_claim()
         next_heartbeat = 0.0
         idle_since = time.monotonic()
         next_tick = 0.0
+        next_idle_check = 0.0
         while True:
+            if self.pump.error:
+                raise self.pump.error
             if self._stop_request:
                 self._stop_children(self._stop_request)
                 return self._stop_request
@@ -158,38 +193,51 @@ class Worker:
                 cfg.on_tick(self)
                 next_tick = mono + 0.5
 
-            claimed = 0
-            if maybe_ready:
-                claimed, asked = self._claim_and_spawn()
-                maybe_ready = asked > 0 and claimed == asked
-            if self.children:
+            self._take_from_pump()
+            self._start_queued()
+            if self.children or self.queue:
                 idle_since = time.monotonic()
-            elif claimed == 0:
+            elif self.pump.idle() and self.pump.last_claim_empty and mono >= next_idle_check:
+                next_idle_check = mono + 1.0
                 if cfg.exit_when_done and self._nothing_left():
                     return "done"
                 if cfg.idle_timeout_s is not None and time.monotonic() - idle_since >= cfg.idle_timeout_s:
                     return "idle"
+                self.pump.request_claim()  # ready jobs may have appeared without a NOTIFY reaching us
             timeout = max(0.0, next_heartbeat - time.monotonic())
             if not self.children:
-                timeout = min(timeout, 2.0)  # also re-check for lost workers elsewhere
+                timeout = min(timeout, 1.0)
             if cfg.end_time is not None:
                 timeout = min(timeout, max(0.0, cfg.end_time - cfg.walltime_buffer_s - time.time()))
             exits = []
-            for key, _ in sel.select(timeout if not maybe_ready else 0):
+            for key, _ in sel.select(timeout):
                 if key.data == "notify":
                     if self._drain_notifies():
-                        maybe_ready = True
+                        self.pump.request_claim()
                 elif key.data == "signal":
                     self._drain_signal_socket()
                 else:
                     ex = process.reap(key.data)
                     if ex:
-                        sel.unregister(key.fileobj)
-                        del self.children[ex.child.pidfd]
+                        self._forget(ex.child)
                         exits.append(ex)
             if exits:
+                self._start_queued()   # keep the slots busy while this batch commits
                 self._handle_exits(exits)
-                maybe_ready = True
+
+    def _take_from_pump(self) -> None:
+        while self.pump.claimed:
+            self.queue.append(self.pump.claimed.popleft())
+        while self.pump.recover:
+            job, attempt, script = self.pump.recover.popleft()
+            self._spawn_recovery(job, attempt, script)
+
+    def _forget(self, child: process.Child) -> None:
+        self._sel.unregister(child.pidfd)
+        del self.children[child.pidfd]
+        process.close_pidfd(child)
+        if child.kind == "job":
+            self._hold(child.job, -1)
 
     def _nothing_left(self) -> bool:
         """For `torc run`: true when no job is running anywhere and none is ready for us."""
@@ -200,14 +248,24 @@ class Worker:
         if counts["running"]:
             return False
         if counts["ready"]:
-            cpus, gpus, memory, time_left = self._limits(free=False)
+            cpus, gpus, memory, time_left = self._limits()
             self.summary.unrunnable = self.db.all(
                 "blocked_by_unrunnable", workflow_id=self.cfg.workflow_id, cpus=cpus, gpus=gpus,
                 memory=memory, time_left_s=time_left)
             return bool(self.summary.unrunnable)
         return True
 
-    def _limits(self, free: bool) -> tuple[int, int, int, int]:
+    # ---- capacity --------------------------------------------------------------------------
+    # Counters are shared with the pump thread (which claims on their basis): change them under the lock.
+
+    def _hold(self, job: dict, sign: int) -> None:
+        with self._held_lock:
+            self._held[0] += sign
+            self._held[1] += sign * job["num_cpus"]
+            self._held[2] += sign * job["num_gpus"]
+            self._held[3] += sign * job["memory_bytes"]
+
+    def _limits(self) -> tuple[int, int, int, int]:
         cfg = self.cfg
         time_left = NO_LIMIT_S
         if cfg.end_time is not None:
@@ -215,30 +273,78 @@ class Worker:
         if cfg.max_parallel_jobs:
             return BIG, BIG, BIG, time_left
         res = cfg.resources
-        cpus, gpus, mem = res.cpus, res.gpus, res.memory_bytes
-        if free:
-            for c in self.children.values():
-                if c.kind == "job":
-                    cpus -= c.job["num_cpus"]
-                    gpus -= c.job["num_gpus"]
-                    mem -= c.job["memory_bytes"]
-        return cpus, gpus, mem, time_left
+        return res.cpus, res.gpus, res.memory_bytes, time_left
 
-    def _claim_and_spawn(self) -> tuple[int, int]:
+    def _claim_params(self) -> dict | None:
+        """(pump thread) What to claim: the free slots plus a prefetch."""
         cfg = self.cfg
-        running = sum(1 for c in self.children.values() if c.kind == "job")
-        cpus, gpus, mem, time_left = self._limits(free=True)
+        if self._stop_request:
+            return None
+        cpus, gpus, mem, time_left = self._limits()
+        with self._held_lock:
+            jobs, hc, hg, hm = self._held
+        # Prefetch: hold more than we can run so processes keep running while the pump commits. Deeply
+        # only when jobs are short (under SHORT_JOB_S): long jobs held here would wait while other workers
+        # sit idle. What runs or waits counts against the limit.
+        k = PREFETCH_SHORT if self._short_jobs() else 2
         if cfg.max_parallel_jobs:
-            limit = cfg.max_parallel_jobs - running
+            limit = k * cfg.max_parallel_jobs - jobs
+            cpus = gpus = mem = BIG
         else:
-            limit = cpus  # every job needs at least one CPU
+            limit = k * cpus - jobs
+            cpus, gpus, mem = k * cpus - hc, k * gpus - hg, k * mem - hm
         if limit <= 0 or time_left <= 0:
-            return 0, 0
-        jobs = self.db.claim(cfg.workflow_id, self.worker_id, cpus=cpus, gpus=gpus, memory=mem, limit=limit,
-                             time_left_s=time_left, scheduler=cfg.scheduler)
-        for job in jobs:
+            return None
+        return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
+                "scheduler": cfg.scheduler}
+
+    def _on_claimed(self, job: dict) -> None:
+        """(pump thread) A job is ours: count it, and have its log files created in the background.
+        Creating files waits on the file system's journal or metadata server; several at once amortize it
+        and the spawning thread never waits for one it does not need yet."""
+        self._hold(job, +1)
+        job["_fds"] = self._log_pool.submit(process.open_logs, *self._log_paths("job", job))
+
+    def _short_jobs(self) -> bool:
+        return self._recent_runtime_s is not None and self._recent_runtime_s < SHORT_JOB_S
+
+    def _start_queued(self) -> None:
+        """Start queued jobs while they fit what is free now (in claim order)."""
+        while self.queue:
+            job = self.queue[0]
+            if not self._fits_now(job):
+                return
+            self.queue.popleft()
             self._spawn_job(job)
-        return len(jobs), limit
+
+    def _fits_now(self, job: dict) -> bool:
+        running = [c.job for c in self.children.values() if c.kind == "job"]
+        if self.cfg.max_parallel_jobs:
+            return len(running) < self.cfg.max_parallel_jobs
+        res = self.cfg.resources
+        return (sum(j["num_cpus"] for j in running) + job["num_cpus"] <= res.cpus
+                and sum(j["num_gpus"] for j in running) + job["num_gpus"] <= res.gpus
+                and sum(j["memory_bytes"] for j in running) + job["memory_bytes"] <= res.memory_bytes)
+
+    def _release_queue(self) -> None:
+        """Give claimed-but-unstarted jobs back (they become ready again, same attempt)."""
+        self._take_from_pump()
+        if not self.queue:
+            return
+        ids = [j["id"] for j in self.queue]
+        for j in self.queue:
+            self._hold(j, -1)
+            opening = j.pop("_fds", None)
+            fds = _opened(opening)
+            if fds:  # never started: no log files for an attempt that did not run
+                os.close(fds[0])
+                os.close(fds[1])
+                for path in self._log_paths("job", j):
+                    path.unlink(missing_ok=True)
+        self.queue.clear()
+        with self.db.conn.transaction():
+            self.db.all("release_jobs", workflow_id=self.cfg.workflow_id, worker_id=self.worker_id, job_ids=ids)
+            self.db.notify_ready(self.cfg.workflow_id)
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[Path, Path]:
         stem = (f"{prefix}_wf{self.cfg.workflow_id}_j{job['id']}_r{job['run_id']}_a{job['attempt_id']}")
@@ -258,10 +364,13 @@ class Worker:
     def _spawn_job(self, job: dict) -> None:
         out, err = self._log_paths("job", job)
         try:
-            child = process.spawn("job", job, ["bash", "-c", job["command"]], self._env(job), out, err)
+            opening = job.pop("_fds", None)
+            child = process.spawn("job", job, process.command_argv(job["command"]), self._env(job), out, err,
+                                  fds=opening.result() if opening else None)
         except OSError as e:
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
             err.write_text(f"torc could not start the job: {e}\n")
+            self._hold(job, -1)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=127,
                               started_at=job["started_at"])
             self._finish([_Ended(job, attempt)])
@@ -275,7 +384,7 @@ class Worker:
             child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err)
         except OSError as e:
             err.write_text(f"torc could not start the recovery script: {e}\n")
-            self._apply(after_recovery(attempt, 127, script).steps)
+            self.pump.submit(after_recovery(attempt, 127, script).steps, [], claim=True)
             return
         child.extra = {"attempt": attempt, "script": script}
         self._watch(child)
@@ -289,6 +398,8 @@ class Worker:
             if child.kind == "recovery":
                 batch.append(_Ended(job, child.extra["attempt"], ex=ex, script=child.extra["script"]))
                 continue
+            d = ex.exec_time_s
+            self._recent_runtime_s = d if self._recent_runtime_s is None else 0.9 * self._recent_runtime_s + 0.1 * d
             rc = ex.return_code
             # Slurm signals the job's processes itself; a child killed while we are stopping was stopped by us.
             reason = child.kill_reason or (self._stop_request if ex.signaled else None)
@@ -297,7 +408,7 @@ class Worker:
             elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
                 rc = ExitCode.CANCELED
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
-                              started_at=job["started_at"],
+                              started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
                               cpu_time_s=ex.cpu_time_s)
@@ -305,7 +416,8 @@ class Worker:
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:
-        """Write a batch of ended attempts and recoveries in one transaction, then start recoveries."""
+        """Hand a batch of ended attempts and recoveries to the pump: one transaction, which also claims
+        the next jobs; recovery scripts start once their attempt's result is committed."""
         steps, recoveries = [], []
         for e in batch:
             if e.script is not None:  # a recovery script ended
@@ -330,28 +442,20 @@ class Worker:
                 recoveries.append((e.job, e.attempt, plan.recovery_script))
             else:
                 self._count(plan.final)
-        self._apply(steps)
-        for job, attempt, script in recoveries:
-            self._spawn_recovery(job, attempt, script)
+        self.pump.submit(steps, recoveries, claim=not self._stop_request)
 
     def _count(self, status) -> None:
         if status is not None:
             key = status.value if hasattr(status, "value") else str(status)
             self.summary.finished[key] = self.summary.finished.get(key, 0) + 1
 
-    def _apply(self, steps) -> None:
-        if not steps:
-            return
-        result = self.db.finish(self.cfg.workflow_id, steps)
-        if result["stale"]:
-            self.summary.stale += len(result["stale"])
-            log.warning("jobs %s were no longer ours (reset, canceled or taken over); results kept as they were",
-                        result["stale"])
-
     # ---- stopping --------------------------------------------------------------------------
 
     def _stop_children(self, reason: str) -> None:
         """SIGTERM every child's process group, SIGKILL after the grace period, record them all."""
+        self._stop_request = self._stop_request or reason
+        self.pump.drain()
+        self._release_queue()
         if not self.children:
             return
         for child in self.children.values():
@@ -360,11 +464,10 @@ class Worker:
         deadline = time.monotonic() + self.cfg.kill_grace_s
         exits = []
         while self.children:
-            for fd, child in list(self.children.items()):
+            for child in list(self.children.values()):
                 ex = process.reap(child)
                 if ex:
-                    self._sel.unregister(fd)
-                    del self.children[fd]
+                    self._forget(child)
                     exits.append(ex)
             if not self.children:
                 break
@@ -374,6 +477,15 @@ class Worker:
                 deadline = float("inf")
             time.sleep(0.02)
         self._handle_exits(exits)
+        self.pump.drain()
+        # Recovery scripts of jobs stopped for walltime or scancel run now, before the allocation goes.
+        while self.pump.recover:
+            job, attempt, script = self.pump.recover.popleft()
+            from torc_hpc.reconcile import run_recovery_here
+
+            rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.db.url))
+            self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
+        self.pump.drain()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+from functools import lru_cache
 import signal
 import time
 from dataclasses import dataclass, field
@@ -38,28 +41,80 @@ class Exit:
     cpu_time_s: float
 
 
-def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path) -> Child:
-    """Start argv in its own process group with stdout/stderr to files and stdin from /dev/null."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+# A command made only of these characters, whose first word is a program on PATH, means the same to
+# bash as to execvp: run it directly and save a shell's start-up per job.
+_SIMPLE = re.compile(r"[A-Za-z0-9_./:+,@%-]+(?: +[A-Za-z0-9_./:=+,@%-]+)*")
+
+
+@lru_cache(maxsize=1024)
+def _on_path(program: str) -> bool:
+    return shutil.which(program) is not None
+
+
+def command_argv(command: str) -> list[str]:
+    """argv for a job's command: direct exec for plain `program arg ...`, else `bash -c`."""
+    if _SIMPLE.fullmatch(command):
+        argv = command.split()
+        if _on_path(argv[0]):
+            return argv
+    return ["bash", "-c", command]
+
+
+# No O_TRUNC: on ext4, closing a file opened with O_TRUNC forces its data out (the "replace via
+# truncate" safeguard), which costs a journal wait per job. Attempt log names are unique; the rare
+# leftover of the same name is truncated explicitly.
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+
+
+def _open_log(path: Path) -> int:
+    fd = os.open(path, _LOG_FLAGS, 0o644)
+    if os.fstat(fd).st_size:
+        os.ftruncate(fd, 0)
+    return fd
+
+
+def open_logs(stdout: Path, stderr: Path) -> tuple[int, int]:
+    """Create an attempt's log files. Worth doing off the spawning thread: creating files waits on the
+    file system's journal (and on Lustre/GPFS, on the metadata server)."""
+    fo = _open_log(stdout)
+    try:
+        return fo, _open_log(stderr)
+    except OSError:
+        os.close(fo)
+        raise
+
+
+def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
+          fds: tuple[int, int] | None = None) -> Child:
+    """Start argv in its own process group with stdout/stderr to files and stdin from /dev/null.
+    `fds` are the log files already opened (see open_logs); they are closed here either way."""
+    if fds is None:
+        fds = open_logs(stdout, stderr)
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(stdout), flags, 0o644),
-        (os.POSIX_SPAWN_OPEN, 2, str(stderr), flags, 0o644),
+        (os.POSIX_SPAWN_DUP2, fds[0], 1),
+        (os.POSIX_SPAWN_DUP2, fds[1], 2),
     ]
     started = time.time()
     mono = time.monotonic()
-    pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0,
-                          setsigdef=_RESET_SIGNALS, setsigmask=())
+    try:
+        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0,
+                              setsigdef=_RESET_SIGNALS, setsigmask=())
+    finally:
+        os.close(fds[0])
+        os.close(fds[1])
     return Child(pid=pid, pidfd=os.pidfd_open(pid), started=started, started_mono=mono, kind=kind, job=job,
                  stdout=stdout, stderr=stderr)
 
 
 def reap(child: Child) -> Exit | None:
-    """Collect the child's exit if it has ended (non-blocking), with its peak memory and CPU time."""
+    """Collect the child's exit if it has ended (non-blocking), with its peak memory and CPU time.
+    Then call close_pidfd once the pidfd is out of any selector."""
     pid, status, usage = os.wait4(child.pid, os.WNOHANG)
     if pid == 0:
         return None
-    os.close(child.pidfd)
+    # The pidfd stays open: the caller takes it out of its selector first, then closes it (closing first
+    # lets the number be reused while the selector still maps it to this child).
     if os.WIFSIGNALED(status):
         rc, signaled = 128 + os.WTERMSIG(status), True
     else:
@@ -77,3 +132,7 @@ def signal_group(child: Child, sig: int) -> None:
         pass
     except PermissionError:
         os.kill(child.pid, sig)
+
+
+def close_pidfd(child: Child) -> None:
+    os.close(child.pidfd)

@@ -1,0 +1,22 @@
+"""python -m bench NAME [N]  ·  python -m bench all"""
+
+import importlib
+import sys
+
+BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot"]
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(__doc__ + "\nbenchmarks: " + ", ".join(BENCHES))
+        return
+    names = BENCHES if args[0] == "all" else [args[0]]
+    extra = [int(a) for a in args[1:]]
+    for name in names:
+        if name not in BENCHES:
+            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)}")
+        importlib.import_module(f"bench.{name}").main(*extra)
+
+
+main()

@@ -1,0 +1,78 @@
+"""1. End to end: N `/bin/true` jobs, no dependencies, one local worker on all cores.
+
+Peers in the same run: the same N tasks through HyperQueue (its LocalCluster: a real server and worker),
+and the bare limit, `subprocess.run(["/bin/true"])` from a thread pool of one thread per core.
+Target: torc ≥ 1.5 × HyperQueue and ≥ 50 % of the bare limit, with every transition durable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.common import Timer, emit, fresh_database, server_version
+from torc_hpc.db import Database
+from torc_hpc.spec import expand_workflow, load_spec_text
+
+
+def bare(n: int) -> float:
+    cores = os.cpu_count() or 1
+    with Timer() as t, ThreadPoolExecutor(cores) as pool:
+        list(pool.map(lambda _: subprocess.run(["/bin/true"]), range(n)))
+    return n / t.seconds
+
+
+def hyperqueue(n: int) -> float | None:
+    try:
+        from hyperqueue import Job, LocalCluster
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as d, LocalCluster(server_dir=d) as cluster:
+        cluster.start_worker()
+        client = cluster.client()
+        job = Job()
+        for _ in range(n):
+            job.program(["/bin/true"])
+        with Timer() as t:
+            submitted = client.submit(job)
+            client.wait_for_jobs([submitted])
+    return n / t.seconds
+
+
+def torc(n: int) -> tuple[float, dict]:
+    from torc_hpc.worker.local import run_local
+
+    spec = f"name: e2e\njobs:\n  - name: t_{{i}}\n    command: /bin/true\n    parameters: {{i: '1:{n}'}}\n"
+    with fresh_database("e2e") as url, tempfile.TemporaryDirectory() as d:
+        s, loc = load_spec_text(spec, "e2e.yaml")
+        with Database(url) as db:
+            wf = db.create_workflow(expand_workflow(s, loc), spec_path=None, working_dir=d,
+                                    output_dir=str(Path(d) / "out"))
+        with Timer() as t:
+            run_local(url, wf)
+        with Database(url) as db:
+            counts = db.status_counts(wf)
+            results = db.one("list_results", workflow_id=wf) and db.conn.execute(
+                "SELECT count(*) AS n FROM results WHERE workflow_id = %s", (wf,)).fetchone()["n"]
+            events = db.conn.execute("SELECT count(*) AS n FROM events WHERE workflow_id = %s", (wf,)).fetchone()["n"]
+        assert counts["completed"] == n, counts
+        return n / t.seconds, {"results": results, "events": events, "server": server_version(url)}
+
+
+def main(n: int = 10_000) -> dict:
+    b = bare(n)
+    hq = hyperqueue(n)
+    value, info = torc(n)
+    peer, peer_value = ("hyperqueue", hq) if hq else ("bare subprocess.run", b)
+    return emit({
+        "name": "e2e_true_jobs", "value": value, "unit": "jobs/s", "peer": peer, "peer_value": peer_value,
+        "ratio": value / peer_value, "target": "≥ 1.5 × hyperqueue and ≥ 0.5 × bare",
+        "bare_value": b, "ratio_to_bare": value / b, "hyperqueue_value": hq, "jobs": n,
+        "meets_target": (hq is None or value >= 1.5 * hq) and value >= 0.5 * b, **info})
+
+
+if __name__ == "__main__":
+    main()

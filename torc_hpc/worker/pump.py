@@ -1,0 +1,116 @@
+"""The database side of a worker, on its own thread and connection.
+
+The worker's main thread only starts and reaps processes; this thread commits what ended and claims
+what comes next, one transaction per batch, so processes keep running while PostgreSQL syncs its log.
+Results come back through thread-safe deques and a wake-up byte on the worker's signal socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Callable
+
+from torc_hpc.db.repo import Database
+
+log = logging.getLogger("torc.worker")
+
+
+class Pump(threading.Thread):
+    def __init__(self, url: str, workflow_id: int, worker_id: int, claim_params: Callable[[], dict | None],
+                 wake: Callable[[], None], on_claimed: Callable[[dict], None] = lambda job: None):
+        super().__init__(name="torc-db-pump", daemon=True)
+        self.db = Database(url, migrate=False)
+        self.workflow_id = workflow_id
+        self.worker_id = worker_id
+        self._claim_params = claim_params
+        self._wake = wake
+        self._on_claimed = on_claimed
+        self._cv = threading.Condition()
+        self._steps: list = []
+        self._after: list = []          # recoveries to start once their steps committed
+        self._claim_wanted = False
+        self._busy = False
+        self._stopping = False
+        self.claimed: deque = deque()   # jobs for the main thread
+        self.recover: deque = deque()   # (job, attempt, script) for the main thread
+        self.error: BaseException | None = None
+        self.last_claim_empty = False   # the last claim asked for jobs and got none
+        self.stale = 0
+        self.stale_ids: list[int] = []
+
+    # ---- called from the main thread -----------------------------------------------------------
+
+    def submit(self, steps: list, recoveries: list, *, claim: bool) -> None:
+        with self._cv:
+            self._steps.extend(steps)
+            self._after.extend(recoveries)
+            self._claim_wanted |= claim
+            self._cv.notify()
+
+    def request_claim(self) -> None:
+        with self._cv:
+            self._claim_wanted = True
+            self._cv.notify()
+
+    def idle(self) -> bool:
+        with self._cv:
+            return not (self._steps or self._after or self._claim_wanted or self._busy)
+
+    def drain(self, timeout: float = 300) -> None:
+        """Wait until everything submitted is committed (and any wanted claim made)."""
+        with self._cv:
+            self._cv.wait_for(lambda: self.error is not None or not (
+                self._steps or self._after or self._claim_wanted or self._busy), timeout)
+        if self.error:
+            raise self.error
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self.join(30)
+        self.db.close()
+
+    # ---- the thread ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._steps or self._after or self._claim_wanted or self._stopping)
+                if self._stopping and not (self._steps or self._after):
+                    return
+                steps, self._steps = self._steps, []
+                after, self._after = self._after, []
+                want, self._claim_wanted = self._claim_wanted, False
+                self._busy = True
+            try:
+                params = self._claim_params() if want else None
+                if params is not None and params["limit"] <= 0:
+                    params = None
+                result = self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params)
+                for job in result["claimed"]:   # after the commit: nothing slow inside a transaction
+                    self._on_claimed(job)
+                self.claimed.extend(result["claimed"])
+                self.recover.extend(after)
+                if result["stale"]:
+                    self.stale += len(result["stale"])
+                    self.stale_ids.extend(result["stale"])
+                    log.warning("jobs %s were no longer ours (reset, canceled or taken over)", result["stale"])
+                more = params is not None and len(result["claimed"]) == params["limit"]
+                with self._cv:
+                    if params is not None:
+                        self.last_claim_empty = not result["claimed"]
+                    if more or result["newly_ready"]:
+                        self._claim_wanted = True
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+                self.error = e
+                log.exception("database pump failed")
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+                self._wake()
+            if self.error:
+                return
