@@ -25,3 +25,7 @@ COMMENT ON COLUMN allocations.outcome IS 'The watcher''s judgement for its back-
 
 CREATE INDEX workers_slurm_job_idx ON workers (slurm_job_id) WHERE slurm_job_id IS NOT NULL;
 CREATE INDEX allocations_unjudged_idx ON allocations (workflow_id) WHERE outcome IS NULL;
+
+-- Ready retries (attempt > 1) in waiting order: the watcher counts them and reads the oldest without
+-- touching the (possibly huge) rest of the ready jobs.
+CREATE INDEX jobs_ready_retry_idx ON jobs (workflow_id, ready_at) WHERE status = 'ready' AND attempt_id > 1;

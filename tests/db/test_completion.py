@@ -153,3 +153,10 @@ def test_completion_touches_only_the_jobs_children(db):
             "event_kind": "failed", "from_status": "running", "detail": None}).fetchall())
         assert "Seq Scan on jobs" not in plan, plan
         assert "Seq Scan on job_dependencies" not in plan, plan
+
+
+def test_commands_with_tabs_newlines_and_backslashes_survive_copy(db):
+    cmd = 'printf "a\\tb\\\\n" && echo \'x\ty\'\necho done\\\\'
+    wf = create(db, {"name": "esc", "jobs": [{"name": "weird\\name", "command": cmd}]})
+    row = db.conn.execute("SELECT name, command FROM jobs WHERE workflow_id = %s", (wf,)).fetchone()
+    assert row == {"name": "weird\\name", "command": cmd}

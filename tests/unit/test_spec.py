@@ -209,6 +209,11 @@ def test_recovery_script_missing_and_not_executable(tmp_path):
     assert {p.line for p in probs} == {6, 7}
 
 
+def test_unquoted_placeholder_in_flow_list_gets_a_hint():
+    (p,) = problems("name: w\njobs:\n  - name: b_{i}\n    command: x\n    depends_on: [a_{i}]\n")
+    assert p.line == 5 and "must be quoted" in p.message
+
+
 def test_invalid_yaml_is_located():
     (p,) = problems("name: w\njobs: [\n")
     assert "invalid YAML" in p.message and p.line

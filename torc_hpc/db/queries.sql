@@ -514,18 +514,22 @@ UPDATE watch_state SET recovery_rounds = recovery_rounds + 1, updated_at = now()
 RETURNING recovery_rounds;
 
 -- name: watch_snapshot
--- Everything the auto-schedule decision needs, in one round trip (ready jobs through jobs_ready_idx).
+-- What the auto-schedule decision needs beyond the status counts, in one round trip. Retries come from
+-- jobs_ready_retry_idx, so the cost follows the retries waiting, not the workflow's size.
 SELECT
-    (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready') AS ready,
-    (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1) AS ready_retries,
+    (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
+        AS ready_retries,
     (SELECT min(ready_at) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
         AS oldest_retry_ready_at,
     (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown'))
         AS active_allocations,
     (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'unknown'))
-        AS pending_allocations,
-    (SELECT coalesce(sum(num_cpus::bigint * runtime_s), 0) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready')
-        AS ready_cpu_seconds;
+        AS pending_allocations;
+
+-- name: ready_cpu_seconds
+-- The ready work in CPU-seconds (sizes new allocations; read only when the watcher submits).
+SELECT coalesce(sum(num_cpus::bigint * runtime_s), 0) AS cpu_seconds
+FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready';
 
 -- name: unjudged_allocations
 -- Allocations whose outcome the back-off has not counted yet and that can be judged now.

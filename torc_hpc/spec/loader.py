@@ -81,8 +81,11 @@ def load_spec_text(text: str, path: str = "<spec>", base_dir: Path | None = None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise SpecError(path, [SpecProblem(f"invalid YAML: {getattr(e, 'problem', e)}", line=line,
-                                           path=path)]) from None
+        msg = f"invalid YAML: {getattr(e, 'problem', e)}"
+        if "got '{'" in msg:
+            msg += (" (a {placeholder} inside [...] or {...} must be quoted, e.g. [\"sim_{i}\"], "
+                    "or written as a block list with '- sim_{i}')")
+        raise SpecError(path, [SpecProblem(msg, line=line, path=path)]) from None
     if not isinstance(data, dict):
         raise SpecError(path, [SpecProblem("the spec must be a mapping with 'name' and 'jobs'", path=path)])
     locator = LineLocator(text)

@@ -133,6 +133,8 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     """One cycle: refresh allocations and reconcile orphans, judge allocations for the back-off,
     decide, act. `now` is injectable for tests; it defaults to the clock."""
     now = now or utcnow()
+    # Workflows differ by orders of magnitude in size: plan every query for its own workflow id.
+    db.conn.execute("SET plan_cache_mode = force_custom_plan")
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
     report.reconciled = reconcile(db, workflow_id, client=client)
@@ -153,7 +155,7 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
                                 f"`torc watch {workflow_id} --resume`")
 
     if cfg.auto_schedule and client is not None and wf["canceled_at"] is None:
-        snap = auto.Snapshot(now=now, ready=snap_row["ready"], ready_retries=snap_row["ready_retries"],
+        snap = auto.Snapshot(now=now, ready=counts["ready"], ready_retries=snap_row["ready_retries"],
                              oldest_retry_ready_at=snap_row["oldest_retry_ready_at"],
                              active_allocations=snap_row["active_allocations"],
                              pending_allocations=snap_row["pending_allocations"],
@@ -163,18 +165,19 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
                            "wait_until": decision.wait_until}
         if decision.submit:
             max_new = max(1, cfg.policy.max_pending - snap_row["pending_allocations"])
-            _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new,
-                         int(snap_row["ready_cpu_seconds"]), report, backoff)
+            ready_cpu_s = int(db.one("ready_cpu_seconds", workflow_id=workflow_id)["cpu_seconds"])
+            _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new, ready_cpu_s,
+                         report, backoff)
 
     if cfg.recover and wf["canceled_at"] is None:
-        _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now)
-        counts = db.status_counts(workflow_id)
-        report.counts = {k: v for k, v in counts.items() if v}
+        if _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now):
+            counts = db.status_counts(workflow_id)
+            report.counts = {k: v for k, v in counts.items() if v}
 
     if counts["pending_failed"]:
         report.attention.append(f"{counts['pending_failed']} job(s) pending_failed: decide with "
                                 f"`torc jobs retry|fail {workflow_id} JOB`")
-    still_active = db.one("watch_snapshot", workflow_id=workflow_id)["active_allocations"]
+    still_active = snap_row["active_allocations"] + len(report.submitted)
     report.allocations_active = still_active
     report.done = (counts["ready"] + counts["blocked"] + counts["running"] == 0 and still_active == 0) or (
         wf["canceled_at"] is not None and counts["running"] == 0)
@@ -213,16 +216,17 @@ def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, read
 
 
 def _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now):
-    """When nothing more can run: resize jobs that ran out of memory or time, reset them, resubmit."""
-    if counts["ready"] or counts["running"] or snap_row["active_allocations"]:
-        return  # something can still run
+    """When nothing more can run: resize jobs that ran out of memory or time, reset them, resubmit.
+    Returns whether it changed anything."""
+    if counts["ready"] or counts["running"] or snap_row["active_allocations"] or report.submitted:
+        return False  # something can still run
+    if not (counts["failed"] or counts["terminated"]):
+        return False
     candidates = db.all("recoverable_jobs", workflow_id=workflow_id)
-    if not candidates:
-        return
     if state["recovery_rounds"] >= cfg.max_recovery_rounds:
         report.attention.append(f"--recover stopped after {state['recovery_rounds']} rounds; "
                                 f"{len(candidates)} job(s) still failed")
-        return
+        return False
     node = None
     if client is not None:
         try:
@@ -269,6 +273,7 @@ def _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now)
                 report.submitted.append({"id": a["id"], "slurm_job_id": a["slurm_job_id"], "reason": "recover"})
         except (TorcError, SlurmError) as e:
             report.attention.append(f"recovered jobs could not be submitted: {e}")
+    return bool(fixed)
 
 
 def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: datetime | None = None) -> CycleReport:
