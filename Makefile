@@ -28,7 +28,9 @@ test: setup slurm-up
 test-fast: setup
 	$(BIN)/pytest -ra -m "not slurm"
 
+# Benchmarks against HyperQueue, pgbench and the machine's limits; results go to docs/benchmarks.md by hand.
 bench: setup
+	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python -m bench all
 
 clean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -61,8 +62,9 @@ class WorkerSummary:
 
 
 def _opened(future) -> tuple[int, int] | None:
+    """The log files a job's preparation opened, if it got that far."""
     try:
-        return future.result() if future else None
+        return future.result()[2] if future else None
     except OSError:
         return None
 
@@ -110,10 +112,14 @@ class Worker:
         wf = self.db.workflow(cfg.workflow_id)
         self.workflow = wf
         self.rules = self.db.failure_rules(cfg.workflow_id)
+        # Jobs run where the workflow was created. posix_spawn cannot set a child's directory here, so the
+        # worker moves there itself (and back when it returns: it may run inside a longer-lived process).
+        self._previous_cwd = os.getcwd()
         if wf["working_dir"] and os.path.isdir(wf["working_dir"]):
             os.chdir(wf["working_dir"])
         self.output_dir = Path(cfg.output_dir or wf["output_dir"]).resolve()
         (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
+        self._stdio_dir = str(self.output_dir / "job_stdio")
         self.worker_id = self.db.register_worker(
             cfg.workflow_id, hostname=socket.gethostname(), pid=os.getpid(),
             num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
@@ -147,6 +153,10 @@ class Worker:
                     restore()
                     self.listen.close()
                     self.db.close()
+                    try:
+                        os.chdir(self._previous_cwd)
+                    except OSError:
+                        pass
         self.summary.stop_reason = reason
         return self.summary
 
@@ -303,7 +313,12 @@ class Worker:
         Creating files waits on the file system's journal or metadata server; several at once amortize it
         and the spawning thread never waits for one it does not need yet."""
         self._hold(job, +1)
-        job["_fds"] = self._log_pool.submit(process.open_logs, *self._log_paths("job", job))
+        job["_prep"] = self._log_pool.submit(self._prepare, job)
+
+    def _prepare(self, job: dict) -> tuple[list[str], dict, tuple[int, int]]:
+        """(background thread) Everything a spawn needs: argv, environment, open log files."""
+        return (process.command_argv(job["command"]), self._env(job),
+                process.open_logs(*self._log_paths("job", job)))
 
     def _short_jobs(self) -> bool:
         return self._recent_runtime_s is not None and self._recent_runtime_s < SHORT_JOB_S
@@ -334,22 +349,21 @@ class Worker:
         ids = [j["id"] for j in self.queue]
         for j in self.queue:
             self._hold(j, -1)
-            opening = j.pop("_fds", None)
-            fds = _opened(opening)
+            fds = _opened(j.pop("_prep", None))
             if fds:  # never started: no log files for an attempt that did not run
                 os.close(fds[0])
                 os.close(fds[1])
                 for path in self._log_paths("job", j):
-                    path.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
         self.queue.clear()
         with self.db.conn.transaction():
             self.db.all("release_jobs", workflow_id=self.cfg.workflow_id, worker_id=self.worker_id, job_ids=ids)
             self.db.notify_ready(self.cfg.workflow_id)
 
-    def _log_paths(self, prefix: str, job: dict) -> tuple[Path, Path]:
-        stem = (f"{prefix}_wf{self.cfg.workflow_id}_j{job['id']}_r{job['run_id']}_a{job['attempt_id']}")
-        base = self.output_dir / "job_stdio"
-        return base / f"{stem}.o", base / f"{stem}.e"
+    def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
+        stem = f"{self._stdio_dir}/{prefix}_wf{self.cfg.workflow_id}_j{job['id']}_r{job['run_id']}_a{job['attempt_id']}"
+        return f"{stem}.o", f"{stem}.e"
 
     def _env(self, job: dict, **extra) -> dict:
         env = dict(self._base_env)
@@ -364,12 +378,15 @@ class Worker:
     def _spawn_job(self, job: dict) -> None:
         out, err = self._log_paths("job", job)
         try:
-            opening = job.pop("_fds", None)
-            child = process.spawn("job", job, process.command_argv(job["command"]), self._env(job), out, err,
-                                  fds=opening.result() if opening else None)
+            prep = job.pop("_prep", None)
+            if prep is not None:
+                argv, env, fds = prep.result()
+            else:
+                argv, env, fds = process.command_argv(job["command"]), self._env(job), None
+            child = process.spawn("job", job, argv, env, out, err, fds=fds)
         except OSError as e:
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
-            err.write_text(f"torc could not start the job: {e}\n")
+            Path(err).write_text(f"torc could not start the job: {e}\n")
             self._hold(job, -1)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=127,
                               started_at=job["started_at"])
@@ -383,7 +400,7 @@ class Worker:
         try:
             child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err)
         except OSError as e:
-            err.write_text(f"torc could not start the recovery script: {e}\n")
+            Path(err).write_text(f"torc could not start the recovery script: {e}\n")
             self.pump.submit(after_recovery(attempt, 127, script).steps, [], claim=True)
             return
         child.extra = {"attempt": attempt, "script": script}
