@@ -95,3 +95,14 @@ def pgbench_tps(url: str, clients: int, seconds: int, extra: list[str] | None = 
         if line.startswith("tps") and ("without initial connection time" in line or "excluding" in line):
             return float(line.split("=")[1].split()[0])
     raise RuntimeError(f"cannot read pgbench output:\n{out}")
+
+
+def create_workflow(url: str, spec_text: str, working_dir: str, name: str = "bench.yaml") -> int:
+    """Create a workflow from spec text, its logs under working_dir/out (where run_local will write them)."""
+    from torc_hpc.db import Database
+    from torc_hpc.spec import expand_workflow, load_spec_text
+
+    s, loc = load_spec_text(spec_text, name)
+    with Database(url) as db:
+        return db.create_workflow(expand_workflow(s, loc), spec_path=None, working_dir=working_dir,
+                                  output_dir=os.path.join(working_dir, "out"))

@@ -11,11 +11,9 @@ import os
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from bench.common import Timer, emit, fresh_database, server_version
+from bench.common import Timer, create_workflow, emit, fresh_database, server_version
 from torc_hpc.db import Database
-from torc_hpc.spec import expand_workflow, load_spec_text
 
 
 def bare(n: int) -> float:
@@ -58,16 +56,12 @@ def torc(n: int) -> tuple[float, dict]:
 
     spec = f"name: e2e\njobs:\n  - name: t_{{i}}\n    command: /bin/true\n    parameters: {{i: '1:{n}'}}\n"
     with fresh_database("e2e") as url, tempfile.TemporaryDirectory() as d:
-        s, loc = load_spec_text(spec, "e2e.yaml")
-        with Database(url) as db:
-            wf = db.create_workflow(expand_workflow(s, loc), spec_path=None, working_dir=d,
-                                    output_dir=str(Path(d) / "out"))
+        wf = create_workflow(url, spec, d, "e2e.yaml")
         with Timer() as t:
             run_local(url, wf)
         with Database(url) as db:
             counts = db.status_counts(wf)
-            results = db.one("list_results", workflow_id=wf) and db.conn.execute(
-                "SELECT count(*) AS n FROM results WHERE workflow_id = %s", (wf,)).fetchone()["n"]
+            results = db.conn.execute("SELECT count(*) AS n FROM results WHERE workflow_id = %s", (wf,)).fetchone()["n"]
             events = db.conn.execute("SELECT count(*) AS n FROM events WHERE workflow_id = %s", (wf,)).fetchone()["n"]
         assert counts["completed"] == n, counts
         return n / t.seconds, {"results": results, "events": events, "server": server_version(url)}

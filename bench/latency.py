@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from pathlib import Path
 
-from bench.common import Timer, emit, fresh_database, server_version
+from bench.common import Timer, create_workflow, emit, fresh_database, server_version
 from torc_hpc.db import Database
-from torc_hpc.spec import expand_workflow, load_spec_text
 
 TORC_UNBLOCK_INTERVAL_MS = 30_000
 
@@ -26,10 +24,7 @@ def main(n: int = 500) -> dict:
     import json
 
     with fresh_database("latency") as url, tempfile.TemporaryDirectory() as d:
-        s, loc = load_spec_text(json.dumps(spec), "chain.json")
-        with Database(url) as db:
-            wf = db.create_workflow(expand_workflow(s, loc), spec_path=None, working_dir=d,
-                                    output_dir=str(Path(d) / "out"))
+        wf = create_workflow(url, json.dumps(spec), d, "chain.json")
         with Timer() as t:
             run_local(url, wf)
         with Database(url) as db:

@@ -8,7 +8,6 @@ import textwrap
 import time
 
 import psutil
-import pytest
 
 from torc_hpc.db import Database
 from tests.conftest import wait_for

@@ -1,6 +1,5 @@
 """On the real one-node Slurm cluster: sbatch, squeue, sacct and scancel are the real programs."""
 
-import json
 import textwrap
 import time
 

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from psycopg.types.json import Jsonb
 
 from torc_hpc.core import autoschedule as auto
 from torc_hpc.core.recovery import adjust, classify
