@@ -41,10 +41,10 @@ def torc(env, cwd, *args):
 def test_run_on_embedded_postgres(embedded_env, tmp_path):
     env, data = embedded_env
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    first = torc(env, tmp_path, "run", "examples/yaml/failure_handler_simulation.yaml", "--format", "json")
+    first = torc(env, tmp_path, "run", "examples/yaml/diamond.yaml", "--format", "json")
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout.strip().splitlines()[-1])
-    assert summary["counts"] == {"completed": 10}
+    assert summary["counts"] == {"completed": 4}
     url = torc(env, tmp_path, "db", "url")
     assert str(data) in url.stdout
     # The server is reused: the next command sees the same workflow.
