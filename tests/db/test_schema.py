@@ -53,3 +53,31 @@ def test_fresh_database_migrates_on_first_use(admin_url):
     finally:
         with psycopg.connect(admin_url, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_printed_schema_installs_into_an_empty_database(admin_url):
+    """`torc db schema | psql` gives the same schema torc's own migrations give."""
+    import subprocess
+    import sys
+
+    from tests.conftest import _with_db
+    from torc_hpc.db import Database
+
+    sql = subprocess.run([sys.executable, "-m", "torc_hpc.cli.app", "db", "schema"], capture_output=True,
+                         text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    name = "torc_printed_schema_test"
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _with_db(admin_url, name)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute(sql)
+        with Database(url) as db:  # would migrate if anything were missing
+            assert migrations.current_version(db.conn) == migrations.latest_version()
+            tables = {r["tablename"] for r in db.conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"workflows", "jobs", "results", "events", "allocations", "watch_state"} <= tables
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -33,8 +33,9 @@ workflows_app = typer.Typer(help="Create, list, cancel, delete and reset workflo
 jobs_app = typer.Typer(help="List jobs; decide on pending_failed jobs.", no_args_is_help=True)
 results_app = typer.Typer(help="One row per attempt (return code, times, peak memory).", no_args_is_help=True)
 events_app = typer.Typer(help="The audit log: every transition, with who and why.", no_args_is_help=True)
-db_app = typer.Typer(help="Database: apply migrations, show the URL in use.", no_args_is_help=True)
-slurm_app = typer.Typer(help="Slurm allocations of a workflow: list, submit more, cancel.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: apply migrations, print the schema, show the URL in use.", no_args_is_help=True)
+slurm_app = typer.Typer(help="Slurm allocations of a workflow: list, cancel (submit more: torc submit-slurm WF).",
+                        no_args_is_help=True)
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(results_app, name="results")
@@ -528,6 +529,19 @@ def db_migrate():
         version = migrations.current_version(db.conn)
     console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
     console.print(f"schema version {version}")
+
+
+@db_app.command("schema")
+def db_schema():
+    """Print the schema SQL (every migration, in order) without connecting: for admins who install it
+    themselves, e.g. `torc db schema | psql -d torc`."""
+    for version, name, path in migrations.migrations():
+        print(f"-- {version:04d}_{name}")
+        print(path.read_text())
+    print("CREATE TABLE IF NOT EXISTS torc_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+          "applied_at timestamptz NOT NULL DEFAULT now());")
+    values = ", ".join(f"({v}, '{n}')" for v, n, _ in migrations.migrations())
+    print(f"INSERT INTO torc_schema_migrations (version, name) VALUES {values};")
 
 
 @db_app.command("url")
