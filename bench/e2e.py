@@ -8,12 +8,18 @@ Target: torc ≥ 1.5 × HyperQueue and ≥ 50 % of the bare limit, with every tr
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import Timer, create_workflow, emit, fresh_database, server_version
 from torc_hpc.db import Database
+
+
+def settle(seconds: float = 5) -> None:
+    os.sync()
+    time.sleep(seconds)
 
 
 def bare(n: int) -> float:
@@ -57,6 +63,9 @@ def torc(n: int) -> tuple[float, dict]:
     spec = f"name: e2e\njobs:\n  - name: t_{{i}}\n    command: /bin/true\n    parameters: {{i: '1:{n}'}}\n"
     with fresh_database("e2e") as url, tempfile.TemporaryDirectory() as d:
         wf = create_workflow(url, spec, d, "e2e.yaml")
+        with Database(url) as db:
+            db.conn.execute("CHECKPOINT")  # CREATE DATABASE and the COPY leave dirty buffers behind
+        settle()
         with Timer() as t:
             run_local(url, wf)
         with Database(url) as db:
@@ -68,9 +77,14 @@ def torc(n: int) -> tuple[float, dict]:
 
 
 def main(n: int = 10_000) -> dict:
+    # Each phase creates and deletes thousands of files; let the disk settle (journal, discards) before the
+    # next one so no contender pays for the one before it.
     b = bare(n)
+    settle()
     bl = bare_with_logs(n)
+    settle()
     hq = hyperqueue(n)
+    settle()
     value, info = torc(n)
     peer, peer_value = ("hyperqueue", hq) if hq else ("bare subprocess.run", b)
     return emit({

@@ -84,7 +84,10 @@ class _Ended:
 class Worker:
     def __init__(self, cfg: WorkerConfig):
         self.cfg = cfg
-        self.children: dict[int, process.Child] = {}   # pidfd → child
+        self.children: dict[int, process.Child] = {}   # pid → child
+        # In the main thread, SIGCHLD tells us a child ended (no per-job pidfd, epoll add/del and close);
+        # elsewhere (a worker inside a thread, as in tests) each child gets a pidfd in the selector.
+        self._sigchld = threading.current_thread() is threading.main_thread()
         # Claimed but not started yet: a small prefetch so processes keep running while the database commits.
         self.queue: deque[dict] = deque()
         self._held = [0, 0, 0, 0]            # jobs, CPUs, GPUs, bytes held (running + queued + being claimed)
@@ -215,7 +218,7 @@ class Worker:
                     return "idle"
                 self.pump.request_claim()  # ready jobs may have appeared without a NOTIFY reaching us
             timeout = max(0.0, next_heartbeat - time.monotonic())
-            if not self.children:
+            if not self.children or self._sigchld:
                 timeout = min(timeout, 1.0)
             if cfg.end_time is not None:
                 timeout = min(timeout, max(0.0, cfg.end_time - cfg.walltime_buffer_s - time.time()))
@@ -231,6 +234,11 @@ class Worker:
                     if ex:
                         self._forget(ex.child)
                         exits.append(ex)
+            if self._sigchld and self.children:
+                # One wait4 per wake-up collects every child that ended (SIGCHLD may merge several).
+                for ex in process.reap_any(self.children):
+                    self._forget(ex.child)
+                    exits.append(ex)
             if exits:
                 self._start_queued()   # keep the slots busy while this batch commits
                 self._handle_exits(exits)
@@ -243,8 +251,9 @@ class Worker:
             self._spawn_recovery(job, attempt, script)
 
     def _forget(self, child: process.Child) -> None:
-        self._sel.unregister(child.pidfd)
-        del self.children[child.pidfd]
+        if child.pidfd >= 0:
+            self._sel.unregister(child.pidfd)
+        del self.children[child.pid]
         process.close_pidfd(child)
         if child.kind == "job":
             self._hold(child.job, -1)
@@ -372,8 +381,9 @@ class Worker:
         return env
 
     def _watch(self, child: process.Child) -> None:
-        self.children[child.pidfd] = child
-        self._sel.register(child.pidfd, selectors.EVENT_READ, child)
+        self.children[child.pid] = child
+        if child.pidfd >= 0:
+            self._sel.register(child.pidfd, selectors.EVENT_READ, child)
 
     def _spawn_job(self, job: dict) -> None:
         out, err = self._log_paths("job", job)
@@ -383,7 +393,7 @@ class Worker:
                 argv, env, fds = prep.result()
             else:
                 argv, env, fds = process.command_argv(job["command"]), self._env(job), None
-            child = process.spawn("job", job, argv, env, out, err, fds=fds)
+            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
         except OSError as e:
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
             Path(err).write_text(f"torc could not start the job: {e}\n")
@@ -398,7 +408,7 @@ class Worker:
         out, err = self._log_paths("recovery", job)
         env = self._env(job, TORC_RETURN_CODE=str(attempt.return_code))
         try:
-            child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err)
+            child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err, pidfd=not self._sigchld)
         except OSError as e:
             Path(err).write_text(f"torc could not start the recovery script: {e}\n")
             self.pump.submit(after_recovery(attempt, 127, script).steps, [], claim=True)
@@ -507,7 +517,8 @@ class Worker:
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
+        signal.signal(signal.SIGCHLD, lambda *_: self._wake())
 
         def handler(signum, _frame):
             if signum == signal.SIGTERM and self.cfg.sigterm_reason:
@@ -515,7 +526,7 @@ class Worker:
             else:
                 self.request_stop("interrupted")
 
-        for s in previous:
+        for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, handler)
 
         def restore():

@@ -91,9 +91,10 @@ def _devnull() -> int:
 
 
 def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
-          fds: tuple[int, int] | None = None) -> Child:
+          fds: tuple[int, int] | None = None, pidfd: bool = True) -> Child:
     """Start argv in its own process group with stdout/stderr to files and stdin from /dev/null.
-    `fds` are the log files already opened (see open_logs); they are closed here either way."""
+    `fds` are the log files already opened (see open_logs); they are closed here either way. Without
+    `pidfd`, the caller learns of the exit from SIGCHLD and reap_any()."""
     if fds is None:
         fds = open_logs(stdout, stderr)
     actions = [
@@ -109,7 +110,7 @@ def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Pa
     finally:
         os.close(fds[0])
         os.close(fds[1])
-    return Child(pid=pid, pidfd=os.pidfd_open(pid), started=started, started_mono=mono, kind=kind, job=job,
+    return Child(pid=pid, pidfd=os.pidfd_open(pid) if pidfd else -1, started=started, started_mono=mono, kind=kind, job=job,
                  stdout=stdout, stderr=stderr)
 
 
@@ -121,6 +122,26 @@ def reap(child: Child) -> Exit | None:
         return None
     # The pidfd stays open: the caller takes it out of its selector first, then closes it (closing first
     # lets the number be reused while the selector still maps it to this child).
+    return _exit(child, status, usage)
+
+
+def reap_any(children: dict[int, Child]) -> list[Exit]:
+    """Collect every ended child (non-blocking), by pid. For a process whose only children are these."""
+    exits = []
+    while children:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        child = children.get(pid)
+        if child is not None:
+            exits.append(_exit(child, status, usage))
+    return exits
+
+
+def _exit(child: Child, status: int, usage) -> Exit:
     if os.WIFSIGNALED(status):
         rc, signaled = 128 + os.WTERMSIG(status), True
     else:
@@ -141,4 +162,5 @@ def signal_group(child: Child, sig: int) -> None:
 
 
 def close_pidfd(child: Child) -> None:
-    os.close(child.pidfd)
+    if child.pidfd >= 0:
+        os.close(child.pidfd)
