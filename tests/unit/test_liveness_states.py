@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from torc_hpc.core.liveness import worker_lost_reason
-from torc_hpc.core.states import JobStatus, can_transition, exit_code_from_wait_status
+from torc_hpc.core.states import JobStatus, can_transition
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -29,7 +29,12 @@ def test_transitions():
     assert not can_transition(JobStatus.BLOCKED, JobStatus.RUNNING)
 
 
-def test_exit_code_from_wait_status():
-    assert exit_code_from_wait_status(-9) == 137
-    assert exit_code_from_wait_status(-15) == 143
-    assert exit_code_from_wait_status(3) == 3
+def test_finish_steps_respect_the_transition_table():
+    from torc_hpc.db.repo import Attempt, finish_step
+
+    a = Attempt(1, 1, 1, None, return_code=1)
+    assert finish_step("retry", a, from_status=JobStatus.PENDING_FAILED)[0] == "finish_retry"
+    with pytest.raises(ValueError, match="pending_failed to pending_failed"):
+        finish_step("pending_failed", a, from_status=JobStatus.PENDING_FAILED)
+    with pytest.raises(ValueError, match="blocked to completed"):
+        finish_step("completed", a, from_status=JobStatus.BLOCKED)

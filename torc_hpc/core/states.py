@@ -57,10 +57,3 @@ class ExitCode:
     NODE_FAIL = 153       # Slurm NODE_FAIL / BOOT_FAIL: the node died under the job
     WORKER_LOST = 154     # the worker vanished (kill -9, lost node) and no scheduler said why
     SLURM_FAILED = 155    # the allocation ended FAILED / PREEMPTED / DEADLINE with no better cause
-
-
-def exit_code_from_wait_status(returncode: int) -> int:
-    """Map a subprocess return code (negative for a signal) to the shell convention 128 + N."""
-    if returncode < 0:
-        return 128 + (-returncode)
-    return returncode

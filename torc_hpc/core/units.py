@@ -22,13 +22,6 @@ def parse_memory(value: str | int) -> int:
     return int(float(m.group(1)) * _MULT[m.group(2).lower()])
 
 
-def format_memory(n: int) -> str:
-    for unit in ("t", "g", "m", "k"):
-        if n >= _MULT[unit] and n % _MULT[unit] == 0:
-            return f"{n // _MULT[unit]}{unit}"
-    return str(n)
-
-
 _ISO_RE = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)

@@ -29,7 +29,3 @@ def q(name: str) -> str:
         return _all()[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in torc_hpc/db/queries.sql") from None
-
-
-def names() -> list[str]:
-    return list(_all())

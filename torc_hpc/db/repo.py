@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,7 +10,7 @@ from psycopg.types.json import Jsonb
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from torc_hpc.core.failure import FailureRule
-from torc_hpc.core.states import JobStatus
+from torc_hpc.core.states import JobStatus, can_transition
 from torc_hpc.core.units import parse_duration
 from torc_hpc.db import migrate as migrations
 from torc_hpc.db.connection import connect, resolve_url
@@ -305,6 +304,10 @@ def finish_step(kind: str, attempt: Attempt, *, status: JobStatus | None = None,
                 ) -> tuple[str, dict]:
     """Build one step for Database.finish. kind: completed | failed | retry | pending_failed | recovering."""
     p = attempt.params()
+    target = {"completed": JobStatus.COMPLETED, "retry": JobStatus.READY, "pending_failed": JobStatus.PENDING_FAILED,
+              "failed": status or JobStatus.FAILED}.get(kind)
+    if target is not None and not can_transition(from_status, target):
+        raise ValueError(f"a job cannot go from {from_status.value} to {target.value}")
     if kind == "completed":
         return "finish_completed", p
     p.update(attempt_status=(attempt_status or status or JobStatus.FAILED).value,
@@ -321,7 +324,3 @@ def finish_step(kind: str, attempt: Attempt, *, status: JobStatus | None = None,
     if kind == "recovering":
         return "record_attempt_result", p
     raise ValueError(f"unknown finish kind {kind!r}")
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, default=str)

@@ -59,10 +59,6 @@ class CycleReport:
         return asdict(self)
 
 
-class WorkflowBusy(TorcError):
-    """Another watcher holds this workflow's lock."""
-
-
 def try_lock(db: Database, workflow_id: int) -> bool:
     return db.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_WATCH_LOCK_BASE | workflow_id,)).fetchone()["ok"]
 
