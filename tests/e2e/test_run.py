@@ -275,3 +275,28 @@ def test_cancel_from_another_terminal_stops_the_run(torc):
     assert proc.returncode == 1
     j = jobs(torc, wf)
     assert j["slow"]["status"] == "terminated" and j["later"]["status"] == "canceled"
+
+
+def test_losing_the_database_stops_jobs_and_the_next_command_repairs(torc):
+    import psycopg
+
+    torc.write("wf.yaml", textwrap.dedent("""
+        name: dblost
+        jobs:
+          - {name: "slow_{i}", command: "sleep 63", parameters: {i: "1:2"}}
+          - {name: after, command: "true", depends_on: ["slow_1"]}
+        """))
+    wf = torc.json("workflows", "create", "wf.yaml")["id"]
+    proc = torc.popen("run", wf, "--max-parallel-jobs", "2")
+    wait_for(lambda: _running(torc.url, wf, 2), what="two running jobs")
+    with psycopg.connect(torc.url, autocommit=True, application_name="test-killer") as c:
+        killed = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND application_name = 'torc'").fetchone()[0]
+    assert killed >= 2
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "lost the database" in err and "Traceback" not in err
+    time.sleep(0.3)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "63"]]
+    j = jobs(torc, wf)   # the next command finds the dead worker and records its jobs
+    assert j["slow_1"]["status"] == j["slow_2"]["status"] == "terminated"
+    assert j["slow_1"]["return_code"] == 154 and j["after"]["status"] == "canceled"

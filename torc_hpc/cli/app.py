@@ -60,6 +60,7 @@ def _root(database_url: Optional[str] = typer.Option(
           verbose: bool = typer.Option(False, "--verbose", "-v", help="log what the worker does")):
     state.url = database_url
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("psycopg").setLevel(logging.INFO if verbose else logging.ERROR)  # torc says it better
 
 
 def _db() -> Database:

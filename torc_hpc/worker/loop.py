@@ -17,7 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import psycopg
+
 from torc_hpc.core.states import ExitCode
+from torc_hpc.errors import DatabaseError
 from torc_hpc.db.connection import connect, redact
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
@@ -141,6 +144,11 @@ class Worker:
         reason = "error"
         try:
             reason = self._loop()
+        except psycopg.Error as e:
+            raise DatabaseError(
+                f"worker {self.worker_id} lost the database ({str(e).strip() or type(e).__name__}); its running "
+                f"jobs were stopped. The next torc command records them; `torc run {cfg.workflow_id}` carries "
+                f"on") from e
         finally:
             try:
                 if self.children or self.queue or not self.pump.idle():
@@ -150,8 +158,11 @@ class Worker:
                 self._log_pool.shutdown()
                 self.summary.stale = self.pump.stale
                 try:
-                    self.db.stop_worker(cfg.workflow_id, self.worker_id, reason,
-                                        unrunnable=[r["name"] for r in self.summary.unrunnable][:20])
+                    if reason != "error":  # after an error the reconciler decides, as for a crash
+                        self.db.stop_worker(cfg.workflow_id, self.worker_id, reason,
+                                            unrunnable=[r["name"] for r in self.summary.unrunnable][:20])
+                except psycopg.Error:
+                    log.warning("could not record the worker's stop")
                 finally:
                     restore()
                     self.listen.close()
@@ -479,10 +490,18 @@ class Worker:
     # ---- stopping --------------------------------------------------------------------------
 
     def _stop_children(self, reason: str) -> None:
-        """SIGTERM every child's process group, SIGKILL after the grace period, record them all."""
+        """SIGTERM every child's process group, SIGKILL after the grace period, record them all.
+
+        If the database is gone, the processes are still stopped (nothing may outlive the worker); their
+        jobs stay `running` under this worker, and the next torc command reconciles them."""
         self._stop_request = self._stop_request or reason
-        self.pump.drain()
-        self._release_queue()
+        try:
+            self.pump.drain()
+            self._release_queue()
+            recording = True
+        except Exception:  # noqa: BLE001 - the database failed; stopping the processes matters more now
+            log.warning("cannot reach the database while stopping; the next torc command will reconcile")
+            recording = False
         if not self.children:
             return
         for child in self.children.values():
@@ -503,16 +522,21 @@ class Worker:
                     process.signal_group(child, signal.SIGKILL)
                 deadline = float("inf")
             time.sleep(0.02)
-        self._handle_exits(exits)
-        self.pump.drain()
-        # Recovery scripts of jobs stopped for walltime or scancel run now, before the allocation goes.
-        while self.pump.recover:
-            job, attempt, script = self.pump.recover.popleft()
-            from torc_hpc.reconcile import run_recovery_here
+        if not recording:
+            return
+        try:
+            self._handle_exits(exits)
+            self.pump.drain()
+            # Recovery scripts of jobs stopped for walltime or scancel run now, before the allocation goes.
+            while self.pump.recover:
+                job, attempt, script = self.pump.recover.popleft()
+                from torc_hpc.reconcile import run_recovery_here
 
-            rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.db.url))
-            self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
-        self.pump.drain()
+                rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.db.url))
+                self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
+            self.pump.drain()
+        except Exception:  # noqa: BLE001 - processes are stopped; the reconciler records what we could not
+            log.warning("cannot reach the database while stopping; the next torc command will reconcile")
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

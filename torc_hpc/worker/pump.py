@@ -71,7 +71,10 @@ class Pump(threading.Thread):
             self._stopping = True
             self._cv.notify()
         self.join(30)
-        self.db.close()
+        try:
+            self.db.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection must not hide the real error
+            pass
 
     # ---- the thread ----------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class Pump(threading.Thread):
                         self._claim_wanted = True
             except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
                 self.error = e
-                log.exception("database pump failed")
+                log.debug("database pump failed", exc_info=True)
             finally:
                 with self._cv:
                     self._busy = False
