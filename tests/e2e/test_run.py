@@ -277,9 +277,33 @@ def test_cancel_from_another_terminal_stops_the_run(torc):
     assert j["slow"]["status"] == "terminated" and j["later"]["status"] == "canceled"
 
 
-def test_losing_the_database_stops_jobs_and_the_next_command_repairs(torc):
+def _kill_torc_backends(url) -> int:
     import psycopg
 
+    with psycopg.connect(url, autocommit=True, application_name="test-killer") as c:
+        return c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND application_name = 'torc'").fetchone()[0]
+
+
+def test_a_database_restart_mid_run_is_survived(torc):
+    torc.write("wf.yaml", textwrap.dedent("""
+        name: restart
+        jobs:
+          - {name: "slow_{i}", command: "sleep 2", parameters: {i: "1:2"}}
+          - {name: after, command: "true", depends_on: ["slow_1", "slow_2"]}
+        """))
+    wf = torc.json("workflows", "create", "wf.yaml")["id"]
+    proc = torc.popen("run", wf, "--max-parallel-jobs", "2", "--format", "json")
+    wait_for(lambda: _running(torc.url, wf, 2), what="two running jobs")
+    assert _kill_torc_backends(torc.url) >= 2   # every connection the worker has, as a restart would
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["counts"] == {"completed": 3}
+    assert len(results(torc, wf)) == 3
+
+
+def test_losing_the_database_stops_jobs_and_the_next_command_repairs(torc):
+    torc.env["TORC_DB_RECONNECT_SECONDS"] = "0"   # give up at once: the database stays away
     torc.write("wf.yaml", textwrap.dedent("""
         name: dblost
         jobs:
@@ -289,10 +313,7 @@ def test_losing_the_database_stops_jobs_and_the_next_command_repairs(torc):
     wf = torc.json("workflows", "create", "wf.yaml")["id"]
     proc = torc.popen("run", wf, "--max-parallel-jobs", "2")
     wait_for(lambda: _running(torc.url, wf, 2), what="two running jobs")
-    with psycopg.connect(torc.url, autocommit=True, application_name="test-killer") as c:
-        killed = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND application_name = 'torc'").fetchone()[0]
-    assert killed >= 2
+    assert _kill_torc_backends(torc.url) >= 2
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "lost the database" in err and "Traceback" not in err
     time.sleep(0.3)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import contextlib
+import logging
+import time
+
 import psycopg
 from psycopg.types.json import Jsonb
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -16,6 +20,8 @@ from torc_hpc.db import migrate as migrations
 from torc_hpc.db.connection import connect, resolve_url
 from torc_hpc.db.queries import q
 from torc_hpc.errors import DatabaseError, NotFound
+
+log = logging.getLogger("torc.db")
 
 _CREATE_LOCK = 7_415_002  # serialises job-id reservation between concurrent creates
 NO_LIMIT_S = 2**31 - 1
@@ -72,6 +78,30 @@ class Database:
 
     def close(self) -> None:
         self.conn.close()
+
+    def reconnect_after(self, exc: BaseException, deadline: float) -> bool:
+        """After `exc`, if the connection itself broke (server restart, failover, terminated backend), wait
+        and reconnect until `deadline` (time.monotonic()). True: connected again, retry the operation.
+        False: not a broken connection, or the deadline passed."""
+        if not isinstance(exc, psycopg.OperationalError):
+            return False
+        state = getattr(exc, "sqlstate", None) or ""
+        # 08xxx: connection exceptions; 57P01-03: admin/crash shutdown, cannot connect now (restarting).
+        if not (self.conn.broken or self.conn.closed or state.startswith("08") or state in ("57P01", "57P02", "57P03")):
+            return False
+        delay = 0.2
+        while time.monotonic() < deadline:
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 10)
+            try:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                self.conn = connect(self.url)
+                log.warning("reconnected to the database after: %s", str(exc).strip().splitlines()[0])
+                return True
+            except DatabaseError:
+                continue
+        return False
 
     def __enter__(self):
         return self

@@ -26,7 +26,7 @@ from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc.worker import process
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
-from torc_hpc.worker.pump import Pump
+from torc_hpc.worker.pump import RECONNECT_S, Pump
 from torc_hpc.worker.resources import Resources
 
 log = logging.getLogger("torc.worker")
@@ -159,8 +159,9 @@ class Worker:
                 self.summary.stale = self.pump.stale
                 try:
                     if reason != "error":  # after an error the reconciler decides, as for a crash
-                        self.db.stop_worker(cfg.workflow_id, self.worker_id, reason,
-                                            unrunnable=[r["name"] for r in self.summary.unrunnable][:20])
+                        self._with_reconnect(lambda: self.db.stop_worker(
+                            cfg.workflow_id, self.worker_id, reason,
+                            unrunnable=[r["name"] for r in self.summary.unrunnable][:20]))
                 except psycopg.Error:
                     log.warning("could not record the worker's stop")
                 finally:
@@ -185,7 +186,8 @@ class Worker:
     def _loop(self) -> str:
         cfg = self.cfg
         sel = selectors.DefaultSelector()
-        sel.register(self.listen.pgconn.socket, selectors.EVENT_READ, "notify")
+        self._listen_fd = self.listen.pgconn.socket
+        sel.register(self._listen_fd, selectors.EVENT_READ, "notify")
         sel.register(self._sig_r, selectors.EVENT_READ, "signal")
         self._sel = sel
         self.pump.request_claim()
@@ -201,7 +203,7 @@ class Worker:
                 return self._stop_request
             mono = time.monotonic()
             if mono >= next_heartbeat:
-                hb = self.db.heartbeat(self.worker_id)
+                hb = self._with_reconnect(lambda: self.db.heartbeat(self.worker_id))
                 next_heartbeat = mono + cfg.heartbeat_interval_s
                 if hb["declared_lost"]:
                     log.error("this worker was declared lost by another torc process; stopping")
@@ -223,7 +225,7 @@ class Worker:
                 idle_since = time.monotonic()
             elif self.pump.idle() and self.pump.last_claim_empty and mono >= next_idle_check:
                 next_idle_check = mono + 1.0
-                if cfg.exit_when_done and self._nothing_left():
+                if cfg.exit_when_done and self._with_reconnect(self._nothing_left):
                     return "done"
                 if cfg.idle_timeout_s is not None and time.monotonic() - idle_since >= cfg.idle_timeout_s:
                     return "idle"
@@ -236,8 +238,11 @@ class Worker:
             exits = []
             for key, _ in sel.select(timeout):
                 if key.data == "notify":
-                    if self._drain_notifies():
-                        self.pump.request_claim()
+                    try:
+                        if self._drain_notifies():
+                            self.pump.request_claim()
+                    except psycopg.OperationalError as e:
+                        self._relisten(e)
                 elif key.data == "signal":
                     self._drain_signal_socket()
                 else:
@@ -377,9 +382,12 @@ class Worker:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
         self.queue.clear()
-        with self.db.conn.transaction():
-            self.db.all("release_jobs", workflow_id=self.cfg.workflow_id, worker_id=self.worker_id, job_ids=ids)
-            self.db.notify_ready(self.cfg.workflow_id)
+        def release():
+            with self.db.conn.transaction():
+                self.db.all("release_jobs", workflow_id=self.cfg.workflow_id, worker_id=self.worker_id, job_ids=ids)
+                self.db.notify_ready(self.cfg.workflow_id)
+
+        self._with_reconnect(release)
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
         stem = f"{self._stdio_dir}/{prefix}_wf{self.cfg.workflow_id}_j{job['id']}_r{job['run_id']}_a{job['attempt_id']}"
@@ -565,6 +573,38 @@ class Worker:
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+
+    def _with_reconnect(self, operation):
+        """Run a main-thread database operation, reconnecting across a database restart."""
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            try:
+                return operation()
+            except psycopg.OperationalError as e:
+                if not self.db.reconnect_after(e, deadline):
+                    raise
+
+    def _relisten(self, exc: BaseException) -> None:
+        """The LISTEN connection broke: open a new one and ask for a claim, in case a NOTIFY was missed."""
+        self._sel.unregister(self._listen_fd)
+        with contextlib.suppress(Exception):
+            self.listen.close()
+        deadline = time.monotonic() + RECONNECT_S
+        delay = 0.2
+        while True:
+            try:
+                self.listen = connect(self.cfg.database_url)
+                self.listen.execute(f"LISTEN torc_ready_{int(self.cfg.workflow_id)}")
+                break
+            except (psycopg.OperationalError, DatabaseError):
+                if time.monotonic() >= deadline:
+                    raise DatabaseError(f"lost the database and could not reconnect within {RECONNECT_S:.0f}s: "
+                                        f"{str(exc).strip()}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+        self._listen_fd = self.listen.pgconn.socket
+        self._sel.register(self._listen_fd, selectors.EVENT_READ, "notify")
+        self.pump.request_claim()
 
     def _drain_notifies(self) -> bool:
         pg = self.listen.pgconn

@@ -8,13 +8,20 @@ Results come back through thread-safe deques and a wake-up byte on the worker's 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import deque
 from typing import Callable
+
+import psycopg
 
 from torc_hpc.db.repo import Database
 
 log = logging.getLogger("torc.worker")
+
+# How long a worker keeps trying to reach a database that went away (restart, failover) before giving up.
+RECONNECT_S = float(os.environ.get("TORC_DB_RECONNECT_SECONDS", "300"))
 
 
 class Pump(threading.Thread):
@@ -26,6 +33,7 @@ class Pump(threading.Thread):
         self.worker_id = worker_id
         self._claim_params = claim_params
         self._wake = wake
+        self.reconnect_s = RECONNECT_S
         self._on_claimed = on_claimed
         self._cv = threading.Condition()
         self._steps: list = []
@@ -78,6 +86,17 @@ class Pump(threading.Thread):
 
     # ---- the thread ----------------------------------------------------------------------------
 
+    def _finish(self, steps, params) -> dict:
+        """One batch; across a database restart it reconnects and retries (finish steps are guarded by
+        status and attempt, so a batch that did commit before the connection broke is not applied twice)."""
+        deadline = time.monotonic() + self.reconnect_s
+        while True:
+            try:
+                return self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params)
+            except psycopg.OperationalError as e:
+                if not self.db.reconnect_after(e, deadline):
+                    raise
+
     def run(self) -> None:
         while True:
             with self._cv:
@@ -92,7 +111,7 @@ class Pump(threading.Thread):
                 params = self._claim_params() if want else None
                 if params is not None and params["limit"] <= 0:
                     params = None
-                result = self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params)
+                result = self._finish(steps, params)
                 for job in result["claimed"]:   # after the commit: nothing slow inside a transaction
                     self._on_claimed(job)
                 self.claimed.extend(result["claimed"])
