@@ -52,13 +52,13 @@ def _kill_leftover_processes(worker_id: int) -> None:
             continue
 
 
-def find_lost_workers(db: Database, workflow_id: int, stale_after_s: float,
+def find_lost_workers(live: list[dict], stale_after_s: float,
                       slurm_ended: dict[str, str] | None = None) -> list[tuple[dict, str]]:
-    """Workers that are gone: their allocation ended (Slurm says so), their process is gone (same host),
-    or their heartbeat is stale."""
+    """Of the live workers, those that are gone: their allocation ended (Slurm says so), their process is
+    gone (same host), or their heartbeat is stale."""
     host = socket.gethostname()
     lost = []
-    for w in db.all("live_workers", workflow_id=workflow_id):
+    for w in live:
         if slurm_ended and w["slurm_job_id"] in slurm_ended:
             lost.append((w, f"allocation {w['slurm_job_id']} ended: {slurm_ended[w['slurm_job_id']]}"))
             continue
@@ -85,14 +85,15 @@ def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_
     host = socket.gethostname()
     slurm_ended: dict[str, str] = {}
     exit_codes: dict[str, int] = {}
+    live = db.all("live_workers", workflow_id=workflow_id)
     if client is not None:
-        worker_ids = {w["slurm_job_id"] for w in db.all("live_workers", workflow_id=workflow_id)}
+        worker_ids = {w["slurm_job_id"] for w in live}
         for job_id, info in refresh_allocations(db, workflow_id, client, extra_ids=worker_ids).items():
             if info["state"] is AllocationState.ENDED:
                 slurm_ended[job_id] = info["sacct_state"] or "ended"
                 exit_codes[job_id] = end_return_code(info["sacct_state"] or "", info["exit_code"] or "0:0")
     # Workers already declared lost whose allocation has since reported its end: use that end's code.
-    for w, reason in find_lost_workers(db, workflow_id, stale_after_s, slurm_ended):
+    for w, reason in find_lost_workers(live, stale_after_s, slurm_ended):
         with db.conn.transaction():
             if db.one("mark_worker_lost", worker_id=w["id"], reason="lost") is None:
                 continue  # another reconciler won

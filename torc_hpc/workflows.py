@@ -63,7 +63,7 @@ def next_steps(s: dict) -> list[str]:
 
 def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool) -> JobStatus:
     """A person (or an agent) classifies a pending_failed job: retry it, or fail it (cascading)."""
-    wf = db.workflow(workflow_id)
+    db.workflow(workflow_id)  # a clear "no such workflow" before "no such job"
     with db.conn.transaction():
         row = db.one("resolve_pending_failed_job", workflow_id=workflow_id, job_id=job_id)
         if row is None:
@@ -84,5 +84,4 @@ def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool) 
             raise TorcError(f"job {job_id} changed while deciding; look again with `torc jobs list {workflow_id}`")
         if retry:
             db.notify_ready(workflow_id)
-    del wf
     return status

@@ -348,15 +348,22 @@ SELECT (SELECT count(*) FROM wf) AS found, (SELECT count(*) FROM upd) AS cancele
 SELECT count(*) AS n FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running';
 
 -- name: reset_jobs
--- Reset jobs whose status is in %(statuses)s (and recount every blocked or ready job, since a parent may
--- be reset under it): new run id, attempt 1,
--- ready when no unfinished parent remains, blocked otherwise. A parent counts as finished when completed
--- or disabled and not itself being reset.
-WITH wf AS (
+-- Start a new run for some jobs: those whose status is in %(statuses)s, or (when %(job_ids)s is given)
+-- those jobs and their canceled descendants. Targets get attempt 1; they and every blocked or ready job
+-- (a parent may be reset under it) are recounted: ready when no unfinished parent remains, blocked
+-- otherwise. A parent counts as finished when completed or disabled and not itself being reset.
+WITH RECURSIVE chosen(id) AS (
+    SELECT unnest(%(job_ids)s::bigint[])
+    UNION
+    SELECT d.child_id FROM chosen JOIN job_dependencies d ON d.parent_id = chosen.id
+    JOIN jobs c ON c.id = d.child_id AND c.status = 'canceled'
+), wf AS (
     UPDATE workflows SET run_id = run_id + 1, canceled_at = NULL WHERE id = %(workflow_id)s RETURNING id, run_id
 ), targets AS (
     SELECT id, status FROM jobs
-    WHERE workflow_id = %(workflow_id)s AND status = ANY (%(statuses)s::job_status[])
+    WHERE workflow_id = %(workflow_id)s
+      AND CASE WHEN %(job_ids)s::bigint[] IS NULL THEN status = ANY (%(statuses)s::job_status[])
+               ELSE id IN (SELECT id FROM chosen) END
     FOR UPDATE
 ), recount AS (
     SELECT j.id,
@@ -378,8 +385,10 @@ WITH wf AS (
     WHERE j.id = r.id
     RETURNING j.id, j.status, t.status AS from_status, t.id IS NOT NULL AS was_target
 ), ev AS (
-    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id)
-    SELECT %(workflow_id)s, id, 'reset', from_status, status, 1, (SELECT run_id FROM wf) FROM upd WHERE was_target
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
+    SELECT %(workflow_id)s, id, 'reset', from_status, status, 1, (SELECT run_id FROM wf),
+           jsonb_build_object('by', %(reason)s::text)
+    FROM upd WHERE was_target
 )
 SELECT (SELECT run_id FROM wf) AS run_id, (SELECT count(*) FROM upd WHERE was_target) AS reset;
 
@@ -565,40 +574,6 @@ ORDER BY j.id;
 -- name: resize_job
 -- --recover gives a job more memory or runtime.
 UPDATE jobs SET memory_bytes = %(memory_bytes)s, runtime_s = %(runtime_s)s WHERE id = %(job_id)s;
-
--- name: reset_job_ids
--- Reset these failed/terminated jobs and their canceled descendants (a new run), like reset-status --failed-only
--- limited to them.
-WITH RECURSIVE down(id) AS (
-    SELECT unnest(%(job_ids)s::bigint[])
-    UNION
-    SELECT d.child_id FROM down JOIN job_dependencies d ON d.parent_id = down.id
-    JOIN jobs c ON c.id = d.child_id AND c.status = 'canceled'
-), wf AS (
-    UPDATE workflows SET run_id = run_id + 1 WHERE id = %(workflow_id)s RETURNING run_id
-), targets AS (
-    SELECT j.id, j.status FROM jobs j JOIN down ON down.id = j.id WHERE j.workflow_id = %(workflow_id)s FOR UPDATE
-), recount AS (
-    SELECT j.id, count(d.parent_id) FILTER (WHERE p.status NOT IN ('completed', 'disabled')
-                                               OR p.id IN (SELECT id FROM targets)) AS n
-    FROM jobs j
-    LEFT JOIN job_dependencies d ON d.child_id = j.id
-    LEFT JOIN jobs p ON p.id = d.parent_id
-    WHERE j.id IN (SELECT id FROM targets)
-    GROUP BY j.id
-), upd AS (
-    UPDATE jobs j SET unfinished_parents = r.n,
-        status = CASE WHEN r.n = 0 THEN 'ready'::job_status ELSE 'blocked'::job_status END,
-        ready_at = CASE WHEN r.n = 0 THEN now() ELSE NULL END, attempt_id = 1, return_code = NULL
-    FROM recount r WHERE j.id = r.id
-    RETURNING j.id, j.status
-), ev AS (
-    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
-    SELECT %(workflow_id)s, upd.id, 'reset', t.status, upd.status, 1, (SELECT run_id FROM wf),
-           '{"by": "watch --recover"}'::jsonb
-    FROM upd JOIN targets t ON t.id = upd.id
-)
-SELECT (SELECT run_id FROM wf) AS run_id, (SELECT count(*) FROM upd) AS reset;
 
 -- name: release_jobs
 -- A stopping worker gives back jobs it claimed but never started: ready again, same attempt.

@@ -234,7 +234,8 @@ class Database:
                 statuses = ["failed", "canceled", "terminated", "pending_failed"]
             else:
                 statuses = [s.value for s in JobStatus if s not in (JobStatus.RUNNING, JobStatus.DISABLED)]
-            row = self.one("reset_jobs", workflow_id=workflow_id, statuses=statuses)
+            row = self.one("reset_jobs", workflow_id=workflow_id, statuses=statuses, job_ids=None,
+                           reason="reset-status --failed-only" if failed_only else "reset-status")
             self.event(workflow_id, "workflow_reset", run_id=row["run_id"],
                        detail={"failed_only": failed_only, "jobs_reset": row["reset"]})
             self.notify_ready(workflow_id)

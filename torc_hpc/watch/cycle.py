@@ -253,7 +253,7 @@ def _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now)
             report.recovered.append({"id": j["id"], "name": j["name"], "cause": cause.value,
                                      "memory_bytes": new.memory_bytes, "runtime_s": new.runtime_s})
         if fixed:
-            db.one("reset_job_ids", workflow_id=workflow_id, job_ids=fixed)
+            db.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=fixed, reason="watch --recover")
             db.one("bump_recovery_round", workflow_id=workflow_id)
             db.notify_ready(workflow_id)
     if report.left_alone:
