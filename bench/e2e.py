@@ -48,7 +48,9 @@ def hyperqueue(n: int) -> float | None:
     with tempfile.TemporaryDirectory() as d, LocalCluster(server_dir=d) as cluster:
         cluster.start_worker()
         client = cluster.client()
-        job = Job()
+        # HyperQueue writes each task's stdout/stderr to %{CWD}/%{TASK_ID}.std*, like torc's per-attempt
+        # files; point its working directory into the temporary directory, not the caller's.
+        job = Job(default_workdir=d)
         for _ in range(n):
             job.program(["/bin/true"])
         with Timer() as t:
