@@ -34,6 +34,7 @@ log = logging.getLogger("torc.worker")
 BIG = 2**62
 SHORT_JOB_S = 1.0      # jobs shorter than this on average are prefetched deeper
 PREFETCH_SHORT = 16    # hold up to this many × the slots when jobs are short
+LOG_THREADS = int(os.environ.get("TORC_LOG_THREADS", "1"))
 
 
 @dataclass
@@ -136,7 +137,10 @@ class Worker:
                               TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id))
         self.listen = connect(cfg.database_url)
         self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
-        self._log_pool = ThreadPoolExecutor(4, thread_name_prefix="torc-logs")
+        # One thread: creating files in one directory serializes on the directory's lock anyway, and
+        # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
+        self._log_pool = ThreadPoolExecutor(LOG_THREADS, thread_name_prefix="torc-logs")
+        self._to_close: deque[int] = deque()   # started jobs' log descriptors, closed by the log thread
         self.pump = Pump(cfg.database_url, cfg.workflow_id, self.worker_id, self._claim_params, self._wake,
                          self._on_claimed)
         self.pump.start()
@@ -156,6 +160,7 @@ class Worker:
             finally:
                 self.pump.stop()
                 self._log_pool.shutdown()
+                self._close_started_logs()
                 self.summary.stale = self.pump.stale
                 try:
                     if reason != "error":  # after an error the reconciler decides, as for a crash
@@ -341,9 +346,18 @@ class Worker:
         job["_prep"] = self._log_pool.submit(self._prepare, job)
 
     def _prepare(self, job: dict) -> tuple[list[str], dict, tuple[int, int]]:
-        """(background thread) Everything a spawn needs: argv, environment, open log files."""
+        """(background thread) Everything a spawn needs: argv, environment, open log files. Also closes
+        the parent's copies of started jobs' log files (two syscalls per job the loop need not make)."""
+        self._close_started_logs()
         return (process.command_argv(job["command"]), self._env(job),
                 process.open_logs(*self._log_paths("job", job)))
+
+    def _close_started_logs(self) -> None:
+        while self._to_close:
+            try:
+                os.close(self._to_close.popleft())
+            except (IndexError, OSError):  # another log thread took it
+                pass
 
     def _short_jobs(self) -> bool:
         return self._recent_runtime_s is not None and self._recent_runtime_s < SHORT_JOB_S
@@ -412,7 +426,10 @@ class Worker:
                 argv, env, fds = prep.result()
             else:
                 argv, env, fds = process.command_argv(job["command"]), self._env(job), None
-            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
+            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld,
+                                  close=fds is None)
+            if fds is not None:
+                self._to_close.extend(fds)
         except OSError as e:
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
             Path(err).write_text(f"torc could not start the job: {e}\n")
@@ -550,7 +567,10 @@ class Worker:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)}
-        signal.signal(signal.SIGCHLD, lambda *_: self._wake())
+        # SIGCHLD wakes the loop through the wake-up fd, written by the C-level handler (no Python-level
+        # send per exit); the Python handler itself has nothing to do.
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        previous_wakeup_fd = signal.set_wakeup_fd(self._sig_w.fileno(), warn_on_full_buffer=False)
 
         def handler(signum, _frame):
             if signum == signal.SIGTERM and self.cfg.sigterm_reason:
@@ -562,6 +582,7 @@ class Worker:
             signal.signal(s, handler)
 
         def restore():
+            signal.set_wakeup_fd(previous_wakeup_fd)
             for s, h in previous.items():
                 signal.signal(s, h)
 
@@ -569,7 +590,7 @@ class Worker:
 
     def _drain_signal_socket(self) -> None:
         try:
-            while self._sig_r.recv(64):
+            while len(self._sig_r.recv(4096)) == 4096:  # usually one call empties it
                 pass
         except (BlockingIOError, InterruptedError):
             pass

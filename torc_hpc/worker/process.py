@@ -61,16 +61,18 @@ def command_argv(command: str) -> list[str]:
 
 
 # No O_TRUNC: on ext4, closing a file opened with O_TRUNC forces its data out (the "replace via
-# truncate" safeguard), which costs a journal wait per job. Attempt log names are unique; the rare
-# leftover of the same name is truncated explicitly.
+# truncate" safeguard), which costs a journal wait per job. Attempt log names are unique, so O_EXCL
+# almost always succeeds; the rare leftover of the same name is truncated explicitly.
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 
 
 def _open_log(path: Path) -> int:
-    fd = os.open(path, _LOG_FLAGS, 0o644)
-    if os.fstat(fd).st_size:
+    try:
+        return os.open(path, _LOG_FLAGS | os.O_EXCL, 0o644)
+    except FileExistsError:
+        fd = os.open(path, _LOG_FLAGS, 0o644)
         os.ftruncate(fd, 0)
-    return fd
+        return fd
 
 
 def open_logs(stdout: Path, stderr: Path) -> tuple[int, int]:
@@ -91,10 +93,11 @@ def _devnull() -> int:
 
 
 def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
-          fds: tuple[int, int] | None = None, pidfd: bool = True) -> Child:
+          fds: tuple[int, int] | None = None, pidfd: bool = True, close: bool = True) -> Child:
     """Start argv in its own process group with stdout/stderr to files and stdin from /dev/null.
-    `fds` are the log files already opened (see open_logs); they are closed here either way. Without
-    `pidfd`, the caller learns of the exit from SIGCHLD and reap_any()."""
+    `fds` are the log files already opened (see open_logs); they are closed here unless `close` is
+    false and the process started (then the caller closes them). Without `pidfd`, the caller learns of
+    the exit from SIGCHLD and reap_any()."""
     if fds is None:
         fds = open_logs(stdout, stderr)
     actions = [
@@ -107,9 +110,13 @@ def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Pa
     try:
         pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0,
                               setsigdef=_RESET_SIGNALS, setsigmask=())
+    except BaseException:
+        close = True
+        raise
     finally:
-        os.close(fds[0])
-        os.close(fds[1])
+        if close:
+            os.close(fds[0])
+            os.close(fds[1])
     return Child(pid=pid, pidfd=os.pidfd_open(pid) if pidfd else -1, started=started, started_mono=mono, kind=kind, job=job,
                  stdout=stdout, stderr=stderr)
 
