@@ -90,3 +90,40 @@ def test_claim_uses_the_partial_ready_index(db):
          "time_left_s": 10**6, "scheduler": None}).fetchall())
     assert "jobs_ready_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
+
+
+def test_a_claim_whose_answer_was_lost_is_given_back(db, db_url):
+    """The claim commits, then the connection breaks before the worker reads the answer: after
+    reconnecting, the worker must not leave those jobs `running` under itself unknown to it."""
+    from torc_hpc.db.repo import NO_LIMIT_S
+    from torc_hpc.worker.pump import Pump
+
+    wf = create(db, {"name": "lost", "jobs": [{"name": "j_{i}", "command": "true", "parameters": {"i": "1:6"}}]})
+    wid = db.register_worker(wf, hostname="test", pid=1, num_cpus=64, num_gpus=0, memory_bytes=64 * GIB)
+    pump = Pump(db_url, wf, wid, claim_params=lambda: None, wake=lambda: None)
+    real_finish, answers = pump.db.finish, []
+
+    def finish_losing_the_first_answer(*args, **kwargs):
+        result = real_finish(*args, **kwargs)  # committed
+        if not answers:
+            answers.append(result)
+            db.conn.execute("SELECT pg_terminate_backend(%s)", (pump.db.conn.info.backend_pid,))
+            pump.db.conn.execute("SELECT 1")  # the broken connection surfaces here, as it would on read
+        return result
+
+    pump.db.finish = finish_losing_the_first_answer
+    try:
+        result = pump._finish([], {"cpus": 64, "gpus": 0, "memory": 64 * GIB, "limit": 3,
+                                   "time_left_s": NO_LIMIT_S, "scheduler": None})
+    finally:
+        pump.db.close()
+    lost = {j["id"] for j in answers[0]["claimed"]}
+    got = {j["id"] for j in result["claimed"]}
+    assert len(lost) == 3 and len(got) == 3
+    running = {r["id"] for r in db.conn.execute(
+        "SELECT id FROM jobs WHERE worker_id = %s AND status = 'running'", (wid,)).fetchall()}
+    assert running == got, "jobs are running under the worker without it knowing"
+    released = {r["job_id"] for r in db.conn.execute(
+        "SELECT job_id FROM events WHERE workflow_id = %s AND kind = 'released'", (wf,)).fetchall()}
+    assert released == lost
+    assert pump.released_unacknowledged == 3

@@ -575,6 +575,13 @@ ORDER BY j.id;
 -- --recover gives a job more memory or runtime.
 UPDATE jobs SET memory_bytes = %(memory_bytes)s, runtime_s = %(runtime_s)s WHERE id = %(job_id)s;
 
+-- name: unacknowledged_claims
+-- Jobs running under a worker that the worker does not know it holds: claimed in a transaction that
+-- committed while the connection broke, so the answer never arrived. Served by jobs_running_idx.
+SELECT id FROM jobs
+WHERE worker_id = %(worker_id)s AND status = 'running' AND workflow_id = %(workflow_id)s
+  AND NOT (id = ANY (%(known)s::bigint[]));
+
 -- name: release_jobs
 -- A stopping worker gives back jobs it claimed but never started: ready again, same attempt.
 WITH rel AS (

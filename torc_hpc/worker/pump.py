@@ -20,6 +20,10 @@ from torc_hpc.db.repo import Database
 
 log = logging.getLogger("torc.worker")
 
+# Steps after which the job is no longer running under this worker (record_attempt_result is not one:
+# the job stays running while its recovery script runs).
+_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed"})
+
 # How long a worker keeps trying to reach a database that went away (restart, failover) before giving up.
 RECONNECT_S = float(os.environ.get("TORC_DB_RECONNECT_SECONDS", "300"))
 
@@ -47,6 +51,10 @@ class Pump(threading.Thread):
         self.last_claim_empty = False   # the last claim asked for jobs and got none
         self.stale = 0
         self.stale_ids: list[int] = []
+        # Jobs this worker knows it holds: claimed with the claim's answer received, not yet ended by a
+        # committed step. Anything else running under this worker is a claim whose answer was lost.
+        self._ours: set[int] = set()
+        self.released_unacknowledged = 0
 
     # ---- called from the main thread -----------------------------------------------------------
 
@@ -88,14 +96,36 @@ class Pump(threading.Thread):
 
     def _finish(self, steps, params) -> dict:
         """One batch; across a database restart it reconnects and retries (finish steps are guarded by
-        status and attempt, so a batch that did commit before the connection broke is not applied twice)."""
+        status and attempt, so a batch that did commit before the connection broke is not applied twice).
+        A claim in a batch whose answer was lost may have committed: those jobs are given back first."""
         deadline = time.monotonic() + self.reconnect_s
         while True:
             try:
-                return self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params)
+                result = self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params)
+                break
             except psycopg.OperationalError as e:
                 if not self.db.reconnect_after(e, deadline):
                     raise
+                if params is not None:
+                    self._release_unacknowledged()
+        for name, p in steps:
+            if name in _ENDING_STEPS:
+                self._ours.discard(p["job_id"])
+        self._ours.update(job["id"] for job in result["claimed"])
+        return result
+
+    def _release_unacknowledged(self) -> None:
+        """After a broken connection: jobs running under this worker that it never heard it claimed go
+        back to ready, same attempt (else they would sit `running` until the worker stops)."""
+        with self.db.conn.transaction():
+            ids = [r["id"] for r in self.db.all("unacknowledged_claims", workflow_id=self.workflow_id,
+                                                 worker_id=self.worker_id, known=list(self._ours))]
+            if ids:
+                self.db.all("release_jobs", workflow_id=self.workflow_id, worker_id=self.worker_id, job_ids=ids)
+                self.db.notify_ready(self.workflow_id)
+        if ids:
+            self.released_unacknowledged += len(ids)
+            log.warning("gave back %d job(s) claimed just before the connection broke: %s", len(ids), ids)
 
     def run(self) -> None:
         while True:
