@@ -116,7 +116,7 @@ CREATE TABLE jobs (
     ready_at                       timestamptz,
     return_code                    integer,
     UNIQUE (workflow_id, name)
-) WITH (fillfactor = 80);  -- room for HOT updates: status changes rewrite these rows often
+) WITH (fillfactor = 80);  -- room for HOT updates of parent counts (status is indexed: its changes are never HOT)
 COMMENT ON TABLE jobs IS 'One row per concrete job (after parameter expansion). status is the current state.';
 COMMENT ON COLUMN jobs.id IS 'Job id, given to the job as TORC_JOB_ID.';
 COMMENT ON COLUMN jobs.workflow_id IS 'Owning workflow.';
