@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import signal
@@ -32,9 +33,18 @@ from torc_hpc.worker.resources import Resources
 log = logging.getLogger("torc.worker")
 
 BIG = 2**62
-SHORT_JOB_S = 1.0      # jobs shorter than this on average are prefetched deeper
-PREFETCH_SHORT = 16    # hold up to this many × the slots when jobs are short
+PREFETCH_WINDOW_S = 0.05   # hold about this much work beyond the slots: enough to cover a commit
+PREFETCH_MAX = 64          # never more than this many × the slots
 LOG_THREADS = int(os.environ.get("TORC_LOG_THREADS", "1"))
+
+
+def prefetch_factor(avg_runtime_s: float | None) -> int:
+    """How many times its slots a worker holds (running + claimed, waiting). Twice until jobs are known
+    to be short; then enough that the waiting ones last PREFETCH_WINDOW_S, so the queue outlives a
+    commit. Bounded by time, not count: jobs held here wait while other workers might run them."""
+    if avg_runtime_s is None:
+        return 2
+    return max(2, min(PREFETCH_MAX, 1 + math.ceil(PREFETCH_WINDOW_S / max(avg_runtime_s, 1e-6))))
 
 
 @dataclass
@@ -323,10 +333,9 @@ class Worker:
         cpus, gpus, mem, time_left = self._limits()
         with self._held_lock:
             jobs, hc, hg, hm = self._held
-        # Prefetch: hold more than we can run so processes keep running while the pump commits. Deeply
-        # only when jobs are short (under SHORT_JOB_S): long jobs held here would wait while other workers
-        # sit idle. What runs or waits counts against the limit.
-        k = PREFETCH_SHORT if self._short_jobs() else 2
+        # Prefetch: hold more than we can run so processes keep running while the pump commits. What
+        # runs or waits counts against the limit.
+        k = prefetch_factor(self._recent_runtime_s)
         if cfg.max_parallel_jobs:
             limit = k * cfg.max_parallel_jobs - jobs
             cpus = gpus = mem = BIG
@@ -358,9 +367,6 @@ class Worker:
                 os.close(self._to_close.popleft())
             except (IndexError, OSError):  # another log thread took it
                 pass
-
-    def _short_jobs(self) -> bool:
-        return self._recent_runtime_s is not None and self._recent_runtime_s < SHORT_JOB_S
 
     def _start_queued(self) -> None:
         """Start queued jobs while they fit what is free now (in claim order)."""
