@@ -577,7 +577,8 @@ UPDATE jobs SET memory_bytes = %(memory_bytes)s, runtime_s = %(runtime_s)s WHERE
 
 -- name: unacknowledged_claims
 -- Jobs running under a worker that the worker does not know it holds: claimed in a transaction that
--- committed while the connection broke, so the answer never arrived. Served by jobs_running_idx.
+-- committed while the connection broke, so the answer never arrived. Reads only the workflow's running
+-- jobs (jobs_workflow_status_idx).
 SELECT id FROM jobs
 WHERE worker_id = %(worker_id)s AND status = 'running' AND workflow_id = %(workflow_id)s
   AND NOT (id = ANY (%(known)s::bigint[]));

@@ -241,6 +241,14 @@ class Database:
             self.notify_ready(workflow_id)
         return row
 
+    def release_jobs(self, workflow_id: int, worker_id: int, job_ids: list[int]) -> list[int]:
+        """Give jobs a worker claimed but never ran back: ready again, same attempt, event `released`."""
+        with self.conn.transaction():
+            released = [r["id"] for r in self.all("release_jobs", workflow_id=workflow_id, worker_id=worker_id,
+                                                  job_ids=job_ids)]
+            self.notify_ready(workflow_id)
+        return released
+
     def notify_ready(self, workflow_id: int) -> None:
         self.conn.execute(q("notify_ready"), {"workflow_id": workflow_id})
 

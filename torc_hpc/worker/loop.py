@@ -35,7 +35,6 @@ log = logging.getLogger("torc.worker")
 BIG = 2**62
 PREFETCH_WINDOW_S = 0.05   # hold about this much work beyond the slots: enough to cover a commit
 PREFETCH_MAX = 64          # never more than this many × the slots
-LOG_THREADS = int(os.environ.get("TORC_LOG_THREADS", "1"))
 
 
 def prefetch_factor(avg_runtime_s: float | None) -> int:
@@ -149,7 +148,7 @@ class Worker:
         self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
-        self._log_pool = ThreadPoolExecutor(LOG_THREADS, thread_name_prefix="torc-logs")
+        self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
         self._to_close: deque[int] = deque()   # started jobs' log descriptors, closed by the log thread
         self.pump = Pump(cfg.database_url, cfg.workflow_id, self.worker_id, self._claim_params, self._wake,
                          self._on_claimed)
@@ -363,10 +362,7 @@ class Worker:
 
     def _close_started_logs(self) -> None:
         while self._to_close:
-            try:
-                os.close(self._to_close.popleft())
-            except (IndexError, OSError):  # another log thread took it
-                pass
+            os.close(self._to_close.popleft())
 
     def _start_queued(self) -> None:
         """Start queued jobs while they fit what is free now (in claim order)."""
@@ -402,12 +398,7 @@ class Worker:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
         self.queue.clear()
-        def release():
-            with self.db.conn.transaction():
-                self.db.all("release_jobs", workflow_id=self.cfg.workflow_id, worker_id=self.worker_id, job_ids=ids)
-                self.db.notify_ready(self.cfg.workflow_id)
-
-        self._with_reconnect(release)
+        self._with_reconnect(lambda: self.db.release_jobs(self.cfg.workflow_id, self.worker_id, ids))
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
         stem = f"{self._stdio_dir}/{prefix}_wf{self.cfg.workflow_id}_j{job['id']}_r{job['run_id']}_a{job['attempt_id']}"
@@ -426,17 +417,18 @@ class Worker:
 
     def _spawn_job(self, job: dict) -> None:
         out, err = self._log_paths("job", job)
+        fds = None
         try:
             prep = job.pop("_prep", None)
             if prep is not None:
                 argv, env, fds = prep.result()
             else:
-                argv, env, fds = process.command_argv(job["command"]), self._env(job), None
-            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld,
-                                  close=fds is None)
-            if fds is not None:
-                self._to_close.extend(fds)
+                argv, env = process.command_argv(job["command"]), self._env(job)
+            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
         except OSError as e:
+            if fds is not None:
+                os.close(fds[0])
+                os.close(fds[1])
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
             Path(err).write_text(f"torc could not start the job: {e}\n")
             self._hold(job, -1)
@@ -444,6 +436,8 @@ class Worker:
                               started_at=job["started_at"])
             self._finish([_Ended(job, attempt)])
             return
+        if fds is not None:  # the log thread closes our copies: two syscalls the loop need not make
+            self._to_close.extend(fds)
         self._watch(child)
 
     def _spawn_recovery(self, job: dict, attempt: Attempt, script: str) -> None:

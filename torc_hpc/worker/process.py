@@ -93,12 +93,13 @@ def _devnull() -> int:
 
 
 def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
-          fds: tuple[int, int] | None = None, pidfd: bool = True, close: bool = True) -> Child:
+          fds: tuple[int, int] | None = None, pidfd: bool = True) -> Child:
     """Start argv in its own process group with stdout/stderr to files and stdin from /dev/null.
-    `fds` are the log files already opened (see open_logs); they are closed here unless `close` is
-    false and the process started (then the caller closes them). Without `pidfd`, the caller learns of
-    the exit from SIGCHLD and reap_any()."""
-    if fds is None:
+    `fds` are log files the caller already opened (see open_logs) and still owns; without them the
+    files are opened and closed here. Without `pidfd`, the caller learns of the exit from SIGCHLD and
+    reap_any()."""
+    own = fds is None
+    if own:
         fds = open_logs(stdout, stderr)
     actions = [
         (os.POSIX_SPAWN_DUP2, _devnull(), 0),
@@ -110,11 +111,8 @@ def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Pa
     try:
         pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0,
                               setsigdef=_RESET_SIGNALS, setsigmask=())
-    except BaseException:
-        close = True
-        raise
     finally:
-        if close:
+        if own:
             os.close(fds[0])
             os.close(fds[1])
     return Child(pid=pid, pidfd=os.pidfd_open(pid) if pidfd else -1, started=started, started_mono=mono, kind=kind, job=job,

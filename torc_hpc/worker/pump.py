@@ -121,13 +121,10 @@ class Pump(threading.Thread):
     def _release_unacknowledged(self) -> None:
         """After a broken connection: jobs running under this worker that it never heard it claimed go
         back to ready, same attempt (else they would sit `running` until the worker stops)."""
-        with self.db.conn.transaction():
-            ids = [r["id"] for r in self.db.all("unacknowledged_claims", workflow_id=self.workflow_id,
-                                                 worker_id=self.worker_id, known=list(self._ours))]
-            if ids:
-                self.db.all("release_jobs", workflow_id=self.workflow_id, worker_id=self.worker_id, job_ids=ids)
-                self.db.notify_ready(self.workflow_id)
+        ids = [r["id"] for r in self.db.all("unacknowledged_claims", workflow_id=self.workflow_id,
+                                             worker_id=self.worker_id, known=list(self._ours))]
         if ids:
+            self.db.release_jobs(self.workflow_id, self.worker_id, ids)
             self.released_unacknowledged += len(ids)
             log.warning("gave back %d job(s) claimed just before the connection broke: %s", len(ids), ids)
 
