@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from torc_hpc import logs
 from torc_hpc.core.liveness import worker_lost_reason
 from torc_hpc.core.slurm_states import AllocationState, end_return_code
 from torc_hpc.core.states import ExitCode
@@ -151,7 +152,7 @@ def run_recovery_here(wf: dict, job: dict, attempt: Attempt, script: str, api_ur
     workdir = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
     out_dir = Path(workdir or ".") / wf["output_dir"] / "job_stdio"
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"recovery_wf{wf['id']}_j{job['id']}_r{attempt.run_id}_a{attempt.attempt_id}"
+    stem = logs.stem("recovery", wf["id"], job["id"], attempt.run_id, attempt.attempt_id)
     env = dict(os.environ, TORC_WORKFLOW_ID=str(wf["id"]), TORC_JOB_ID=str(job["id"]),
                TORC_JOB_NAME=job["name"], TORC_ATTEMPT_ID=str(attempt.attempt_id),
                TORC_RUN_ID=str(attempt.run_id), TORC_RETURN_CODE=str(attempt.return_code),

@@ -25,6 +25,7 @@ from torc_hpc.errors import DatabaseError
 from torc_hpc.db.connection import connect, redact
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
+from torc_hpc import logs
 from torc_hpc.worker import process
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
 from torc_hpc.worker.pump import RECONNECT_S, Pump
@@ -401,7 +402,7 @@ class Worker:
         self._with_reconnect(lambda: self.db.release_jobs(self.cfg.workflow_id, self.worker_id, ids))
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
-        stem = f"{self._stdio_dir}/{prefix}_wf{self.cfg.workflow_id}_j{job['id']}_r{job['run_id']}_a{job['attempt_id']}"
+        stem = f"{self._stdio_dir}/{logs.stem(prefix, self.cfg.workflow_id, job['id'], job['run_id'], job['attempt_id'])}"
         return f"{stem}.o", f"{stem}.e"
 
     def _env(self, job: dict, **extra) -> dict:

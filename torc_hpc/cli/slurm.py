@@ -1,0 +1,107 @@
+"""`torc submit-slurm` and `torc slurm …`: allocations on a Slurm cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from torc_hpc import workflows as ops
+from torc_hpc.cli.common import FormatOpt, open_db
+from torc_hpc.cli.output import Format, console, emit_json, emit_rows, err_console
+from torc_hpc.slurm import ops as slurm_ops
+from torc_hpc.slurm.client import default_client
+
+app = typer.Typer(help="Slurm allocations of a workflow: list, cancel (submit more: torc submit-slurm WF).",
+                  no_args_is_help=True)
+
+
+
+_SUBMIT_HELP = {
+    "account": "sbatch --account (required by most sites)",
+    "partition": "sbatch --partition",
+    "walltime": "allocation time limit, HH:MM:SS or PT1H; default: the longest job's runtime plus the buffer",
+    "nodes": "nodes per allocation (one worker per node)",
+    "mem": "memory per node, e.g. 16g; default: sized from the jobs",
+}
+
+
+def _submit_options(account, partition, walltime, nodes, mem, qos, gres, extra, template, idle_timeout,
+                    walltime_buffer, max_parallel_jobs):
+    from torc_hpc.slurm.allocations import SubmitOptions
+
+    return SubmitOptions(account=account, partition=partition, walltime=walltime, nodes=nodes, mem=mem, qos=qos,
+                         gres=gres, extra=extra, template=template, idle_timeout_s=idle_timeout,
+                         walltime_buffer_s=walltime_buffer, max_parallel_jobs=max_parallel_jobs)
+
+
+def submit_slurm(
+        target: str = typer.Argument(..., help="a spec file to create, or an existing workflow id"),
+        account: Optional[str] = typer.Option(None, "--account", "-A", help=_SUBMIT_HELP["account"]),
+        partition: Optional[str] = typer.Option(None, "--partition", "-p", help=_SUBMIT_HELP["partition"]),
+        walltime: Optional[str] = typer.Option(None, "--walltime", "-t", help=_SUBMIT_HELP["walltime"]),
+        nodes: Optional[int] = typer.Option(None, "--nodes", "-N", min=1, help=_SUBMIT_HELP["nodes"]),
+        mem: Optional[str] = typer.Option(None, "--mem", help=_SUBMIT_HELP["mem"]),
+        qos: Optional[str] = typer.Option(None, "--qos"),
+        gres: Optional[str] = typer.Option(None, "--gres", help="e.g. gpu:2"),
+        extra: Optional[str] = typer.Option(None, "--sbatch-args", help="extra sbatch arguments, verbatim"),
+        num_allocations: int = typer.Option(1, "--num-allocations", "-n", min=1,
+                                            help="allocations per scheduler with waiting jobs"),
+        template: Optional[Path] = typer.Option(None, "--template", help="your own sbatch template "
+                                                "(start from sbatch_templates/torc_worker.sh)"),
+        idle_timeout: int = typer.Option(60, "--idle-timeout", help="a worker leaves after this many idle seconds"),
+        walltime_buffer: int = typer.Option(60, "--walltime-buffer",
+                                            help="stop jobs this many seconds before the allocation ends (code 152)"),
+        max_parallel_jobs: Optional[int] = typer.Option(None, "--max-parallel-jobs", "-j", min=1),
+        output_dir: str = typer.Option("torc_output", "--output-dir", "-o"),
+        fmt: Format = FormatOpt):
+    """Create a workflow (or take an existing one) and submit Slurm allocations whose workers run its jobs.
+
+    Each allocation runs `torc worker WF --slurm`, which claims jobs that fit the allocation's CPUs,
+    memory and remaining time. Scripts and Slurm's own logs go to OUTPUT_DIR/slurm/.
+    """
+    opts = _submit_options(account, partition, walltime, nodes, mem, qos, gres, extra, template, idle_timeout,
+                           walltime_buffer, max_parallel_jobs)
+    client = slurm_ops.require_client()
+    with open_db() as db:
+        if target.isdigit():
+            wf_id = int(target)
+            ops.touch(db, wf_id, client)
+        else:
+            wf_id = ops.create_from_file(db, target, output_dir=output_dir)
+        result = slurm_ops.submit_for_workflow(db, wf_id, client, opts, num_allocations, submitted_by="submit-slurm")
+    if fmt is Format.json:
+        emit_json({"workflow_id": wf_id, **result})
+        return
+    for w in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/yellow] {w}")
+    for a in result["allocations"]:
+        console.print(f"submitted allocation {a['id']} as Slurm job {a['slurm_job_id']} "
+                      f"({' '.join(x for x in a['sbatch_args'] if not x.startswith(('--output', '--error')))})")
+    console.print(f"workflow {wf_id} · follow it: torc workflows status {wf_id} · torc slurm list {wf_id}")
+
+
+
+@app.command("list")
+def slurm_list(workflow_id: int, fmt: Format = FormatOpt):
+    """Allocations with their Slurm state (refreshed with one squeue and one sacct call)."""
+    with open_db() as db:
+        ops.touch(db, workflow_id, default_client())
+        rows = db.all("list_allocations", workflow_id=workflow_id)
+    emit_rows(rows, ["id", "slurm_job_id", "scheduler", "state", "sacct_state", "exit_code", "nodes",
+                     "cpus_per_node", "mem", "walltime_s", "submitted_by", "submitted_at", "started_at",
+                     "ended_at", "error"], fmt, empty="no allocations: torc submit-slurm --account A WF")
+
+
+@app.command("cancel")
+def slurm_cancel(workflow_id: int, fmt: Format = FormatOpt):
+    """scancel every active allocation of the workflow (its jobs come back as terminated, code 143)."""
+    with open_db() as db:
+        db.workflow(workflow_id)
+        ids = slurm_ops.cancel_allocations(db, workflow_id, slurm_ops.require_client())
+    if fmt is Format.json:
+        emit_json({"id": workflow_id, "scanceled_allocations": ids})
+    else:
+        console.print(f"scancel sent to {len(ids)} allocation(s): {' '.join(ids) or '-'}")
+

@@ -1,0 +1,285 @@
+-- The hot path: claims, finishes (completion, failure, retry, pending_failed), releases, decisions.
+-- Loaded with every other file in this directory by torc_hpc/db/queries.py; names are unique across files.
+
+-- name: claim_jobs
+-- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
+-- candidates walks jobs_ready_idx in claim order; fitting keeps the prefix whose running sums fit.
+WITH wf AS (
+    SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NULL
+), candidates AS (
+    SELECT id, priority, num_cpus, num_gpus, memory_bytes
+    FROM jobs
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+      AND num_cpus <= %(cpus)s AND num_gpus <= %(gpus)s AND memory_bytes <= %(memory)s
+      AND runtime_s <= %(time_left_s)s
+      AND (%(scheduler)s::text IS NULL OR scheduler IS NULL OR scheduler = %(scheduler)s::text)
+      AND EXISTS (SELECT 1 FROM wf)
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), fitting AS (
+    SELECT id FROM (
+        SELECT id,
+               sum(num_cpus) OVER w AS cpus, sum(num_gpus) OVER w AS gpus, sum(memory_bytes) OVER w AS mem
+        FROM candidates
+        WINDOW w AS (ORDER BY priority DESC, id)
+    ) s
+    WHERE cpus <= %(cpus)s AND gpus <= %(gpus)s AND mem <= %(memory)s
+), claimed AS (
+    UPDATE jobs j SET status = 'running', worker_id = %(worker_id)s, started_at = now(), return_code = NULL
+    FROM fitting WHERE j.id = fitting.id
+    RETURNING j.id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
+    SELECT %(workflow_id)s, id, 'claimed', 'ready', 'running', attempt_id, (SELECT run_id FROM wf), %(worker_id)s
+    FROM claimed
+)
+SELECT c.*, (SELECT run_id FROM wf) AS run_id FROM claimed c ORDER BY c.priority DESC, c.id;
+
+-- name: finish_completed
+-- A job exited 0: result row, completed, event, and its blocked children lose one unfinished parent
+-- (those reaching 0 turn ready in this same statement). Cost follows the job's out-degree only.
+WITH done AS (
+    UPDATE jobs SET status = 'completed', return_code = 0
+    WHERE id = %(job_id)s AND status = 'running' AND attempt_id = %(attempt_id)s
+    RETURNING id, workflow_id
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, %(run_id)s, %(attempt_id)s, 0, 'completed', %(started_at)s::timestamptz, coalesce(%(completed_at)s::timestamptz, now()),
+           %(exec_time_s)s::float8, %(peak_memory_bytes)s::bigint, %(cpu_time_s)s::float8, %(worker_id)s::bigint
+    FROM done
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'completed', 'running', 'completed', %(attempt_id)s, %(run_id)s, %(worker_id)s,
+           jsonb_build_object('return_code', 0)
+    FROM done
+), kids AS (
+    SELECT j.id FROM done
+    JOIN job_dependencies d ON d.parent_id = done.id
+    JOIN jobs j ON j.id = d.child_id
+    WHERE j.status = 'blocked'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), unblocked AS (
+    UPDATE jobs j
+    SET unfinished_parents = j.unfinished_parents - 1,
+        status = CASE WHEN j.unfinished_parents = 1 THEN 'ready'::job_status ELSE j.status END,
+        ready_at = CASE WHEN j.unfinished_parents = 1 THEN now() ELSE j.ready_at END
+    FROM kids WHERE j.id = kids.id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+), ev_ready AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
+    SELECT workflow_id, id, 'unblocked', 'blocked', 'ready', attempt_id, %(run_id)s, %(worker_id)s
+    FROM unblocked WHERE status = 'ready'
+)
+SELECT (SELECT count(*) FROM done) AS finished,
+       (SELECT count(*) FROM unblocked WHERE status = 'ready') AS newly_ready;
+
+-- name: finish_completed_batch
+-- finish_completed for many jobs in one statement (the worker's common case: a batch of exits 0).
+-- Arrays are parallel: one element per job. Returns the ids that were no longer ours (stale).
+WITH input AS (
+    SELECT * FROM unnest(%(job_ids)s::bigint[], %(run_ids)s::int[], %(attempt_ids)s::int[],
+                         %(started)s::timestamptz[], %(completed)s::timestamptz[], %(exec_time)s::float8[],
+                         %(peak_memory)s::bigint[], %(cpu_time)s::float8[])
+        AS t(job_id, run_id, attempt_id, started_at, completed_at, exec_time_s, peak_memory_bytes, cpu_time_s)
+), done AS (
+    UPDATE jobs j SET status = 'completed', return_code = 0
+    FROM input i
+    WHERE j.id = i.job_id AND j.status = 'running' AND j.attempt_id = i.attempt_id
+    RETURNING j.id, j.workflow_id, i.run_id, i.attempt_id, i.started_at, i.completed_at, i.exec_time_s,
+              i.peak_memory_bytes, i.cpu_time_s
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, run_id, attempt_id, 0, 'completed', started_at, coalesce(completed_at, now()),
+           exec_time_s, peak_memory_bytes, cpu_time_s, %(worker_id)s::bigint
+    FROM done
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'completed', 'running', 'completed', attempt_id, run_id, %(worker_id)s::bigint,
+           '{"return_code": 0}'::jsonb
+    FROM done
+), kids AS (
+    SELECT d.child_id AS id, count(*) AS n FROM done JOIN job_dependencies d ON d.parent_id = done.id
+    GROUP BY d.child_id
+), locked AS (
+    SELECT j.id, kids.n FROM jobs j JOIN kids ON kids.id = j.id
+    WHERE j.status = 'blocked'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), unblocked AS (
+    UPDATE jobs j
+    SET unfinished_parents = j.unfinished_parents - l.n,
+        status = CASE WHEN j.unfinished_parents = l.n THEN 'ready'::job_status ELSE j.status END,
+        ready_at = CASE WHEN j.unfinished_parents = l.n THEN now() ELSE j.ready_at END
+    FROM locked l WHERE j.id = l.id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+), ev_ready AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
+    SELECT u.workflow_id, u.id, 'unblocked', 'blocked', 'ready', u.attempt_id,
+           (SELECT max(run_id) FROM input), %(worker_id)s::bigint
+    FROM unblocked u WHERE u.status = 'ready'
+)
+SELECT (SELECT count(*) FROM done) AS finished,
+       (SELECT count(*) FROM unblocked WHERE status = 'ready') AS newly_ready,
+       (SELECT coalesce(array_agg(i.job_id), '{}') FROM input i WHERE i.job_id NOT IN (SELECT id FROM done)) AS stale;
+
+-- name: finish_failed
+-- A job ended failed or terminated for good: result row (unless already recorded), final status, event, and
+-- the cancel cascade: blocked descendants are canceled transitively, except those with
+-- cancel_on_blocking_job_failure = false, which just stop waiting for the canceled/failed parent.
+WITH done AS (
+    UPDATE jobs SET status = %(status)s::job_status, return_code = %(return_code)s
+    WHERE id = %(job_id)s AND status IN ('running', 'pending_failed') AND attempt_id = %(attempt_id)s
+    RETURNING id, workflow_id
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, %(run_id)s, %(attempt_id)s, %(return_code)s, %(attempt_status)s::job_status,
+           %(started_at)s::timestamptz, coalesce(%(completed_at)s::timestamptz, now()), %(exec_time_s)s::float8, %(peak_memory_bytes)s::bigint, %(cpu_time_s)s::float8, %(worker_id)s::bigint
+    FROM done WHERE %(record_result)s
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, %(event_kind)s, %(from_status)s::job_status, %(status)s::job_status, %(attempt_id)s,
+           %(run_id)s, %(worker_id)s, %(detail)s
+    FROM done
+), doomed AS (
+    WITH RECURSIVE walk(id) AS (
+        SELECT d.child_id FROM done JOIN job_dependencies d ON d.parent_id = done.id
+        UNION
+        SELECT d.child_id FROM walk
+        JOIN jobs p ON p.id = walk.id AND p.cancel_on_blocking_job_failure AND p.status = 'blocked'
+        JOIN job_dependencies d ON d.parent_id = walk.id
+    )
+    SELECT j.id, j.cancel_on_blocking_job_failure AS cancel FROM walk JOIN jobs j ON j.id = walk.id
+    WHERE j.status = 'blocked'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), canceled AS (
+    UPDATE jobs j SET status = 'canceled'
+    FROM doomed WHERE j.id = doomed.id AND doomed.cancel
+    RETURNING j.id, j.workflow_id, j.attempt_id
+), ev_canceled AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'canceled', 'blocked', 'canceled', attempt_id, %(run_id)s, %(worker_id)s,
+           jsonb_build_object('because_of_job', %(job_id)s::bigint)
+    FROM canceled
+), lost_parents AS (
+    -- opt-out children: how many of their parents just ended badly (the failed job or canceled jobs)
+    SELECT d.child_id AS id, count(*) AS n
+    FROM job_dependencies d
+    JOIN doomed c ON c.id = d.child_id AND NOT c.cancel
+    WHERE d.parent_id IN (SELECT id FROM done UNION ALL SELECT id FROM doomed WHERE cancel)
+    GROUP BY d.child_id
+), released AS (
+    UPDATE jobs j
+    SET unfinished_parents = j.unfinished_parents - lp.n,
+        status = CASE WHEN j.unfinished_parents = lp.n THEN 'ready'::job_status ELSE j.status END,
+        ready_at = CASE WHEN j.unfinished_parents = lp.n THEN now() ELSE j.ready_at END
+    FROM lost_parents lp WHERE j.id = lp.id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+), ev_released AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'unblocked', 'blocked', 'ready', attempt_id, %(run_id)s, %(worker_id)s,
+           jsonb_build_object('despite_failure_of_job', %(job_id)s::bigint)
+    FROM released WHERE status = 'ready'
+)
+SELECT (SELECT count(*) FROM done) AS finished,
+       (SELECT count(*) FROM canceled) AS canceled,
+       (SELECT count(*) FROM released WHERE status = 'ready') AS newly_ready;
+
+-- name: finish_retry
+-- A failure handler retries the job: result row (unless already recorded), ready with attempt + 1, event.
+WITH done AS (
+    UPDATE jobs SET status = 'ready', attempt_id = attempt_id + 1, return_code = %(return_code)s, ready_at = now()
+    WHERE id = %(job_id)s AND status IN ('running', 'pending_failed') AND attempt_id = %(attempt_id)s
+    RETURNING id, workflow_id
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, %(run_id)s, %(attempt_id)s, %(return_code)s, %(attempt_status)s::job_status,
+           %(started_at)s::timestamptz, coalesce(%(completed_at)s::timestamptz, now()), %(exec_time_s)s::float8, %(peak_memory_bytes)s::bigint, %(cpu_time_s)s::float8, %(worker_id)s::bigint
+    FROM done WHERE %(record_result)s
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'retry', %(from_status)s::job_status, 'ready', %(attempt_id)s + 1, %(run_id)s,
+           %(worker_id)s, %(detail)s
+    FROM done
+)
+SELECT (SELECT count(*) FROM done) AS finished;
+
+-- name: finish_pending_failed
+-- No rule matched: pending_failed, result row, event. Dependents stay blocked.
+WITH done AS (
+    UPDATE jobs SET status = 'pending_failed', return_code = %(return_code)s
+    WHERE id = %(job_id)s AND status = 'running' AND attempt_id = %(attempt_id)s
+    RETURNING id, workflow_id
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, %(run_id)s, %(attempt_id)s, %(return_code)s, %(attempt_status)s::job_status,
+           %(started_at)s::timestamptz, coalesce(%(completed_at)s::timestamptz, now()), %(exec_time_s)s::float8, %(peak_memory_bytes)s::bigint, %(cpu_time_s)s::float8, %(worker_id)s::bigint
+    FROM done WHERE %(record_result)s
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'pending_failed', 'running', 'pending_failed', %(attempt_id)s, %(run_id)s,
+           %(worker_id)s, %(detail)s
+    FROM done
+)
+SELECT (SELECT count(*) FROM done) AS finished;
+
+-- name: record_attempt_result
+-- The attempt ended and a recovery script will now run: keep its result; the job stays running meanwhile.
+WITH job AS (
+    SELECT id, workflow_id FROM jobs
+    WHERE id = %(job_id)s AND status = 'running' AND attempt_id = %(attempt_id)s
+), result AS (
+    INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
+                         exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
+    SELECT workflow_id, id, %(run_id)s, %(attempt_id)s, %(return_code)s, %(attempt_status)s::job_status,
+           %(started_at)s::timestamptz, coalesce(%(completed_at)s::timestamptz, now()), %(exec_time_s)s::float8, %(peak_memory_bytes)s::bigint, %(cpu_time_s)s::float8, %(worker_id)s::bigint
+    FROM job
+    RETURNING id
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, attempt_id, run_id, worker_id, detail)
+    SELECT workflow_id, id, 'recovery_started', %(attempt_id)s, %(run_id)s, %(worker_id)s, %(detail)s FROM job
+)
+SELECT count(*) AS recorded FROM result;
+
+-- name: release_jobs
+-- A stopping worker gives back jobs it claimed but never started: ready again, same attempt.
+WITH rel AS (
+    UPDATE jobs SET status = 'ready', worker_id = NULL, started_at = NULL, ready_at = now()
+    WHERE id = ANY (%(job_ids)s::bigint[]) AND status = 'running' AND worker_id = %(worker_id)s
+    RETURNING id, attempt_id
+), ev AS (
+    INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
+    SELECT %(workflow_id)s, id, 'released', 'running', 'ready', attempt_id,
+           (SELECT run_id FROM workflows WHERE id = %(workflow_id)s), %(worker_id)s
+    FROM rel
+)
+SELECT id FROM rel;
+
+-- name: unacknowledged_claims
+-- Jobs running under a worker that the worker does not know it holds: claimed in a transaction that
+-- committed while the connection broke, so the answer never arrived. Reads only the workflow's running
+-- jobs (jobs_workflow_status_idx).
+SELECT id FROM jobs
+WHERE worker_id = %(worker_id)s AND status = 'running' AND workflow_id = %(workflow_id)s
+  AND NOT (id = ANY (%(known)s::bigint[]));
+
+-- name: resolve_pending_failed_job
+-- Lock one pending_failed job for a person's or an agent's retry/fail decision.
+SELECT j.id, j.attempt_id, j.return_code, w.run_id FROM jobs j JOIN workflows w ON w.id = j.workflow_id
+WHERE j.id = %(job_id)s AND j.workflow_id = %(workflow_id)s AND j.status = 'pending_failed'
+FOR UPDATE OF j;
+
+-- name: blocked_by_unrunnable
+-- Ready jobs no worker here could ever run (too big), for the end-of-run summary.
+SELECT id, name, num_cpus, num_gpus, memory_bytes, runtime_s FROM jobs
+WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+  AND (num_cpus > %(cpus)s OR num_gpus > %(gpus)s OR memory_bytes > %(memory)s OR runtime_s > %(time_left_s)s)
+ORDER BY id LIMIT 20;

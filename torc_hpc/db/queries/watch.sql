@@ -1,0 +1,86 @@
+-- The watcher: its persistent state, snapshot, auto-schedule and --recover.
+-- Loaded with every other file in this directory by torc_hpc/db/queries.py; names are unique across files.
+
+-- name: ensure_watch_state
+-- Create the workflow's watcher state row if missing.
+INSERT INTO watch_state (workflow_id) VALUES (%(workflow_id)s) ON CONFLICT (workflow_id) DO NOTHING;
+
+-- name: get_watch_state
+-- The watcher's state for one workflow.
+SELECT workflow_id, submit_options, last_auto_schedule_at, consecutive_failures, next_attempt_at, paused_reason,
+       recovery_rounds
+FROM watch_state WHERE workflow_id = %(workflow_id)s;
+
+-- name: save_submit_options
+-- Remember the sbatch options a user gave, for the watcher.
+INSERT INTO watch_state (workflow_id, submit_options) VALUES (%(workflow_id)s, %(options)s)
+ON CONFLICT (workflow_id) DO UPDATE SET submit_options = watch_state.submit_options || EXCLUDED.submit_options,
+                                        updated_at = now();
+
+-- name: save_backoff
+-- Store the back-off state.
+UPDATE watch_state SET consecutive_failures = %(consecutive_failures)s, next_attempt_at = %(next_attempt_at)s,
+                       paused_reason = %(paused_reason)s, updated_at = now()
+WHERE workflow_id = %(workflow_id)s;
+
+-- name: mark_auto_scheduled
+-- The watcher submitted allocations now.
+UPDATE watch_state SET last_auto_schedule_at = %(now)s, updated_at = now() WHERE workflow_id = %(workflow_id)s;
+
+-- name: bump_recovery_round
+-- One more --recover round.
+UPDATE watch_state SET recovery_rounds = recovery_rounds + 1, updated_at = now() WHERE workflow_id = %(workflow_id)s
+RETURNING recovery_rounds;
+
+-- name: watch_snapshot
+-- What the auto-schedule decision needs beyond the status counts, in one round trip. Retries come from
+-- jobs_ready_retry_idx, so the cost follows the retries waiting, not the workflow's size.
+SELECT
+    (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
+        AS ready_retries,
+    (SELECT min(ready_at) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
+        AS oldest_retry_ready_at,
+    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown'))
+        AS active_allocations,
+    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'unknown'))
+        AS pending_allocations;
+
+-- name: ready_cpu_seconds
+-- The ready work in CPU-seconds (sizes new allocations; read only when the watcher submits).
+SELECT coalesce(sum(num_cpus::bigint * runtime_s), 0) AS cpu_seconds
+FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready';
+
+-- name: unjudged_allocations
+-- Allocations whose outcome the back-off has not counted yet and that can be judged now.
+SELECT a.id, a.slurm_job_id, a.state, a.sacct_state, a.error, a.started_at, a.ended_at,
+       (SELECT count(*) FROM workers w WHERE w.slurm_job_id = a.slurm_job_id) AS workers
+FROM allocations a
+WHERE a.workflow_id = %(workflow_id)s AND a.outcome IS NULL
+ORDER BY a.id;
+
+-- name: judge_allocation
+-- Record the back-off's judgement of an allocation.
+UPDATE allocations SET outcome = %(outcome)s WHERE id = %(id)s AND outcome IS NULL;
+
+-- name: workflows_with_work
+-- Workflows the cron watcher should look at: not canceled, with jobs left or allocations alive.
+SELECT w.id FROM workflows w
+WHERE w.canceled_at IS NULL
+  AND (EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status IN ('ready', 'blocked', 'running'))
+       OR EXISTS (SELECT 1 FROM allocations a WHERE a.workflow_id = w.id AND a.state IN ('pending', 'running', 'unknown')))
+ORDER BY w.id;
+
+-- name: recoverable_jobs
+-- Failed or terminated jobs with their last attempt, for --recover to classify.
+SELECT j.id, j.name, j.status::text AS status, j.return_code, j.memory_bytes, j.runtime_s,
+       r.peak_memory_bytes, r.exec_time_s
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT peak_memory_bytes, exec_time_s FROM results
+    WHERE job_id = j.id ORDER BY id DESC LIMIT 1) r ON true
+WHERE j.workflow_id = %(workflow_id)s AND j.status IN ('failed', 'terminated')
+ORDER BY j.id;
+
+-- name: resize_job
+-- --recover gives a job more memory or runtime.
+UPDATE jobs SET memory_bytes = %(memory_bytes)s, runtime_s = %(runtime_s)s WHERE id = %(job_id)s;
