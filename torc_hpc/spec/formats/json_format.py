@@ -1,0 +1,155 @@
+"""JSON specs: the standard library's parser, plus an iterative scanner for what it cannot tell.
+
+`json.loads` is fast but keeps the last of two equal keys, recurses once per nesting level and reports
+no position for some failures. Duplicate keys are caught with `object_pairs_hook`, NaN and Infinity
+(not JSON) with `parse_constant`; when parsing fails without a line (a duplicate key, nesting deeper
+than the interpreter allows) or when an error needs one, `scan` walks the text with a stack and finds
+it. `scan` also enforces MAX_NESTING_DEPTH for nesting the parser could not reach.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from bisect import bisect_left
+from itertools import accumulate
+
+from torc_hpc.limits import MAX_NESTING_DEPTH, MAX_VALUE_TEXT_LENGTH
+from torc_hpc.spec.formats import FormatError, SpecFormat, line_of
+
+# One JSON token: punctuation, a string (escapes included), or a bare word (number, true, false, null).
+_TOKEN = re.compile(r'[{}\[\],:]|"(?:[^"\\]|\\.)*"?|[^\s{}\[\],:"]+', re.S)
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class _Constant(Exception):
+    pass
+
+
+class _LongNumber(Exception):
+    pass
+
+
+def _pairs(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Duplicate
+    return d
+
+
+def _constant(name: str):
+    raise _Constant(name)
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_VALUE_TEXT_LENGTH:
+        raise _LongNumber(text)
+    return int(text)
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _max_depth(text: str) -> int:
+    """Deepest nesting of arrays and objects, at C speed (strings removed, then a running sum)."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
+
+
+def scan(text: str, index: dict | None = None) -> FormatError | None:
+    """Walk the JSON text with an explicit stack: fill `index` (key path → line) and return the first
+    duplicate key or excess nesting as a located FormatError (None if there is neither)."""
+    newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line(pos: int) -> int:
+        return bisect_left(newlines, pos) + 1
+
+    # frame: [is_map, path, item count, keys seen (key → line), expecting a key, current key]
+    stack: list[list] = []
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        c = tok[0]
+        top = stack[-1] if stack else None
+        if c == "}" or c == "]":
+            if stack:
+                stack.pop()
+            continue
+        if c == ",":
+            if top is not None:
+                if top[0]:
+                    top[4] = True
+                else:
+                    top[2] += 1
+            continue
+        if c == ":":
+            if top is not None and top[0]:
+                top[4] = False
+            continue
+        if top is not None and top[0] and top[4]:  # a key
+            try:
+                key = json.loads(tok) if c == '"' else tok
+            except ValueError:
+                key = tok
+            at = line(m.start())
+            if key in top[3]:
+                return FormatError(f"key '{key}' appears twice in this object (lines {top[3][key]} and {at}); "
+                                   "JSON parsers would silently keep only the last one: remove or rename one "
+                                   "of them", line=at, key_path=top[1] + (key,))
+            top[3][key] = at
+            top[5] = key
+            if index is not None:
+                index[top[1] + (key,)] = at
+            continue
+        path = () if top is None else top[1] + ((top[5],) if top[0] else (top[2],))
+        at = line(m.start())
+        if index is not None:
+            index.setdefault(path, at)
+        if c == "{" or c == "[":
+            if len(stack) >= MAX_NESTING_DEPTH:
+                return FormatError(f"arrays and objects are nested more than {MAX_NESTING_DEPTH} levels deep "
+                                   "(torc_hpc.limits.MAX_NESTING_DEPTH); a workflow spec needs about 6",
+                                   line=at, key_path=path)
+            stack.append([c == "{", path, 0, {}, True, None])
+    return None
+
+
+class JsonFormat(SpecFormat):
+    name = "JSON"
+    suffixes = (".json",)
+
+    def parse(self, text: str):
+        if not text.strip():
+            return None
+        try:
+            data = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_int)
+        except json.JSONDecodeError as e:
+            raise FormatError(f"invalid JSON: {e.msg}", line=e.lineno) from None
+        except (_Duplicate, RecursionError):
+            raise self._scanned(text) from None
+        except _Constant as e:
+            at = re.search(rf"(?<![\w\"]){re.escape(str(e))}(?![\w\"])", text)
+            raise FormatError(f"invalid JSON: {e} is not a JSON number; write a number or a string",
+                              line=line_of(text, at.start()) if at else None) from None
+        except _LongNumber as e:
+            at = text.find(str(e))
+            raise FormatError(f"a number of {len(str(e)):,} characters is too long: numbers are at most "
+                              f"{MAX_VALUE_TEXT_LENGTH} characters (torc_hpc.limits.MAX_VALUE_TEXT_LENGTH)",
+                              line=line_of(text, at) if at >= 0 else None) from None
+        if _max_depth(text) > MAX_NESTING_DEPTH:  # the C parser goes deeper than our bound before it gives up
+            raise self._scanned(text)
+        return data
+
+    def line_index(self, text: str) -> dict[tuple, int]:
+        index: dict[tuple, int] = {}
+        scan(text, index)
+        return index
+
+    @staticmethod
+    def _scanned(text: str) -> FormatError:
+        found = scan(text)
+        return found or FormatError("invalid JSON: nested too deeply or a key is repeated")
