@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from torc_hpc.errors import SpecError, SpecProblem
-from torc_hpc.limits import (MAX_COMMAND_BYTES, MAX_NAME_LENGTH, MAX_PARAMETER_TEXT, MAX_PROBLEMS, MAX_REGEX_LENGTH,
-                             MAX_SPEC_BYTES, MAX_TEXT_LENGTH)
+from torc_hpc.limits import (MAX_COMMAND_BYTES, MAX_NAME_LENGTH, MAX_NESTING_DEPTH, MAX_PARAMETER_TEXT, MAX_PROBLEMS,
+                             MAX_REGEX_LENGTH, MAX_SPEC_BYTES, MAX_TEXT_LENGTH)
 from torc_hpc.spec.formats import FormatError, SpecFormat, format_for
 from torc_hpc.spec.models import IDENTIFIER, NO_CONTROL, NO_NUL, WorkflowSpec
 
@@ -159,6 +159,21 @@ def _schema_problems(e: ValidationError, data, locator: LineLocator, path: str) 
     return SpecError(path, problems, total=len(by_loc))
 
 
+def _too_deep(data) -> tuple | None:
+    """The key path of a list or mapping nested deeper than MAX_NESTING_DEPTH, or None. Iterative, and
+    only over containers; formats that parse without recursion refuse such nesting earlier."""
+    stack = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) >= MAX_NESTING_DEPTH:
+            return path
+        if isinstance(node, dict):
+            stack.extend((v, path + (k,)) for k, v in node.items() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, path + (i,)) for i, v in enumerate(node) if isinstance(v, (dict, list)))
+    return None
+
+
 def load_spec_text(text: str | bytes, path: str = "<spec>", base_dir: Path | None = None):
     """Parse and validate spec text. Returns (WorkflowSpec, LineLocator). Raises SpecError."""
     if isinstance(text, bytes):
@@ -179,6 +194,12 @@ def load_spec_text(text: str | bytes, path: str = "<spec>", base_dir: Path | Non
         raise SpecError(path, [SpecProblem(f"the spec must be a mapping with 'name' and 'jobs', not {kind}",
                                            line=1, path=path)])
     locator = LineLocator(text, fmt)
+    too_deep = _too_deep(data)
+    if too_deep is not None:
+        raise SpecError(path, [SpecProblem(
+            f"lists and mappings are nested more than {MAX_NESTING_DEPTH} levels deep "
+            "(torc_hpc.limits.MAX_NESTING_DEPTH); a workflow spec needs about 6",
+            field=_field(too_deep, strip_job=False), line=locator.line(too_deep), path=path)])
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as e:

@@ -2,9 +2,9 @@
 
 `json.loads` is fast but keeps the last of two equal keys, recurses once per nesting level and reports
 no position for some failures. Duplicate keys are caught with `object_pairs_hook`, NaN and Infinity
-(not JSON) with `parse_constant`; when parsing fails without a line (a duplicate key, nesting deeper
-than the interpreter allows) or when an error needs one, `scan` walks the text with a stack and finds
-it. `scan` also enforces MAX_NESTING_DEPTH for nesting the parser could not reach.
+(not JSON) with `parse_constant`, numbers longer than MAX_VALUE_TEXT_LENGTH with `parse_int`; when
+parsing fails without a line (a duplicate key, nesting deeper than the interpreter allows) or when an
+error needs one, `scan` walks the text with an explicit stack and finds it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_left
-from itertools import accumulate
 
 from torc_hpc.limits import MAX_NESTING_DEPTH, MAX_VALUE_TEXT_LENGTH
 from torc_hpc.spec.formats import FormatError, SpecFormat, line_of
@@ -48,17 +47,6 @@ def _int(text: str) -> int:
     if len(text) > MAX_VALUE_TEXT_LENGTH:
         raise _LongNumber(text)
     return int(text)
-
-
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
-
-
-def _max_depth(text: str) -> int:
-    """Deepest nesting of arrays and objects, at C speed (strings removed, then a running sum)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
 
 
 def scan(text: str, index: dict | None = None) -> FormatError | None:
@@ -140,9 +128,7 @@ class JsonFormat(SpecFormat):
             raise FormatError(f"a number of {len(str(e)):,} characters is too long: numbers are at most "
                               f"{MAX_VALUE_TEXT_LENGTH} characters (torc_hpc.limits.MAX_VALUE_TEXT_LENGTH)",
                               line=line_of(text, at) if at >= 0 else None) from None
-        if _max_depth(text) > MAX_NESTING_DEPTH:  # the C parser goes deeper than our bound before it gives up
-            raise self._scanned(text)
-        return data
+        return data  # nesting within the interpreter's reach is bounded by the loader, for every format
 
     def line_index(self, text: str) -> dict[tuple, int]:
         index: dict[tuple, int] = {}

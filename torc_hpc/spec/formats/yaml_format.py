@@ -200,16 +200,17 @@ def _not_a_key(line: int, path: tuple) -> FormatError:
 
 
 def _merge(frame: _Frame, line: int) -> None:
-    """Apply `<<` merge keys: keys written in the mapping win, then earlier merged mappings."""
+    """Apply `<<` merge keys as yaml.safe_load does: keys written in the mapping win, and among the
+    merged mappings the later one wins."""
+    merged: dict = {}
     for value, at in frame.merges:
-        sources = value if isinstance(value, list) else [value]
-        for src in sources:
+        for src in value if isinstance(value, list) else [value]:
             if not isinstance(src, dict):
                 raise FormatError("'<<' merges a mapping or a list of mappings (e.g. <<: *defaults)",
                                   line=at, key_path=frame.path)
-            for k, v in src.items():
-                if k not in frame.value:
-                    frame.value[k] = v
+            merged.update(src)
+    own = frame.value
+    frame.value = {**{k: v for k, v in merged.items() if k not in own}, **own}
 
 
 def _yaml_message(e: yaml.MarkedYAMLError, text: str) -> str:
