@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +215,15 @@ def test_create_rejects(name, corpus_db, tmp_path):
 @pytest.mark.parametrize("name", RUN)
 def test_run_rejects(name, corpus_db, tmp_path):
     check_rejected(corpus_db, tmp_path, ["run"], BAD / name, EXPECTED[name], ARGS.get(name, []))
+
+
+@pytest.mark.parametrize("name", ["range_100m.yaml", "twenty_jobs.yaml", "alias_bomb.yaml"])
+def test_submit_slurm_rejects(name, corpus_db, tmp_path):
+    """`torc submit-slurm SPEC` refuses the spec before anything is submitted (it needs Slurm's tools on
+    PATH to start; the spec is read before any sbatch)."""
+    if shutil.which("sbatch") is None:
+        pytest.skip("Slurm's tools are not on PATH (tests/slurm/cluster-up.sh installs them)")
+    check_rejected(corpus_db, tmp_path, ["submit-slurm"], BAD / name, EXPECTED[name], ARGS.get(name, []))
 
 
 @pytest.mark.parametrize("name", ["huge_file.yaml", "huge_line.yaml", "huge_parameter.yaml"])

@@ -53,34 +53,29 @@ ParamScalar = Union[ParamText, StrictInt, StrictFloat]
 ParamValue = Union[ParamText, StrictInt, StrictFloat, list[ParamScalar]]
 
 
+def _parsed(v, parse, what: str, example: str, most: int, unit: str, column: str) -> int:
+    """Parse a size as written, refused when longer than MAX_VALUE_TEXT_LENGTH or beyond its column."""
+    if isinstance(v, str) and len(v) > MAX_VALUE_TEXT_LENGTH:
+        raise ValueError(f"a {what} is at most {MAX_VALUE_TEXT_LENGTH} characters "
+                         f"(torc_hpc.limits.MAX_VALUE_TEXT_LENGTH), like {example!r}")
+    try:
+        n = parse(v)
+    except OverflowError:  # digits beyond a float's range
+        n = most + 1
+    if n > most:
+        raise ValueError(f"{what} {v!r} is more than {most:,} {unit}, the most PostgreSQL's {column}")
+    return n
+
+
 def memory_bytes(v: str | int) -> int:
     """Bytes of a memory size as written, refused beyond PostgreSQL's bigint. Raises ValueError."""
-    if isinstance(v, str) and len(v) > MAX_VALUE_TEXT_LENGTH:
-        raise ValueError(f"a memory size is at most {MAX_VALUE_TEXT_LENGTH} characters "
-                         "(torc_hpc.limits.MAX_VALUE_TEXT_LENGTH), like '2g'")
-    try:
-        n = parse_memory(v)
-    except OverflowError:
-        n = INT8_MAX + 1
-    if n > INT8_MAX:
-        raise ValueError(f"memory {v!r} is more than {INT8_MAX:,} bytes, the most PostgreSQL's bigint holds "
-                         "(torc_hpc.limits.INT8_MAX)")
-    return n
+    return _parsed(v, parse_memory, "memory", "2g", INT8_MAX, "bytes", "bigint holds (torc_hpc.limits.INT8_MAX)")
 
 
 def duration_seconds(v: str | int | float) -> int:
     """Seconds of a duration as written, refused beyond PostgreSQL's integer. Raises ValueError."""
-    if isinstance(v, str) and len(v) > MAX_VALUE_TEXT_LENGTH:
-        raise ValueError(f"a duration is at most {MAX_VALUE_TEXT_LENGTH} characters "
-                         "(torc_hpc.limits.MAX_VALUE_TEXT_LENGTH), like 'PT30M'")
-    try:
-        n = parse_duration(v)
-    except OverflowError:
-        n = INT4_MAX + 1
-    if n > INT4_MAX:
-        raise ValueError(f"duration {v!r} is more than {INT4_MAX:,} seconds (about 68 years), the most "
-                         "PostgreSQL's integer holds (torc_hpc.limits.INT4_MAX)")
-    return n
+    return _parsed(v, parse_duration, "duration", "PT30M", INT4_MAX, "seconds",
+                   "integer holds, about 68 years (torc_hpc.limits.INT4_MAX)")
 
 
 class _Strict(BaseModel):
