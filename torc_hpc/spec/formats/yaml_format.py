@@ -180,7 +180,8 @@ def build(text: str, lines: dict | None = None):
     except yaml.MarkedYAMLError as e:
         raise FormatError(_yaml_message(e, text), line=e.problem_mark.line + 1 if e.problem_mark else None) from None
     except yaml.reader.ReaderError as e:
-        raise FormatError(f"invalid YAML: character {e.character!r} is not allowed in YAML "
+        char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise FormatError(f"invalid YAML: character {char} is not allowed in YAML "
                           "(control characters and NUL cannot appear in a spec)",
                           line=line_of(text, e.position)) from None
     except yaml.YAMLError as e:
