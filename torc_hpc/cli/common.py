@@ -7,17 +7,12 @@ import typer
 from torc_hpc.cli.output import Format
 from torc_hpc.db import Database
 from torc_hpc.limits import MAX_DEPENDENCIES, MAX_JOBS
-from torc_hpc.spec import ExpansionLimits
 
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="table for people, json for scripts")
 MaxJobsOpt = typer.Option(MAX_JOBS, "--max-jobs", min=1, show_default=True,
                           help="refuse a spec that expands to more jobs than this (checked before expanding)")
 MaxDependenciesOpt = typer.Option(MAX_DEPENDENCIES, "--max-dependencies", min=0, show_default=True,
                                   help="refuse a spec that expands to more dependencies than this")
-
-
-def expansion_limits(max_jobs: int, max_dependencies: int) -> ExpansionLimits:
-    return ExpansionLimits(max_jobs=max_jobs, max_dependencies=max_dependencies)
 
 
 class _State:

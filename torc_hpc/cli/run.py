@@ -10,9 +10,10 @@ from rich.live import Live
 from rich.text import Text
 
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits, open_db, state
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db, state
 from torc_hpc.cli.output import Format, console, emit_json
 from torc_hpc.db.connection import resolve_url
+from torc_hpc.spec import ExpansionLimits
 
 
 def run(target: str = typer.Argument(..., help="a spec file (YAML/JSON) to create and run, or a workflow id"),
@@ -35,7 +36,7 @@ def run(target: str = typer.Argument(..., help="a spec file (YAML/JSON) to creat
             ops.touch(db, wf_id)
         else:
             wf_id = ops.create_from_file(db, target, output_dir=output_dir,
-                                         limits=expansion_limits(max_jobs, max_dependencies))
+                                         limits=ExpansionLimits(max_jobs, max_dependencies))
             if fmt is Format.table:
                 console.print(f"created workflow [bold]{wf_id}[/bold] from {target}")
         url = db.url

@@ -8,10 +8,11 @@ from typing import Optional
 import typer
 
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits, open_db
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows, err_console
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
+from torc_hpc.spec import ExpansionLimits
 
 app = typer.Typer(help="Slurm allocations of a workflow: list, cancel (submit more: torc submit-slurm WF).",
                   no_args_is_help=True)
@@ -71,7 +72,7 @@ def submit_slurm(
             ops.touch(db, wf_id, client)
         else:
             wf_id = ops.create_from_file(db, target, output_dir=output_dir,
-                                         limits=expansion_limits(max_jobs, max_dependencies))
+                                         limits=ExpansionLimits(max_jobs, max_dependencies))
         result = slurm_ops.submit_for_workflow(db, wf_id, client, opts, num_allocations, submitted_by="submit-slurm")
     if fmt is Format.json:
         emit_json({"workflow_id": wf_id, **result})

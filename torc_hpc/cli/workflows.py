@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits, open_db
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
 from torc_hpc.cli.run import _print_summary
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
+from torc_hpc.spec import ExpansionLimits
 
 app = typer.Typer(help="Create, list, cancel, delete and reset workflows.", no_args_is_help=True)
 
@@ -28,7 +29,7 @@ def workflows_create(spec: Path = typer.Argument(..., help="workflow spec, YAML 
     """
     with open_db() as db:
         wf_id = ops.create_from_file(db, spec, output_dir=output_dir,
-                                     limits=expansion_limits(max_jobs, max_dependencies))
+                                     limits=ExpansionLimits(max_jobs, max_dependencies))
         n = sum(db.status_counts(wf_id).values())
     if fmt is Format.json:
         emit_json({"id": wf_id})
