@@ -73,12 +73,13 @@ class ExpandedWorkflow:
 
 
 class _Problems:
-    """Collects located problems; keeps the first MAX_PROBLEMS and counts the rest."""
+    """Collects problems; keeps the first MAX_PROBLEMS (located together, in one pass over the file, when
+    raised) and counts the rest."""
 
     def __init__(self, path: str, locator):
         self.path = path
         self.locator = locator
-        self.items: list[SpecProblem] = []
+        self.items: list[tuple] = []
         self.total = 0
 
     def add(self, message: str, loc: tuple, job: str | None = None, fld: str | None = None) -> None:
@@ -86,12 +87,14 @@ class _Problems:
         if len(self.items) < MAX_PROBLEMS:
             if job is None and fld is None:
                 fld = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
-            line = self.locator.line(loc) if self.locator else None
-            self.items.append(SpecProblem(message, job=job, field=fld, line=line, path=self.path))
+            self.items.append((message, loc, job, fld))
 
     def raise_if_any(self) -> None:
-        if self.total:
-            raise SpecError(self.path, self.items, total=self.total)
+        if not self.total:
+            return
+        lines = self.locator.lines([loc for _, loc, _, _ in self.items]) if self.locator else [None] * len(self.items)
+        raise SpecError(self.path, [SpecProblem(message, job=job, field=fld, line=line, path=self.path)
+                                    for (message, _, job, fld), line in zip(self.items, lines)], total=self.total)
 
 
 _BASH_WORDS = {"!", "[", "[[", "{", "(", ".", ":", "alias", "builtin", "case", "cd", "command", "declare", "echo",

@@ -34,17 +34,27 @@ assert len(_LENGTH_LIMITS) == 5, "string length limits must differ so that messa
 
 
 class LineLocator:
-    """Finds the line for a key path, falling back to the nearest enclosing key. Built lazily (only
-    when an error needs a line), by the spec's own format."""
+    """Finds the lines of key paths, falling back to the nearest enclosing key. Nothing is indexed until
+    an error needs a line; then the spec's own format scans the text once for the paths asked for (ask
+    for all of an error's paths at once with `lines`)."""
 
     def __init__(self, text: str, fmt: SpecFormat | None = None):
         self._text = text
         self._format = fmt or format_for("<spec>.yaml")
-        self._index: dict[tuple, int] | None = None
+        self._index: dict[tuple, int] = {}
+        self._covered: set[tuple] = set()
+
+    def lines(self, paths: list[tuple]) -> list[int | None]:
+        need = {p[:k] for p in paths for k in range(len(p) + 1)}
+        if not need <= self._covered:
+            self._covered |= need
+            self._index = self._format.line_index(self._text, self._covered)
+        return [self._lookup(p) for p in paths]
 
     def line(self, path: tuple) -> int | None:
-        if self._index is None:
-            self._index = self._format.line_index(self._text)
+        return self.lines([path])[0]
+
+    def _lookup(self, path: tuple) -> int | None:
         while path:
             if path in self._index:
                 return self._index[path]
@@ -145,9 +155,9 @@ def _schema_problems(e: ValidationError, data, locator: LineLocator, path: str) 
         if msg not in msgs:
             msgs.append(msg)
     problems = []
-    for loc, msgs in by_loc.items():
-        if len(problems) == MAX_PROBLEMS:
-            break
+    shown = list(by_loc.items())[:MAX_PROBLEMS]
+    lines = locator.lines([loc for loc, _ in shown])
+    for (loc, msgs), line in zip(shown, lines):
         if msgs[0].startswith("unknown key"):
             msgs = [f"unknown key '{loc[-1]}' (check its spelling; see the spec reference in README)"]
         job = _job_name(data, loc)
@@ -155,7 +165,7 @@ def _schema_problems(e: ValidationError, data, locator: LineLocator, path: str) 
             msgs = ["should be " + ", ".join(m[len("should be "):] for m in msgs[:-1]) + " or "
                     + msgs[-1][len("should be "):]]
         problems.append(SpecProblem("; or ".join(msgs), job=job, field=_field(loc, strip_job=job is not None),
-                                    line=locator.line(loc), path=path))
+                                    line=line, path=path))
     return SpecError(path, problems, total=len(by_loc))
 
 

@@ -39,9 +39,11 @@ class SpecFormat:
         """Plain data from the text (None for an empty document). Raises FormatError."""
         raise NotImplementedError
 
-    def line_index(self, text: str) -> dict[tuple, int]:
-        """Key path → 1-based line, for locating errors after parsing succeeded. Never raises; may be
-        partial (lookups fall back to the nearest enclosing key)."""
+    def line_index(self, text: str, wanted: set | None = None) -> dict[tuple, int]:
+        """Key path → 1-based line, for locating errors after parsing succeeded: every path, or only
+        those in `wanted` (the loader passes the paths it needs and all their prefixes, so that a large
+        file costs one pass and no memory per value). Never raises; may be partial (lookups fall back to
+        the nearest enclosing key)."""
         raise NotImplementedError
 
 

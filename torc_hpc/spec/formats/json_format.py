@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from bisect import bisect_left
 
 from torc_hpc.limits import MAX_NESTING_DEPTH, MAX_VALUE_TEXT_LENGTH
 from torc_hpc.spec.formats import FormatError, SpecFormat, line_of
 
 # One JSON token: punctuation, a string (escapes included), or a bare word (number, true, false, null).
-_TOKEN = re.compile(r'[{}\[\],:]|"(?:[^"\\]|\\.)*"?|[^\s{}\[\],:"]+', re.S)
+_TOKEN = re.compile(r'\n|[{}\[\],:]|"(?:[^"\\\n]|\\.)*"?|[^\s{}\[\],:"]+', re.S)
 
 
 class _Duplicate(Exception):
@@ -49,23 +48,26 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def scan(text: str, index: dict | None = None) -> FormatError | None:
-    """Walk the JSON text with an explicit stack: fill `index` (key path → line) and return the first
+def scan(text: str, index: dict | None = None, wanted: set | None = None,
+         check: bool = False) -> FormatError | None:
+    """Walk the JSON text with an explicit stack. Fills `index` (key path → line; only the paths in
+    `wanted` when given, which makes it cheap on a large file) and, with `check`, returns the first
     duplicate key or excess nesting as a located FormatError (None if there is neither)."""
-    newlines = [m.start() for m in re.finditer("\n", text)]
-
-    def line(pos: int) -> int:
-        return bisect_left(newlines, pos) + 1
-
-    # frame: [is_map, path, item count, keys seen (key → line), expecting a key, current key]
+    line = 1
+    # frame: [is_map, path, item count, keys seen (key → line) or None, expecting a key, current key, recording]
     stack: list[list] = []
+    top = None
+    record_root = index is not None and (wanted is None or () in wanted)
     for m in _TOKEN.finditer(text):
         tok = m.group()
         c = tok[0]
-        top = stack[-1] if stack else None
+        if c == "\n":
+            line += 1
+            continue
         if c == "}" or c == "]":
             if stack:
                 stack.pop()
+                top = stack[-1] if stack else None
             continue
         if c == ",":
             if top is not None:
@@ -79,31 +81,51 @@ def scan(text: str, index: dict | None = None) -> FormatError | None:
                 top[4] = False
             continue
         if top is not None and top[0] and top[4]:  # a key
-            try:
-                key = json.loads(tok) if c == '"' else tok
-            except ValueError:
+            if c == '"':
+                key = tok[1:-1] if "\\" not in tok else _string(tok)
+            else:
                 key = tok
-            at = line(m.start())
-            if key in top[3]:
-                return FormatError(f"key '{key}' appears twice in this object (lines {top[3][key]} and {at}); "
-                                   "JSON parsers would silently keep only the last one: remove or rename one "
-                                   "of them", line=at, key_path=top[1] + (key,))
-            top[3][key] = at
+            if top[3] is not None:
+                if key in top[3]:
+                    return FormatError(
+                        f"key '{key}' appears twice in this object (lines {top[3][key]} and {line}); JSON "
+                        "parsers would silently keep only the last one: remove or rename one of them",
+                        line=line, key_path=top[1] + (key,))
+                top[3][key] = line
             top[5] = key
-            if index is not None:
-                index[top[1] + (key,)] = at
+            if top[6]:
+                sub = top[1] + (key,)
+                if wanted is None or sub in wanted:
+                    index[sub] = line
             continue
-        path = () if top is None else top[1] + ((top[5],) if top[0] else (top[2],))
-        at = line(m.start())
-        if index is not None:
-            index.setdefault(path, at)
         if c == "{" or c == "[":
-            if len(stack) >= MAX_NESTING_DEPTH:
+            if top is None:
+                path, recording = (), record_root
+            elif not (top[6] or check):
+                path, recording = None, False  # nothing below is wanted: no paths to build
+            else:
+                path = top[1] + ((top[5],) if top[0] else (top[2],))
+                recording = top[6] and (wanted is None or path in wanted)
+                if recording:
+                    index.setdefault(path, line)
+            if check and len(stack) >= MAX_NESTING_DEPTH:
                 return FormatError(f"arrays and objects are nested more than {MAX_NESTING_DEPTH} levels deep "
                                    "(torc_hpc.limits.MAX_NESTING_DEPTH); a workflow spec needs about 6",
-                                   line=at, key_path=path)
-            stack.append([c == "{", path, 0, {}, True, None])
+                                   line=line, key_path=path or ())
+            top = [c == "{", path, 0, {} if check and c == "{" else None, True, None, recording]
+            stack.append(top)
+        elif top is not None and top[6] and not top[0]:  # a scalar list item
+            sub = top[1] + (top[2],)
+            if wanted is None or sub in wanted:
+                index.setdefault(sub, line)
     return None
+
+
+def _string(tok: str) -> str:
+    try:
+        return json.loads(tok)
+    except ValueError:
+        return tok
 
 
 class JsonFormat(SpecFormat):
@@ -130,12 +152,12 @@ class JsonFormat(SpecFormat):
                               line=line_of(text, at) if at >= 0 else None) from None
         return data  # nesting within the interpreter's reach is bounded by the loader, for every format
 
-    def line_index(self, text: str) -> dict[tuple, int]:
+    def line_index(self, text: str, wanted: set | None = None) -> dict[tuple, int]:
         index: dict[tuple, int] = {}
-        scan(text, index)
+        scan(text, index, wanted)
         return index
 
     @staticmethod
     def _scanned(text: str) -> FormatError:
-        found = scan(text)
+        found = scan(text, check=True)
         return found or FormatError("invalid JSON: nested too deeply or a key is repeated")

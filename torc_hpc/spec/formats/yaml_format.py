@@ -29,6 +29,7 @@ _SCALAR_TAGS = {f"{_Y}{t}" for t in ("str", "int", "float", "bool", "null", "tim
 _SCALARS = {tag: fn for tag, fn in SafeConstructor.yaml_constructors.items() if tag in _SCALAR_TAGS}
 _NUMBER_TAGS = {f"{_Y}int", f"{_Y}float"}
 _MERGE_TAG = f"{_Y}merge"
+_IMPLICIT_FIRST = frozenset(k for k in Resolver.yaml_implicit_resolvers if k)  # first characters of ints, bools…
 _MAP_TAGS = {None, "!", f"{_Y}map"}
 _SEQ_TAGS = {None, "!", f"{_Y}seq"}
 _MERGE = object()  # the `<<` key
@@ -52,6 +53,8 @@ class _Frame:
 
 def _scalar(ev: ScalarEvent, line: int):
     tag = ev.tag
+    if tag is None and (ev.style or (ev.value and ev.value[0] not in _IMPLICIT_FIRST)):
+        return ev.value  # quoted, or plain text no implicit type can start with: a string, as resolved below
     if tag is None or tag == "!":
         tag = _RESOLVER.resolve(ScalarNode, ev.value, ev.implicit)
     if tag == _MERGE_TAG:
@@ -70,8 +73,9 @@ def _scalar(ev: ScalarEvent, line: int):
         raise FormatError(f"cannot read {shown!r} as {tag.rsplit(':', 1)[-1]}: {e}", line=line) from None
 
 
-def build(text: str, lines: dict | None = None):
-    """Plain data from YAML text; fills `lines` (key path → line) when given. Raises FormatError."""
+def build(text: str, lines: dict | None = None, wanted: set | None = None):
+    """Plain data from YAML text; fills `lines` (key path → line) when given, only for the paths in
+    `wanted` when that is given too. Raises FormatError."""
     loader = _Loader(text)
     stack: list[_Frame] = []
     anchors: dict[str, tuple] = {}
@@ -93,7 +97,9 @@ def build(text: str, lines: dict | None = None):
         top = stack[-1]
         if not top.is_map:
             if lines is not None:  # a list or mapping item was recorded where it starts
-                lines.setdefault(top.path + (len(top.value),), line)
+                sub = top.path + (len(top.value),)
+                if wanted is None or sub in wanted:
+                    lines.setdefault(sub, line)
             top.value.append(value)
             top.size += size
             return
@@ -108,7 +114,9 @@ def build(text: str, lines: dict | None = None):
                         line=line, key_path=top.path + (value,))
                 top.key_lines[value] = line
                 if lines is not None:
-                    lines[top.path + (value,)] = line
+                    sub = top.path + (value,)
+                    if wanted is None or sub in wanted:
+                        lines[sub] = line
             top.key, top.has_key = value, True
             return
         if top.key is _MERGE:
@@ -131,7 +139,7 @@ def build(text: str, lines: dict | None = None):
         frame = _Frame(is_map, child_path(), ev.anchor)
         if ev.anchor is not None:
             anchors[ev.anchor] = (_OPEN, 0)
-        if lines is not None:
+        if lines is not None and (wanted is None or frame.path in wanted):
             lines.setdefault(frame.path, line)
         stack.append(frame)
 
@@ -242,10 +250,10 @@ class YamlFormat(SpecFormat):
     def parse(self, text: str):
         return build(text)
 
-    def line_index(self, text: str) -> dict[tuple, int]:
+    def line_index(self, text: str, wanted: set | None = None) -> dict[tuple, int]:
         index: dict[tuple, int] = {}
         try:
-            build(text, index)
+            build(text, index, wanted)
         except FormatError:
             pass
         return index
