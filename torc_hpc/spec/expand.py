@@ -424,9 +424,9 @@ def _name_index(spec: WorkflowSpec, jobs: list[ExpandedJob], problems: _Problems
 
 
 def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limits, problems) -> None:
-    regex_children = []  # (child, rendered expressions, plan index) for the regex pass
+    regex_children = []  # (child, rendered expressions, its parents so far) for the regex pass
     for plan in plans:
-        js, i = plan.spec, plan.index
+        i = plan.index
         if not (plan.t_deps or plan.t_rxs):
             continue
         t_deps, t_rxs = plan.t_deps, plan.t_rxs
