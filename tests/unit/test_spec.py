@@ -285,3 +285,15 @@ def test_integers_must_fit_their_columns():
             resource_requirements: {num_cpus: 2147483647, memory: 9223372036854775807, runtime: 2147483647}
         """)
     assert [(p.field, p.line) for p in probs] == [("priority", 6)]
+
+
+def test_zip_of_huge_and_small_ranges_is_refused_by_counts():
+    (p,) = problems("""
+        name: w
+        jobs:
+          - name: a_{i}_{j}
+            command: x
+            parameter_mode: zip
+            parameters: {i: "0:100000000000000000000", j: "0:1"}
+        """)
+    assert p.field == "parameter_mode" and "i=more than 1,000,000,000,000,000,000, j=2" in p.message

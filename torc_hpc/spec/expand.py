@@ -242,7 +242,7 @@ def _plan(i: int, js, problems: _Problems) -> _Plan | None:
     try:
         count = combination_count(values, js.parameter_mode)
     except ValueError:
-        detail = ", ".join(f"{k}={len(v):,}" for k, v in zip(js.parameters, values))
+        detail = ", ".join(f"{k}={_count(value_count(v))}" for k, v in zip(js.parameters, values))
         problems.add(f"parameter_mode zip needs parameters with equal numbers of values ({detail})",
                      ("jobs", i, "parameter_mode"), js.name, "parameter_mode")
         return None
