@@ -243,6 +243,7 @@ failure_handlers:
 jobs:
   - {name: a, command: 'true', failure_handler: h}
 """),
+    "resource_unnamed.yaml": "name: n\nresource_requirements:\n  - {num_cpus: 2}\njobs:\n  - {name: a, command: 'true', resource_requirements: big}\n",
     "unknown_handler.yaml": "name: n\njobs:\n  - {name: a, command: 'true', failure_handler: nope}\n",
     "twenty_jobs.yaml": "name: n\njobs:\n  - name: a_{i}\n    command: 'true'\n    parameters: {i: '1:20'}\n",
 }

@@ -126,6 +126,7 @@ EXPECTED = {
     "thousands_of_unknown_dependencies.yaml": "… and 4900 more (only the first 100 are listed, torc_hpc.limits.MAX_PROBLEMS)",
     "recovery_unparseable.yaml": "field 'failure_handlers[0].rules[0].recovery_script': handler 'h': cannot parse recovery_script",
     "recovery_missing.yaml": "recovery_script './no_such_script.sh' not found",
+    "resource_unnamed.yaml": "resource_unnamed.yaml:3, field 'resource_requirements[0]': a named resource_requirements entry needs a name",
     "unknown_handler.yaml": "unknown failure handler 'nope'",
     "twenty_jobs.yaml": "expands to 20 jobs (20 values of i), more than the limit of 10 (torc_hpc.limits.MAX_JOBS); raise it with --max-jobs N",
 }

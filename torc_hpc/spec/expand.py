@@ -159,7 +159,8 @@ def validate_references(spec: WorkflowSpec, locator, path: str, base_dir: Path) 
             add("a named resource_requirements entry needs a name", ("resource_requirements", i))
         elif rr.name in resources:
             add(f"resource_requirements '{rr.name}' is defined twice", ("resource_requirements", i, "name"))
-        resources[rr.name] = rr
+        else:
+            resources[rr.name] = rr
     schedulers = {s.name for s in spec.slurm_schedulers}
 
     for i, job in enumerate(spec.jobs):
