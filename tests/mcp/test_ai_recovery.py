@@ -15,7 +15,7 @@ import pytest
 
 from tests.mcp.conftest import REGEX_AGENT
 from torc_hpc.db import Database
-from torc_hpc.watch.ai_recovery import DEFAULT_AGENT, Snapshot, agent_argv, decide, mcp_config
+from torc_hpc.watch.ai_recovery import DEFAULT_AGENT, Snapshot, agent_argv, decide, mcp_config, server_command
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 MIN = timedelta(minutes=1)
@@ -55,14 +55,17 @@ def test_agent_command_line_and_config_keep_passwords_off_disk():
     with pytest.raises(ValueError):
         agent_argv("  ", "P", "c")
     for url in ("postgresql://alice:s3cret@db/torc", "host=db user=alice password=s3cret dbname=torc"):
-        config, env = mcp_config(url, python="/py")
+        config, env = mcp_config(url, ["/venv/bin/torc", "mcp"])
         text = json.dumps(config)
         assert "s3cret" not in text and env == {"TORC_DATABASE_URL": url}
         server = config["mcpServers"]["torc"]
-        assert server["command"] == "/py" and server["args"] == ["-m", "torc_hpc.cli.app", "mcp"]
+        assert server["command"] == "/venv/bin/torc" and server["args"] == ["mcp"]
         assert server["env"]["TORC_DATABASE_URL"] == "${TORC_DATABASE_URL}"
-    config, _ = mcp_config("postgresql://alice@db/torc", python="/py")
+    config, _ = mcp_config("postgresql://alice@db/torc", ["torc", "mcp"])
     assert config["mcpServers"]["torc"]["env"]["TORC_DATABASE_URL"] == "postgresql://alice@db/torc"
+    # This installation's own `torc`, whatever torc_hpc folder the agent's working directory holds.
+    cmd = server_command()
+    assert cmd[-1] == "mcp" and (cmd[0].endswith("/torc") or "-I" in cmd)
 
 
 def test_the_lease_admits_one_run_and_survives_a_crashed_holder(db):
@@ -186,3 +189,18 @@ def test_ai_agent_needs_ai_recovery(torc, pending):
     wf, _ = pending
     proc = torc("watch", wf, "--once", "--ai-agent", "claude", check=False)
     assert proc.returncode == 2 and "--ai-recovery" in proc.stderr
+
+
+def test_the_demo_example_runs_as_the_readme_says(torc):
+    from tests.unit.test_examples import ROOT
+
+    proc = torc("run", str(ROOT / "examples/yaml/ai_recovery_demo.yaml"), "--format", "json", check=False)
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    wf = summary["workflow_id"]
+    assert summary["counts"] == {"pending_failed": 2, "blocked": 2}
+    rc, report = _watch(torc, wf, "--ai-agent", _agent())
+    assert rc == 0 and report["ai_agent"]["outcome"] == "ok"
+    proc = torc("run", str(wf), "--format", "json", check=False)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["counts"] == {"completed": 2, "failed": 1, "canceled": 1}
+    assert _statuses(torc, wf) == {"fetch_inputs": "completed", "simulate": "completed", "parse_config": "failed",
+                                   "report": "canceled"}

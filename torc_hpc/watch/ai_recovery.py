@@ -111,15 +111,25 @@ def prompt(workflow_id: int, pending: int) -> str:
         f"Finish with one line per job: its id, your decision and why.")
 
 
-def mcp_config(url: str, python: str = sys.executable) -> tuple[dict, dict[str, str]]:
-    """The MCP configuration for the agent (`torc mcp` with the watcher's database) and the environment
-    variables the agent must get. A password never goes into the file: a URL that has one is written as
-    ${TORC_DATABASE_URL}, which the agent expands from its environment (Claude Code does). Pure."""
+def server_command() -> list[str]:
+    """How the agent starts `torc mcp` with this very installation: the `torc` script beside this Python
+    (not `python -m`, which would import a torc_hpc folder in the agent's working directory first)."""
+    script = Path(sys.executable).with_name("torc")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), "mcp"]
+    return [sys.executable, "-I", "-m", "torc_hpc.cli.app", "mcp"]
+
+
+def mcp_config(url: str, command: list[str]) -> tuple[dict, dict[str, str]]:
+    """The MCP configuration for the agent (`command`, i.e. `torc mcp`, with the watcher's database) and
+    the environment variables the agent must get. A password never goes into the file: a database URL
+    that has one is written as ${TORC_DATABASE_URL}, which the agent expands from its environment (Claude
+    Code does). Pure."""
     try:
         has_password = bool(conninfo_to_dict(url).get("password"))
     except psycopg.ProgrammingError:
         has_password = True   # unreadable here: never write it out; the agent's environment carries it
-    server = {"type": "stdio", "command": python, "args": ["-m", "torc_hpc.cli.app", "mcp"],
+    server = {"type": "stdio", "command": command[0], "args": command[1:],
               "env": {"TORC_DATABASE_URL": URL_PLACEHOLDER if has_password else url}}
     return {"mcpServers": {SERVER_KEY: server}}, {"TORC_DATABASE_URL": url}
 
@@ -195,7 +205,7 @@ def _message(cfg: AiRecovery, outcome: str, exit_code, elapsed: float, before: i
 def _run_agent(wf: dict, cfg: AiRecovery, pending: int, url: str, out_path: Path) -> tuple[str, int | None]:
     """Start the agent with the configuration in a private file, wait up to the time limit, stop its whole
     process group after it. Returns (outcome, exit code)."""
-    config, env_extra = mcp_config(url)
+    config, env_extra = mcp_config(url, server_command())
     workdir = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="torc-ai-") as tmp:
