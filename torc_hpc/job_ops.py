@@ -15,7 +15,7 @@ from torc_hpc import logs
 from torc_hpc.core.recovery import adjust, classify
 from torc_hpc.core.states import JobStatus
 from torc_hpc.core.units import format_duration, format_memory, parse_duration, parse_memory
-from torc_hpc.db.repo import Database
+from torc_hpc.db.repo import Attempt, Database, finish_step
 from torc_hpc.errors import DecisionRejected, NotFound, TorcError
 from torc_hpc.limits import (AGENT_LIST_MAX_JOBS, AGENT_LOG_MAX_LINES, AGENT_MAX_ITEMS, AGENT_REASON_MAX_CHARS,
                              AGENT_SCAN_MAX_RESULTS, LOG_TAIL_MAX_BYTES)
@@ -258,10 +258,11 @@ def _check_jobs(job_ids, rows: dict[int, dict], workflow_id: int | None, allowed
 
 def cancel_jobs(db: Database, job_ids, *, workflow_id: int | None = None, reason=None, decider: Decider) -> dict:
     """Cancel jobs that have not started (blocked, ready, pending_failed), all or none; their dependents are
-    canceled as after a failure."""
+    canceled as after a failure (the same statement, finish_failed)."""
     _check_reason(reason)
     if workflow_id is not None:
         db.workflow(workflow_id)
+    canceled_dependents = newly_ready = 0
     with db.conn.transaction():
         role = db.one("database_role")["db_role"]
         ids = [j for j in job_ids if isinstance(j, int) and not isinstance(j, bool)] if isinstance(job_ids, list) else []
@@ -270,15 +271,23 @@ def cancel_jobs(db: Database, job_ids, *, workflow_id: int | None = None, reason
         if problems:
             raise DecisionRejected({"workflow_id": wf_id, "canceled_jobs": [], "canceled_count": 0,
                                     "errors": problems}, problems, what="job")
-        from psycopg.types.json import Jsonb
-
-        res = db.one("cancel_jobs", workflow_id=wf_id, job_ids=ids,
-                     detail=Jsonb({"reason": reason or "canceled by request", "decided_by": decider.name,
-                                   "via": decider.via, "db_role": role}))
-        if res["newly_ready"]:
+        detail = {"reason": reason or "canceled by request", "decided_by": decider.name, "via": decider.via,
+                  "db_role": role}
+        canceled = 0
+        for job_id in sorted(ids):
+            row = rows[job_id]
+            attempt = Attempt(job_id, row["run_id"], row["attempt_id"], None, return_code=row["return_code"])
+            name, params = finish_step("failed", attempt, status=JobStatus.CANCELED,
+                                       from_status=JobStatus(row["status"]), record_result=False, detail=detail)
+            res = db.one(name, **params)
+            # finished 0: the cascade from a job canceled just before (its ancestor in this call) got it first.
+            canceled += res["finished"]
+            canceled_dependents += res["canceled"]
+            newly_ready += res["newly_ready"]
+        if newly_ready:
             db.notify_ready(wf_id)
-    return {"workflow_id": wf_id, "canceled_jobs": ids, "canceled_count": res["canceled"],
-            "canceled_dependents": res["canceled_dependents"], "errors": []}
+    return {"workflow_id": wf_id, "canceled_jobs": sorted(ids), "canceled_count": canceled,
+            "canceled_dependents": canceled_dependents, "errors": []}
 
 
 def restart_jobs(db: Database, workflow_id: int, *, failed_only: bool = True, job_ids=None,

@@ -54,7 +54,7 @@ def make_pending_workflow(torc) -> tuple[int, dict[str, dict]]:
     proc = torc("run", "triage.yaml", "--format", "json", check=False)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["counts"] == {"pending_failed": 2, "blocked": 2}, summary
-    jobs = {j["name"]: j for j in torc.json("jobs", "list", summary["workflow_id"])}
+    jobs = jobs_of(torc, summary["workflow_id"])
     return summary["workflow_id"], jobs
 
 
@@ -85,3 +85,18 @@ def data(result) -> dict:
     """A tool result's JSON (structured content)."""
     assert result.structured_content is not None, result.content
     return result.structured_content
+
+
+def jobs_of(torc, wf: int) -> dict[str, dict]:
+    """The workflow's jobs by name, read in-process (cheaper than a `torc jobs list` subprocess)."""
+    from torc_hpc.db import Database
+
+    with Database(torc.url, migrate=False) as db:
+        return {j["name"]: j for j in db.all("list_jobs", workflow_id=wf, status=None)}
+
+
+def events_of(torc, wf: int) -> list[dict]:
+    from torc_hpc.db import Database
+
+    with Database(torc.url, migrate=False) as db:
+        return db.all("list_events", workflow_id=wf, after_id=0, limit=100_000)

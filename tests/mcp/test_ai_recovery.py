@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import psutil
 import pytest
 
-from tests.mcp.conftest import REGEX_AGENT
+from tests.mcp.conftest import REGEX_AGENT, events_of, jobs_of
 from torc_hpc.db import Database
 from torc_hpc.watch.ai_recovery import DEFAULT_AGENT, Snapshot, agent_argv, decide, mcp_config, server_command
 
@@ -96,7 +96,7 @@ def _watch(torc, wf, *args):
 
 
 def _statuses(torc, wf):
-    return {j["name"]: j["status"] for j in torc.json("jobs", "list", wf)}
+    return {j["name"]: j["status"] for j in jobs_of(torc, wf).values()}
 
 
 def test_regex_agent_resolves_pending_jobs_end_to_end(torc, pending):
@@ -115,7 +115,7 @@ def test_regex_agent_resolves_pending_jobs_end_to_end(torc, pending):
     out = open(agent["output"]).read()
     assert f"job {jobs['fetch']['id']}: retry" in out and f"job {jobs['parse']['id']}: fail" in out
 
-    events = torc.json("events", "list", wf)
+    events = events_of(torc, wf)
     kinds = [e["kind"] for e in events]
     assert kinds.index("ai_agent_started") < kinds.index("retry") and "ai_agent_finished" in kinds
     retry = next(e for e in events if e["kind"] == "retry")

@@ -8,7 +8,7 @@ import json
 
 import jsonschema
 
-from tests.mcp.conftest import data, make_pending_workflow, with_client
+from tests.mcp.conftest import data, events_of, jobs_of, make_pending_workflow, with_client
 
 EXPECTED_TOOLS = {
     "get_workflow_status", "get_job_details", "get_job_logs", "list_jobs_by_status", "list_failed_jobs",
@@ -18,8 +18,8 @@ EXPECTED_TOOLS = {
 
 def _state(torc, wf):
     """What must not change when nothing is written: every job's status and attempt, and the event count."""
-    jobs = {j["name"]: (j["status"], j["attempt_id"]) for j in torc.json("jobs", "list", wf)}
-    return jobs, len(torc.json("events", "list", wf))
+    jobs = {j["name"]: (j["status"], j["attempt_id"]) for j in jobs_of(torc, wf).values()}
+    return jobs, len(events_of(torc, wf))
 
 
 def test_tools_have_torc_names_and_schemas_an_agent_can_act_on(torc):
@@ -56,14 +56,18 @@ def test_list_dry_run_classify_then_run_finishes(torc, pending):
     items = [{"job_id": fetch, "action": "retry", "reason": "ConnectionError: the service was down"},
              {"job_id": parse, "action": "fail", "reason": "SyntaxError in parse.py"}]
 
-    async def preview(client):
+    before = _state(torc, wf)
+
+    async def body(client):
         listing = await client.call_tool("list_pending_failed_jobs", {"workflow_id": wf})
         dry = await client.call_tool("classify_and_resolve_failures",
                                      {"workflow_id": wf, "classifications": items, "dry_run": True})
-        return listing, dry
+        after_dry_run = _state(torc, wf)
+        applied = await client.call_tool("classify_and_resolve_failures",
+                                         {"workflow_id": wf, "classifications": items, "dry_run": False})
+        return listing, dry, after_dry_run, applied
 
-    before = _state(torc, wf)
-    listing, dry = with_client(torc, preview)
+    listing, dry, after_dry_run, applied = with_client(torc, body, name="triage-bot")
     assert not listing.is_error
     out = data(listing)
     assert out["workflow_id"] == wf and out["pending_failed_count"] == 2 and out["guidance"]
@@ -82,21 +86,16 @@ def test_list_dry_run_classify_then_run_finishes(torc, pending):
     res = {r["job_id"]: r for r in d["results"]}
     assert res[fetch]["status"] == "would_apply" and res[fetch]["new_attempt_id"] == 2
     assert res[parse]["status"] == "would_apply" and res[parse]["canceled_dependents"] == 1
-    assert _state(torc, wf) == before                          # the dry run wrote nothing
+    assert after_dry_run == before                             # the dry run wrote nothing
 
-    async def apply(client):
-        return await client.call_tool("classify_and_resolve_failures",
-                                      {"workflow_id": wf, "classifications": items, "dry_run": False})
-
-    applied = with_client(torc, apply, name="triage-bot")
     assert not applied.is_error, applied.content
     a = data(applied)
     assert a["applied"] is True and {r["status"] for r in a["results"]} == {"applied"}
     assert a["decided_by"]["name"] == "triage-bot" and a["decided_by"]["via"] == "mcp"
-    now = {j["name"]: j for j in torc.json("jobs", "list", wf)}
+    now = jobs_of(torc, wf)
     assert now["fetch"]["status"] == "ready" and now["fetch"]["attempt_id"] == 2
     assert now["parse"]["status"] == "failed" and now["after_parse"]["status"] == "canceled"
-    events = torc.json("events", "list", wf)
+    events = events_of(torc, wf)
     retry = next(e for e in events if e["kind"] == "retry" and e["job_id"] == fetch)
     assert retry["detail"]["decided_by"] == "triage-bot" and retry["detail"]["via"] == "mcp"
     assert retry["detail"]["reason"] == "ConnectionError: the service was down"
@@ -107,7 +106,7 @@ def test_list_dry_run_classify_then_run_finishes(torc, pending):
     proc = torc("run", str(wf), "--format", "json", check=False)
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["counts"] == {"completed": 2, "failed": 1, "canceled": 1}
-    final = {j["name"]: j for j in torc.json("jobs", "list", wf)}
+    final = jobs_of(torc, wf)
     assert final["fetch"]["status"] == "completed" and final["after_fetch"]["status"] == "completed"
 
 
@@ -174,9 +173,9 @@ def test_cli_decisions_are_the_same_operation(torc, pending):
     fetch, after = jobs["fetch"]["id"], jobs["after_fetch"]["id"]
     out = torc("jobs", "retry", wf, fetch, "--memory", "2g", "--runtime", "PT2H", "--reason", "network blip")
     assert "attempt 2" in out.stdout and "memory 2g" in out.stdout
-    j = {x["name"]: x for x in torc.json("jobs", "list", wf)}
+    j = jobs_of(torc, wf)
     assert j["fetch"]["status"] == "ready" and j["fetch"]["memory_bytes"] == 2 * 2**30 and j["fetch"]["runtime_s"] == 7200
-    events = torc.json("events", "list", wf)
+    events = events_of(torc, wf)
     resized = next(e for e in events if e["kind"] == "resources_updated")
     assert resized["detail"]["memory_bytes"] == [2**30, 2 * 2**30] and resized["detail"]["via"] == "cli"
     retry = next(e for e in events if e["kind"] == "retry" and e["job_id"] == fetch)
@@ -233,7 +232,7 @@ def test_inspection_and_change_tools(torc, pending):
     assert canceled["canceled_count"] == 1 and canceled["canceled_dependents"] == 1
     restarted = data(c["restart"])
     assert restarted["reset_count"] == 2 and restarted["run_id"] == 2
-    j = {x["name"]: x for x in torc.json("jobs", "list", wf)}
+    j = jobs_of(torc, wf)
     assert j["after_fetch"]["status"] == "blocked" and j["after_fetch"]["num_cpus"] == 2    # never canceled
     assert j["parse"]["status"] == "ready" and j["after_parse"]["status"] == "blocked"     # reset with its dependent
 
@@ -279,3 +278,19 @@ def test_create_workflow_from_spec_text(torc):
     assert other_user.is_error and "database role" in other_user.content[0].text
     names = {w["name"] for w in torc.json("workflows", "list")}
     assert names == {"made_by_agent"}          # two created, nothing from the bad calls
+
+
+def test_cancel_a_job_with_its_dependent_in_the_same_call(torc, pending):
+    wf, jobs = pending
+
+    async def body(client):
+        return await client.call_tool("cancel_jobs", {"workflow_id": wf, "reason": "dropped",
+                                                      "job_ids": [jobs["after_fetch"]["id"], jobs["fetch"]["id"]]})
+
+    out = data(with_client(torc, body))
+    assert out["canceled_jobs"] == sorted([jobs["fetch"]["id"], jobs["after_fetch"]["id"]])
+    assert out["canceled_count"] + out["canceled_dependents"] == 2
+    st = {j["name"]: j["status"] for j in jobs_of(torc, wf).values()}
+    assert st == {"fetch": "canceled", "after_fetch": "canceled", "parse": "pending_failed", "after_parse": "blocked"}
+    ev = next(e for e in events_of(torc, wf) if e["kind"] == "canceled" and e["job_id"] == jobs["fetch"]["id"])
+    assert ev["from_status"] == "pending_failed" and ev["detail"]["reason"] == "dropped"
