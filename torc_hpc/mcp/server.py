@@ -120,6 +120,10 @@ class TorcMcp:
         except psycopg.Error as e:
             log.warning("%s: database error: %s", tool.name, e)
             return _error(str(DatabaseError(f"the database answered: {str(e).strip()}")))
+        except Exception as e:  # noqa: BLE001 - a bug must not end the session; the agent gets one line
+            log.exception("%s failed", tool.name)
+            return _error(f"{tool.name} failed inside torc mcp ({type(e).__name__}: {e}); this is a bug in torc, "
+                          f"its traceback is on the server's stderr")
         data = json.loads(json.dumps(result, default=_plain))
         return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(data, indent=2))],
                                     structured_content=data)
