@@ -42,12 +42,19 @@ def _process_alive(pid: int, registered_at: datetime) -> bool:
         return True
 
 
-def _kill_leftover_processes(worker_id: int) -> None:
-    """Jobs run in their own process groups and outlive a kill -9'd worker on this host: stop them."""
-    wanted = str(worker_id)
+def _kill_leftover_processes(worker_id: int, token: str | None) -> None:
+    """Jobs run in their own process groups and outlive a kill -9'd worker on this host: stop them.
+
+    Worker ids are per database, so the id alone would also match a job of another torc database whose
+    worker has the same number: only processes carrying this worker's random token are touched (a worker
+    registered without a token, from before migration 0005, leaves its processes alone)."""
+    if not token:
+        return
+    wanted = (str(worker_id), token)
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("TORC_WORKER_ID") == wanted:
+            env = proc.environ()
+            if (env.get("TORC_WORKER_ID"), env.get("TORC_WORKER_TOKEN")) == wanted:
                 os.killpg(proc.pid, signal.SIGKILL)
         except (psutil.Error, ProcessLookupError, PermissionError, OSError):
             continue
@@ -103,7 +110,7 @@ def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_
                              "slurm_job_id": w["slurm_job_id"]})
         report["lost_workers"] += 1
         if w["hostname"] == host and not w["slurm_job_id"]:
-            _kill_leftover_processes(w["id"])
+            _kill_leftover_processes(w["id"], w.get("token"))
     report["orphaned_jobs"] = finish_orphans(db, workflow_id, exit_codes)
     return report
 
