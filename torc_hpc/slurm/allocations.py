@@ -49,6 +49,7 @@ class SubmitOptions:
         """Refuse, before anything is written, a value that could change what the sbatch script does."""
         for name in ("account", "partition", "walltime", "mem", "qos", "gres", "template"):
             scripts.check_value(f"--{name}", getattr(self, name), self.source)
+        scripts.check_value("--sbatch-args", self.extra, self.source)
         if self.extra:
             try:
                 tokens = shlex.split(self.extra)
@@ -145,7 +146,7 @@ def _check_scheduler(workflow_id: int, sch: dict) -> None:
     """The spec's slurm_schedulers entry, as stored: every value that would reach the script."""
     source = f"the spec's slurm_schedulers entry {sch['name']!r} (workflow {workflow_id})"
     scripts.check_value("name", sch["name"], source)
-    for name in ("account", "partition", "mem", "qos", "gres"):
+    for name in ("account", "partition", "mem", "qos", "gres", "extra"):
         scripts.check_value(name, sch[name], source)
     if sch["extra"]:
         try:
@@ -210,18 +211,8 @@ def submit(db: Database, workflow_id: int, client: SlurmClient, request: Allocat
                           account=request.account, partition=request.partition, nodes=s.nodes,
                           cpus_per_node=s.cpus_per_node, mem=f"{s.mem_mb_per_node}M", walltime_s=s.walltime_s,
                           sbatch_args=[], submitted_by=submitted_by, reason=reason)["id"]
-    args = request.sbatch_args(workflow_id, alloc_id, base)
-    worker_args = [f"--idle-timeout={int(opts.idle_timeout_s)}", f"--walltime-buffer={int(opts.walltime_buffer_s)}",
-                   f"--allocation-id={int(alloc_id)}"]
-    if request.scheduler:
-        worker_args.append("--scheduler=" + scripts.quote(request.scheduler))
-    if opts.max_parallel_jobs:
-        worker_args.append(f"--max-parallel-jobs={int(opts.max_parallel_jobs)}")
-    launcher = "srun --ntasks-per-node=1 --nodes=$SLURM_JOB_NUM_NODES " if s.nodes > 1 else "exec "
-    values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),
-              "allocation_id": str(int(alloc_id)),
-              "database_url": scripts.quote(worker_url(db.url, owner, same_role=ident is None and owner == me)),
-              "launcher": launcher, "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)}
+    args, values = script_values(workflow_id, alloc_id, request, opts, base,
+                                 worker_url(db.url, owner, same_role=ident is None and owner == me))
     path = base / f"torc_wf{workflow_id}_a{alloc_id}.sh"
     db.run("allocation_args", id=alloc_id, sbatch_args=args)
     outcome = owner_mod.submit_as(ident, {"script_path": str(path), "template": str(template), "values": values},
@@ -256,6 +247,23 @@ def submit(db: Database, workflow_id: int, client: SlurmClient, request: Allocat
                          "sbatch_args": args, "as": ident.user if ident else None})
     return {"id": alloc_id, "slurm_job_id": slurm_id, "script_path": str(path), "scheduler": request.scheduler,
             "sbatch_args": args, "submitted_as": ident.user if ident else None}
+
+
+def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, opts: SubmitOptions, log_dir: Path,
+                  database_url: str) -> tuple[list[str], dict[str, str]]:
+    """The sbatch arguments and the template's variables, each checked and quoted for the script."""
+    args = request.sbatch_args(workflow_id, alloc_id, log_dir)
+    worker_args = [f"--idle-timeout={int(opts.idle_timeout_s)}", f"--walltime-buffer={int(opts.walltime_buffer_s)}",
+                   f"--allocation-id={int(alloc_id)}"]
+    if request.scheduler:
+        worker_args.append("--scheduler=" + scripts.quote(request.scheduler))
+    if opts.max_parallel_jobs:
+        worker_args.append(f"--max-parallel-jobs={int(opts.max_parallel_jobs)}")
+    launcher = "srun --ntasks-per-node=1 --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 else "exec "
+    values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),
+              "allocation_id": str(int(alloc_id)), "database_url": scripts.quote(database_url),
+              "launcher": launcher, "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)}
+    return args, values
 
 
 def cluster_name(client) -> str | None:
