@@ -29,9 +29,9 @@ from pathlib import Path
 from torc_hpc.errors import SlurmError, TorcError
 
 ENV_USER_MAP = "TORC_USER_MAP"
-# Variables the owner's child keeps from the watcher's environment (Slurm and locale); everything else
-# (root's PATH extras, credentials, TORC_* settings) stays behind.
-_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "SLURM_CONF")
+# Variables the owner's child keeps from the watcher's environment (Slurm, locale, where torc is installed);
+# everything else (root's PATH extras, credentials, TORC_* settings) stays behind.
+_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "SLURM_CONF", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 @dataclass(frozen=True)
