@@ -143,3 +143,36 @@ def test_only_the_schema_owner_grants(cluster_db):
     with Database(role_url(cluster_db, "support")) as db:
         with pytest.raises(TorcError, match="only the owner"):
             grants.grant(db.conn, "bob", "admin")
+
+
+def test_torc_admin_usage_and_stuck(cluster_db, alice_wf, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def admin(*args, role="support"):
+        env = dict(__import__("os").environ, TORC_DATABASE_URL=role_url(cluster_db, role), TORC_NO_SLURM="1")
+        return subprocess.run([sys.executable, "-m", "torc_hpc.cli.app", "admin", *args, "--format", "json"],
+                              env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+    with _conn(cluster_db, "alice") as c:   # a stale worker with a running job, and a failed attempt
+        wid = c.execute("INSERT INTO workers (workflow_id, hostname, pid, num_cpus, num_gpus, memory_bytes, "
+                        "last_heartbeat) VALUES (%s, 'gone', 1, 1, 0, 1, now() - interval '1 hour') RETURNING id",
+                        (alice_wf,)).fetchone()[0]
+        job = c.execute("UPDATE jobs SET status = 'running', worker_id = %s WHERE workflow_id = %s AND name = 'a' "
+                        "RETURNING id", (wid, alice_wf)).fetchone()[0]
+        c.execute("INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, exec_time_s) "
+                  "VALUES (%s, %s, 99, 1, 137, 'terminated', 7200)", (alice_wf, job))
+    usage = admin("usage", "--since", "7d")
+    assert usage.returncode == 0, usage.stderr
+    u = json.loads(usage.stdout)
+    mine = [r for r in u["usage"] if r["owner"] == "alice"][0]
+    assert mine["cpu_hours"] >= 2.0 and mine["jobs"].get("running") == 1
+    assert any(f["owner"] == "alice" and f["return_code"] == 137 for f in u["failures"])
+    stuck = json.loads(admin("stuck").stdout)
+    assert any(s["problem"] == "running_stale_heartbeat" and s["job_id"] == job for s in stuck)
+    # an ordinary user has no admin views
+    refused = admin("usage", role="bob")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr
+    old = json.loads(admin("usage", "--since", "2000-01-01").stdout)
+    assert old["since"].startswith("2000-01-01")
