@@ -20,3 +20,15 @@ COMMENT ON COLUMN ai_recovery_state.last_started_at IS 'Start of the last agent 
 COMMENT ON COLUMN ai_recovery_state.last_finished_at IS 'End of the last agent run.';
 COMMENT ON COLUMN ai_recovery_state.last_outcome IS 'ok (exit 0), failed (non-zero exit), missing (command not found) or timeout (stopped at the time limit).';
 COMMENT ON COLUMN ai_recovery_state.runs IS 'Agent runs started for this workflow.';
+
+-- Row-level security, as for every table with workflow data (the pattern in 0005_security.sql). Only a
+-- workflow's owner runs an agent for it (the cluster watcher skips others' workflows), so only the owner
+-- writes here; watchers and admins read.
+ALTER TABLE ai_recovery_state ENABLE ROW LEVEL SECURITY;
+CREATE POLICY ai_recovery_state_read ON ai_recovery_state FOR SELECT
+    USING (EXISTS (SELECT 1 FROM workflows w WHERE w.id = ai_recovery_state.workflow_id));
+COMMENT ON POLICY ai_recovery_state_read ON ai_recovery_state IS 'Rows of workflows the role may see (its own; every owner''s for watchers and admins).';
+CREATE POLICY ai_recovery_state_owner ON ai_recovery_state
+    USING (EXISTS (SELECT 1 FROM workflows w WHERE w.id = ai_recovery_state.workflow_id AND w.owner = current_user))
+    WITH CHECK (EXISTS (SELECT 1 FROM workflows w WHERE w.id = ai_recovery_state.workflow_id AND w.owner = current_user));
+COMMENT ON POLICY ai_recovery_state_owner ON ai_recovery_state IS 'The workflow''s owner (whose watcher runs the agent) reads and writes its row.';

@@ -23,6 +23,8 @@ MIN = timedelta(minutes=1)
 
 @pytest.mark.parametrize("snap, now, run, why", [
     (Snapshot(0), T0, False, "no pending_failed"),
+    # the cluster watcher looking at someone else's workflow: never (the owner's watcher does it)
+    (Snapshot(2, owned=False, newest_pending_at=T0 - MIN), T0, False, "only as the workflow's owner"),
     (Snapshot(2, newest_pending_at=T0 - MIN), T0, True, "2 job(s) pending_failed"),
     (Snapshot(2, newest_pending_at=T0 - MIN, lease_expires_at=T0 + MIN, last_started_at=T0 - MIN), T0, False,
      "in progress"),

@@ -56,6 +56,7 @@ class AiRecovery:
 @dataclass(frozen=True)
 class Snapshot:
     pending: int
+    owned: bool = True                       # this database role owns the workflow
     newest_pending_at: datetime | None = None
     lease_expires_at: datetime | None = None
     last_started_at: datetime | None = None
@@ -70,11 +71,14 @@ class Decision:
 
 
 def decide(s: Snapshot, now: datetime, retry_after_s: int = AI_AGENT_RETRY_AFTER_S) -> Decision:
-    """Run the agent when jobs await a decision, no run is in progress, and either no agent has looked at
-    them yet (none ran, or its command was missing), some job appeared after the last run started, or the
-    last run ended more than retry_after_s ago. Pure."""
+    """Run the agent when jobs await a decision, this role owns the workflow, no run is in progress, and
+    either no agent has looked at them yet (none ran, or its command was missing), some job appeared after
+    the last run started, or the last run ended more than retry_after_s ago. Pure."""
     if s.pending == 0:
         return Decision(False, "no pending_failed jobs")
+    if not s.owned:
+        return Decision(False, "an agent runs only as the workflow's owner (it reads the owner's logs and decides "
+                               "with the owner's rights): the owner runs `torc watch WF --ai-recovery`")
     if s.lease_expires_at is not None and s.lease_expires_at > now:
         return Decision(False, f"an agent run for this workflow is in progress (its lease ends "
                                f"{s.lease_expires_at.isoformat(timespec='seconds')})")
@@ -144,7 +148,7 @@ def agent_argv(agent: str | None, prompt_text: str, config_path: str) -> list[st
 
 
 def _snapshot(row: dict) -> Snapshot:
-    return Snapshot(pending=row["pending"], newest_pending_at=row["newest_pending_at"],
+    return Snapshot(pending=row["pending"], owned=bool(row["owned"]), newest_pending_at=row["newest_pending_at"],
                     lease_expires_at=row["lease_expires_at"], last_started_at=row["last_started_at"],
                     last_finished_at=row["last_finished_at"], last_outcome=row["last_outcome"])
 

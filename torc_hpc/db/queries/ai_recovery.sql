@@ -2,9 +2,11 @@
 -- Loaded with every other file in this directory by torc_hpc/db/queries.py; names are unique across files.
 
 -- name: ai_recovery_snapshot
--- What decides whether to run the agent: pending_failed jobs (count, when the newest appeared) and the
--- lease and last run. Cost follows the pending_failed jobs (jobs_workflow_status_idx), not the workflow.
-SELECT (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'pending_failed') AS pending,
+-- What decides whether to run the agent: whether this role owns the workflow, its pending_failed jobs
+-- (count, when the newest appeared), the lease and the last run. Cost follows the pending_failed jobs
+-- (jobs_workflow_status_idx), not the workflow.
+SELECT (SELECT owner = current_user FROM workflows WHERE id = %(workflow_id)s) AS owned,
+       (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'pending_failed') AS pending,
        (SELECT max(r.completed_at) FROM jobs j
         JOIN workflows w ON w.id = j.workflow_id
         JOIN results r ON r.job_id = j.id AND r.run_id = w.run_id AND r.attempt_id = j.attempt_id
