@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from torc_hpc.limits import MAX_SPEC_BYTES
+
 from tests.conftest import _with_db
 
 BAD = Path(__file__).resolve().parent / "bad"
@@ -144,14 +146,14 @@ def _generated(tmp: Path) -> dict[str, tuple[Path, str]]:
     big = tmp / "huge_file.yaml"
     with open(big, "w") as f:
         f.write("name: big\njobs:\n  - {name: a, command: 'true'}\n")
-        f.write(("# " + "x" * 1022 + "\n") * (65 * 1024))
+        f.write(("# " + "x" * 1022 + "\n") * (MAX_SPEC_BYTES // 1024 + 1024))
     line = tmp / "huge_line.yaml"
     line.write_text("name: n\njobs:\n  - name: a\n    command: echo " + "y" * 300_000 + "\n")
     param = tmp / "huge_parameter.yaml"
     param.write_text("name: n\njobs:\n  - name: a_{i}\n    command: 'true'\n    parameters:\n      i: '["
                      + ",".join(["1"] * 1_100_000) + "]'\n")
     return {
-        "huge_file.yaml": (big, "the file is larger than 64 MiB (torc_hpc.limits.MAX_SPEC_BYTES)"),
+        "huge_file.yaml": (big, f"the file is larger than {MAX_SPEC_BYTES // 2**20} MiB (torc_hpc.limits.MAX_SPEC_BYTES)"),
         "huge_line.yaml": (line, "huge_line.yaml:4, job 'a', field 'command': is too long: at most 131,071 characters "
                                  "(torc_hpc.limits.MAX_COMMAND_BYTES)"),
         "huge_parameter.yaml": (param, "field 'parameters.i': is too long: at most 1,048,576 characters "
