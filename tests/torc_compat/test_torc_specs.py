@@ -92,24 +92,20 @@ def test_basic_yaml_json(name):
     _basic_checks(expand(name))
 
 
-@todo("JSON5 format")
 def test_basic_json5_means_the_same():
     _basic_checks(expand("basic.json5"))
 
 
-@todo("KDL format")
 def test_basic_kdl_means_the_same():
     _basic_checks(expand("basic.kdl"))
 
 
-@todo("KDL format (1.0 booleans, depends_on_job / blocked_by_job, multi-argument lists)")
 def test_kdl_legacy_spellings():
     wf = expand("kdl_legacy_spellings.kdl")
     assert edges(wf) == {("a", "b"), ("b", "c"), ("a", "d"), ("c", "d")}
     assert job(wf, "a").cancel_on_blocking_job_failure is True
 
 
-@todo("JSON5 format with located errors")
 def test_json5_syntax_error_is_located(tmp_path):
     bad = tmp_path / "bad.json5"
     bad.write_text("{\n  name: 'x',\n  jobs: [\n    {name: 'a' command: 'b'},\n  ],\n}\n")
@@ -119,7 +115,6 @@ def test_json5_syntax_error_is_located(tmp_path):
     assert p.line == 4 and "JSON5" in p.message
 
 
-@todo("KDL format with located errors")
 def test_kdl_unknown_node_is_located(tmp_path):
     bad = tmp_path / "bad.kdl"
     bad.write_text('name "x"\njob "a" {\n    command "echo a"\n    comand "typo"\n}\n')
@@ -269,13 +264,11 @@ def test_env_and_variables_kdl():
     _env_variables_checks(expand("env_variables.kdl"))
 
 
-@todo("variables validation")
 def test_undefined_template_name_is_an_error():
     msg = rejection("variables_undefined.yaml")
     assert "{rot}" in msg and "unknown key" not in msg
 
 
-@todo("variables validation")
 def test_variable_colliding_with_parameter_is_an_error():
     msg = rejection("variables_collide.yaml")
     assert "'i'" in msg and "unknown key" not in msg
@@ -325,7 +318,6 @@ def test_parameters_file_with_parameters_is_refused():
 
 
 # ---- resource monitor, stdio, execution config ------------------------------------------------------
-@todo("resource_monitor")
 def test_resource_monitor_current_shape():
     mon = expand("monitor.yaml").spec.resource_monitor
     assert mon.sample_interval_seconds == 2
@@ -333,14 +325,12 @@ def test_resource_monitor_current_shape():
     assert list(mon.metrics) == ["cpu_percent", "memory_bytes"]
 
 
-@todo("JSON5 format + legacy resource_monitor shape")
 def test_resource_monitor_legacy_shape():
     mon = expand("monitor_legacy.json5").spec.resource_monitor
     assert mon.jobs.enabled is True and mon.jobs.granularity == "summary"
     assert mon.sample_interval_seconds == 3
 
 
-@todo("KDL format + resource_monitor")
 def test_resource_monitor_kdl():
     mon = expand("monitor.kdl").spec.resource_monitor
     assert mon.sample_interval_seconds == 4 and mon.jobs.enabled is True
@@ -361,7 +351,6 @@ def test_stdio_modes_kdl():
     assert {j.name: stdio_of(j) for j in wf.jobs} == STDIO
 
 
-@todo("execution_config direct-mode fields")
 def test_execution_config_direct_fields():
     ec = expand("execution_direct.yaml").spec.execution_config
     assert (ec.mode, ec.termination_signal, ec.sigterm_lead_seconds, ec.sigkill_headroom_seconds) == (
@@ -369,7 +358,6 @@ def test_execution_config_direct_fields():
 
 
 # ---- scheduler fields, slurm_defaults ---------------------------------------------------------------
-@todo("scheduler fields tmp / ntasks_per_node / serialize_allocations and slurm_defaults")
 def test_scheduler_fields_and_defaults():
     spec = expand("scheduler_fields_slurm.yaml").spec
     sched = {s.name: s for s in spec.slurm_schedulers}
@@ -378,7 +366,6 @@ def test_scheduler_fields_and_defaults():
     assert dict(spec.slurm_defaults) == {"account": "torc_test", "mail-type": "END", "constraint": "cpu"}
 
 
-@todo("slurm_defaults validation")
 def test_slurm_defaults_refuses_fields_torc_manages():
     msg = rejection("slurm_defaults_refused.yaml")
     assert "partition" in msg and "unknown key" not in msg
@@ -395,24 +382,20 @@ def test_stored_fields():
     assert job(wf, "routed").label == "special"
 
 
-@todo("metadata given as a JSON string")
 def test_metadata_json_string():
     assert expand("metadata_string.json").spec.metadata == {"cost_center": "ops", "tier": 2}
 
 
-@todo("metadata validation")
 def test_metadata_must_be_a_json_object():
     msg = rejection("metadata_bad.yaml")
     assert "metadata" in msg and "unknown key" not in msg
 
 
-@todo("null as 'not given'")
 def test_nulls_mean_not_given():
     wf = expand("nulls.yaml")
     assert edges(wf) == {("first", "second")}
 
 
-@todo("max_retries default 3")
 def test_rule_without_max_retries_allows_three_attempts():
     rule = expand("failure_default_retries.yaml").spec.failure_handlers[0].rules[0]
     assert rule.max_retries == 3
@@ -439,7 +422,6 @@ def test_dynamic_jobs_cap_is_kept():
     ("not_supported_slurm_config.yaml", "slurm_config"),
     ("not_supported_server.yaml", "start_server_on_head_node"),
 ])
-@todo("'not supported: because …' messages")
 def test_not_supported_says_why(name, key):
     msg = rejection(name)
     assert key in msg and "not supported" in msg and "because" in msg
