@@ -131,7 +131,6 @@ def test_name_without_placeholder_is_one_job_waiting_for_all():
     assert edges(wf) == {(f"part_{k}", "combine") for k in (1, 2, 3)}
 
 
-@todo("regex search semantics (Torc matches anywhere in the name)")
 def test_dependency_regex_matches_anywhere():
     wf = expand("regex_search.yaml")
     assert edges(wf) == {("train_1", "gather"), ("train_2", "gather")}
@@ -141,7 +140,6 @@ def test_dependency_regex_matches_anywhere():
 FILES_DAG_EDGES = {("split", "polish_left"), ("split", "polish_right"), ("split", "join")}
 
 
-@todo("files and implicit edges")
 def test_files_make_edges_yaml():
     wf = expand("files_dag.yaml")
     assert job_names(wf) == ["join", "polish_left", "polish_right", "split"]
@@ -151,24 +149,20 @@ def test_files_make_edges_yaml():
     assert external_inputs(wf) == {"seed"}
 
 
-@todo("JSON5 format + files")
 def test_files_make_edges_json5():
     assert edges(expand("files_dag.json5")) == FILES_DAG_EDGES
 
 
-@todo("KDL format + files")
 def test_files_make_edges_kdl():
     assert edges(expand("files_dag.kdl")) == FILES_DAG_EDGES
 
 
-@todo("files: external inputs")
 def test_file_read_but_never_written_is_an_external_input():
     wf = expand("files_external_input.yaml")
     assert external_inputs(wf) == {"config"}
     assert job(wf, "render").command == "cat inputs/settings.ini > out/report.txt"
 
 
-@todo("files: declared lists unioned with ${files...} mentions")
 def test_declared_and_mentioned_files_are_unioned():
     wf = expand("files_declared_and_mentioned.yaml")
     assert edges(wf) == {("make_first", "finish"), ("make_extra", "finish")}
@@ -176,7 +170,6 @@ def test_declared_and_mentioned_files_are_unioned():
 
 
 # ---- user_data ---------------------------------------------------------------------------------------
-@todo("user_data")
 def test_user_data_edges_and_references():
     wf = expand("user_data.yaml")
     assert edges(wf) == {("tune", "run_a"), ("tune", "run_b")}
@@ -184,14 +177,12 @@ def test_user_data_edges_and_references():
     assert user_data_of(wf) == {"knobs": None, "defaults": {"threads": 2, "mode": "fast"}}
 
 
-@todo("KDL format + user_data")
 def test_user_data_kdl():
     wf = expand("user_data.kdl")
     assert edges(wf) == {("tune", "run_a"), ("tune", "run_b")}
     assert user_data_of(wf)["defaults"] == {"threads": 2, "mode": "fast"}
 
 
-@todo("user_data parameter expansion")
 def test_user_data_parameterized():
     wf = expand("user_data_parameterized.yaml")
     assert user_data_of(wf) == {"cfg_small": {"label": "small", "depth": 3},
@@ -216,22 +207,18 @@ ACTIONS_LOCAL = [
 ]
 
 
-@todo("actions")
 def test_actions_yaml():
     assert actions_of(expand("actions.yaml")) == ACTIONS_LOCAL
 
 
-@todo("JSON5 format + actions")
 def test_actions_json5():
     assert actions_of(expand("actions.json5")) == ACTIONS_LOCAL
 
 
-@todo("KDL format + actions")
 def test_actions_kdl():
     assert actions_of(expand("actions.kdl")) == ACTIONS_LOCAL
 
 
-@todo("actions: schedule_nodes")
 def test_schedule_nodes_defaults_to_one_allocation():
     acts = actions_of(expand("actions_slurm.yaml"))
     assert [(a["jobs"], a["scheduler"], a["allocations"], a["worker_per_node"]) for a in acts] == [
@@ -239,7 +226,6 @@ def test_schedule_nodes_defaults_to_one_allocation():
         (["crunch_1", "crunch_2", "crunch_3", "crunch_4"], "small_nodes", 2, True)]
 
 
-@todo("actions: trigger validation")
 def test_unknown_trigger_is_rejected_with_the_valid_ones():
     msg = rejection("actions_unknown_trigger.yaml")
     assert "on_jobs_started" in msg and "on_jobs_ready" in msg and "unknown key" not in msg
@@ -254,12 +240,10 @@ def _env_variables_checks(wf):
     assert env_of(job(wf, "make_table")) == {"STAGE": "v7", "SHARED": "from_workflow"}
 
 
-@todo("env and variables")
 def test_env_and_variables_yaml():
     _env_variables_checks(expand("env_variables.yaml"))
 
 
-@todo("KDL format + env and variables")
 def test_env_and_variables_kdl():
     _env_variables_checks(expand("env_variables.kdl"))
 
@@ -275,14 +259,12 @@ def test_variable_colliding_with_parameter_is_an_error():
 
 
 # ---- parameters ---------------------------------------------------------------------------------------
-@todo("parameter value forms (bare words, @file, {a:b}, .2e, integral floats)")
 def test_parameter_value_forms():
     assert job_names(expand("params_forms.yaml")) == sorted([
         "words_train", "words_test", "native_adam", "native_sgd", "braces_1", "braces_2", "braces_3",
         "listed_bern", "listed_oslo", "rate_1.00e-03", "rate_1.00e-02", "whole_1", "whole_2.5"])
 
 
-@todo("workflow-level parameters and use_parameters")
 def test_shared_parameters():
     wf = expand("params_shared.yaml")
     trains = [f"train_s{s}_r{r}" for s in (8, 16) for r in (0, 1)]
@@ -290,20 +272,17 @@ def test_shared_parameters():
     assert edges(wf) == {(t, "report") for t in trains}
 
 
-@todo("parameters_file (CSV)")
 def test_parameters_from_csv():
     wf = expand("params_table_csv.yaml")
     assert job_names(wf) == ["run_high", "run_low", "run_mid"]
     assert job(wf, "run_mid").command == "echo alpha=0.5 steps=20"
 
 
-@todo("parameters_file (JSON)")
 def test_parameters_from_json():
     wf = expand("params_table_json.yaml")
     assert job(wf, "run_low").command == "echo alpha=0.1 steps=010"
 
 
-@todo("workflow-level parameters_file with use_parameters_file")
 def test_shared_parameter_table():
     wf = expand("params_table_shared.yaml")
     assert job_names(wf) == ["gather", "run_high", "run_low", "run_mid"]
@@ -311,7 +290,6 @@ def test_shared_parameter_table():
     assert files_of(wf)["result_mid"] == "out/mid.txt"
 
 
-@todo("parameters_file exclusivity")
 def test_parameters_file_with_parameters_is_refused():
     msg = rejection("params_table_conflict.yaml")
     assert "parameters_file" in msg and "unknown key" not in msg
@@ -339,13 +317,11 @@ def test_resource_monitor_kdl():
 STDIO = {"normal": ("combined", True), "chatty": ("none", True), "keep_err": ("no_stdout", False)}
 
 
-@todo("execution_config stdio modes")
 def test_stdio_modes_yaml():
     wf = expand("stdio.yaml")
     assert {j.name: stdio_of(j) for j in wf.jobs} == STDIO
 
 
-@todo("KDL format + stdio modes")
 def test_stdio_modes_kdl():
     wf = expand("stdio.kdl")
     assert {j.name: stdio_of(j) for j in wf.jobs} == STDIO
@@ -372,7 +348,6 @@ def test_slurm_defaults_refuses_fields_torc_manages():
 
 
 # ---- stored fields, nulls, defaults ------------------------------------------------------------------
-@todo("stored fields (user, project, metadata, invocation_script, supports_termination, label)")
 def test_stored_fields():
     wf = expand("stored_fields.yaml")
     assert wf.spec.user == "someone_else" and wf.spec.project == "compat-suite"
@@ -402,7 +377,6 @@ def test_rule_without_max_retries_allows_three_attempts():
 
 
 # ---- datasets, dynamic jobs ---------------------------------------------------------------------------
-@todo("datasets")
 def test_datasets_fan_in():
     wf = expand("datasets.yaml")
     assert edges(wf) == {(f"write_{p}", "read_all") for p in (1, 2, 3)}
@@ -421,6 +395,7 @@ def test_dynamic_jobs_cap_is_kept():
     ("not_supported_mode_slurm.yaml", "mode"),
     ("not_supported_slurm_config.yaml", "slurm_config"),
     ("not_supported_server.yaml", "start_server_on_head_node"),
+    ("dynamic_jobs.yaml", "dynamic_jobs"),
 ])
 def test_not_supported_says_why(name, key):
     msg = rejection(name)
