@@ -36,6 +36,8 @@ _CRATE = "torc-hpc has no RO-Crate export; provenance is kept as events and resu
 _SRUN = "torc-hpc runs jobs as processes of its own worker (Torc's direct mode), not as srun steps"
 _SERVER = "torc-hpc needs no server: jobs and workers reach PostgreSQL directly"
 _REMOVED = "Torc removed it too; use execution_config (mode: direct) instead"
+_OLD_LAYOUT = ("this is the spec layout of Torc before 0.7; write it with today's keys (depends_on, "
+               "slurm_schedulers, resource_monitor, …: see README)")
 _DYNAMIC = ("not built yet: a job cannot add jobs to its running workflow in torc-hpc (docs/torc-compat.md "
             "§4.16 describes the design)")
 
@@ -46,6 +48,10 @@ NOT_SUPPORTED: list[tuple[tuple, object, str]] = [
     (("files", "*", "identifier"), None, _CRATE),
     (("dynamic_jobs",), None, _DYNAMIC),
     (("slurm_config",), None, _REMOVED),
+    (("schedulers",), None, _OLD_LAYOUT),
+    (("config",), None, _OLD_LAYOUT),
+    (("jobs", "*", "blocked_by"), None, _OLD_LAYOUT),
+    (("jobs", "*", "interruptible"), None, _OLD_LAYOUT),
     (("use_srun",), None, _REMOVED),
     (("execution_config", "mode"), "slurm", _SRUN),
     (("execution_config", "srun_termination_signal"), None, _SRUN),

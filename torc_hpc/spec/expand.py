@@ -338,7 +338,8 @@ _REF_FIELDS = {
 class _Plan:
     """One `jobs:` entry, ready to expand: its parameters (lazy), counts and templates."""
 
-    __slots__ = ("index", "spec", "names", "values", "mode", "count", "single", "jobs", "first", "t_name", "t_cmd",
+    __slots__ = ("index", "spec", "names", "values", "mode", "count", "single", "partial", "name_used", "_groups",
+                 "jobs", "first", "t_name", "t_cmd",
                  "t_sched", "t_rr", "t_deps", "t_rxs", "t_inv", "t_label", "t_env", "t_refs", "mentions")
 
     def __init__(self, index: int, js, names: list, values: list, mode: str, count: int):
@@ -346,8 +347,22 @@ class _Plan:
         self.names = names
         positions = {n: k for k, n in enumerate(self.names)}
         # A job whose name uses none of its parameters is one job standing for every combination.
-        self.single = bool(self.names) and not (placeholders(js.name) & set(self.names))
-        self.jobs = 1 if self.single else count
+        # A name using none of the parameters is one job standing for every combination; a name using some
+        # of them is one job per value of those, standing for every value of the others (Torc's docs).
+        self.name_used = {positions[n] for n in placeholders(js.name) if n in positions}
+        self.single = bool(self.names) and not self.name_used
+        self._groups = None
+        jobs = 1 if self.single else count
+        if self.name_used and len(self.name_used) < len(self.names):
+            if mode == "product":
+                jobs = 1
+                for k in self.name_used:
+                    jobs = min(jobs * value_count(values[k]), COUNT_CAP)
+            elif count <= MAX_JOBS:  # zip: combinations share a name only when values repeat
+                keys = sorted(self.name_used)
+                jobs = len({tuple(c[k] for k in keys) for c in self.combos()})
+        self.partial = jobs < count and not self.single
+        self.jobs = jobs
         self.first = 0
         self.t_name = Template(js.name, positions)
         self.t_cmd = Template(js.command, positions)
@@ -365,6 +380,16 @@ class _Plan:
 
     def combos(self):
         return combinations(self.values, self.mode)
+
+    def groups(self) -> list[list[tuple]]:
+        """For a name using some parameters: the combinations behind each job, in order."""
+        if self._groups is None:
+            keys = sorted(self.name_used)
+            found: dict[tuple, list[tuple]] = {}
+            for c in self.combos():
+                found.setdefault(tuple(c[k] for k in keys), []).append(c)
+            self._groups = list(found.values())
+        return self._groups
 
     def templates(self):
         """(template, field) pairs for every templated field."""
@@ -411,13 +436,21 @@ def _plan(spec: WorkflowSpec, i: int, js, problems: _Problems) -> _Plan | None:
             problems.add(f"{names} is not a parameter of this job ({have}); placeholders in {fld} must "
                          "name a parameter", ("jobs", i, fld), js.name, fld)
             return None
-    if plan.single:
-        for t, fld in ((plan.t_cmd, "command"), (plan.t_sched, "scheduler"), (plan.t_rr, "resource_requirements")):
-            if t is not None and t.used:
-                used = ", ".join("{" + plan.names[k] + "}" for k in sorted(t.used))
-                problems.add(f"the name '{js.name}' uses no parameter, so this is one job for all "
-                             f"{count:,} combinations and its {fld} cannot use {used}: add the parameter to "
-                             "the name to get one job per value", ("jobs", i, fld), js.name, fld)
+    if plan.single or plan.partial:
+        per_job = [(plan.t_cmd, "command"), (plan.t_sched, "scheduler"), (plan.t_rr, "resource_requirements"),
+                   (plan.t_inv, "invocation_script"), (plan.t_label, "label")]
+        per_job += [(t, "env") for t in plan.t_env.values()]
+        for t, fld in per_job:
+            if t is not None and t.used - plan.name_used:
+                used = ", ".join("{" + plan.names[k] + "}" for k in sorted(t.used - plan.name_used))
+                if plan.single:
+                    problems.add(f"the name '{js.name}' uses no parameter, so this is one job for all "
+                                 f"{count:,} combinations and its {fld} cannot use {used}: add the parameter to "
+                                 "the name to get one job per value", ("jobs", i, fld), js.name, fld)
+                else:
+                    problems.add(f"the name '{js.name}' does not use {used}, so each of its jobs stands for every "
+                                 f"value of it and its {fld} cannot use it: add it to the name to get one job "
+                                 "per value", ("jobs", i, fld), js.name, fld)
                 return None
     return plan
 
@@ -573,7 +606,7 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems, lo
     for plan in plans:
         js, i = plan.spec, plan.index
         plan.first = len(jobs)
-        combos = [()] if plan.single else plan.combos()
+        combos = [()] if plan.single else (g[0] for g in plan.groups()) if plan.partial else plan.combos()
         t_name, t_cmd, t_sched, t_rr = plan.t_name, plan.t_cmd, plan.t_sched, plan.t_rr
         check_name = t_name.parts is not None
         check_cmd = t_cmd.parts is not None
@@ -618,7 +651,7 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems, lo
                                   t_sched.render(values) if t_sched else None, rr_name, i)
                 if extras:
                     _job_extras(plan, job, values, base_env, stdio_mode, delete_stdio, lookup, refs_by_job,
-                                len(jobs), problems)
+                                len(jobs), len(jobs) - plan.first, problems)
                 append(job)
         except (ValueError, TypeError, OverflowError, IndexError, KeyError) as e:
             for t, fld in plan.templates():
@@ -634,7 +667,7 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems, lo
 
 
 def _job_extras(plan: _Plan, job: ExpandedJob, values: tuple, base_env, stdio_mode: str, delete_stdio: bool,
-                lookup: dict, refs_by_job: dict, n: int, problems: _Problems) -> None:
+                lookup: dict, refs_by_job: dict, n: int, k: int, problems: _Problems) -> None:
     """Torc's per-job fields: invocation script, env, label, stdio, and what the job reads and writes."""
     job.stdio_mode, job.delete_stdio_on_success = stdio_mode, delete_stdio
     if plan.t_label:
@@ -646,8 +679,8 @@ def _job_extras(plan: _Plan, job: ExpandedJob, values: tuple, base_env, stdio_mo
     if not (plan.t_refs or plan.mentions):
         return
     refs = JobRefs()
-    combos = plan.combos() if plan.single else [values]
-    for combo in combos:  # a single job standing for every combination reads and writes their union
+    combos = plan.combos() if plan.single else plan.groups()[k] if plan.partial else [values]
+    for combo in combos:  # a job standing for several combinations reads and writes their union
         for fld, t in plan.t_refs:
             kind, direction, is_rx = _REF_FIELDS[fld]
             table = (refs.input_regexes if is_rx else refs.inputs) if direction == "input" else \
@@ -690,6 +723,9 @@ def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limi
         if plan.single:  # one job standing for every combination: the union of their dependencies
             rendered = [(dict.fromkeys(t.render(c) for t in t_deps for c in plan.combos()),
                          tuple(dict.fromkeys(t.render(c) for t in t_rxs for c in plan.combos())))]
+        elif plan.partial:  # one job per value of the name's parameters: the union over the others
+            rendered = [(dict.fromkeys(t.render(c) for t in t_deps for c in g),
+                         tuple(dict.fromkeys(t.render(c) for t in t_rxs for c in g))) for g in plan.groups()]
         else:
             rendered = (([t.render(c) for t in t_deps], tuple(t.render(c) for t in t_rxs)) for c in plan.combos())
         for k, (dep_names, rx_texts) in enumerate(rendered):
