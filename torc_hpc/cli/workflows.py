@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
@@ -18,14 +21,15 @@ app = typer.Typer(help="Create, list, cancel, delete and reset workflows.", no_a
 
 
 @app.command("create")
-def workflows_create(spec: Path = typer.Argument(..., help="workflow spec, YAML or JSON"),
+def workflows_create(spec: Path = typer.Argument(..., help="workflow spec: YAML, JSON, JSON5 or KDL"),
                      output_dir: str = typer.Option("torc_output", "--output-dir", "-o"),
                      max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
                      fmt: Format = FormatOpt):
     """Validate a spec and store the workflow (nothing is written if the spec has any error).
 
     Every error names the file, the line, the job and the field (exit code 2). Sizes are bounded (see
-    the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits.
+    the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits. Files
+    that jobs read and no job writes must exist (paths relative to the current directory).
     """
     with open_db() as db:
         wf_id = ops.create_from_file(db, spec, output_dir=output_dir,
@@ -38,13 +42,45 @@ def workflows_create(spec: Path = typer.Argument(..., help="workflow spec, YAML 
 
 
 @app.command("list")
-def workflows_list(fmt: Format = FormatOpt):
+def workflows_list(project: Optional[str] = typer.Option(None, "--project", help="only this project's workflows"),
+                   fmt: Format = FormatOpt):
     """All workflows with job counts by status."""
     with open_db() as db:
-        rows = db.all("list_workflows")
-    emit_rows(rows, ["id", "name", "run_id", "total", "completed", "running", "ready", "blocked", "failed",
-                     "terminated", "canceled_jobs", "pending_failed", "canceled", "created_at"], fmt,
+        rows = db.all("list_workflows", project=project)
+    emit_rows(rows, ["id", "name", "project", "run_id", "total", "completed", "running", "ready", "blocked",
+                     "failed", "terminated", "canceled_jobs", "pending_failed", "canceled", "created_at"], fmt,
               empty="no workflows yet: torc workflows create SPEC")
+
+
+@app.command("show")
+def workflows_show(workflow_id: int, fmt: Format = FormatOpt):
+    """What the spec said beyond its jobs: project, user, metadata, slurm_defaults, env, execution_config,
+    resource_monitor, files, user_data and actions.
+
+    The spec's `user` is shown as written; the workflow belongs to its owner (the database role that
+    created it), never to that field.
+    """
+    with open_db() as db:
+        d = ops.details(db, workflow_id)
+    if fmt is Format.json:
+        emit_json(d)
+        return
+    plain = ["id", "name", "description", "owner", "spec_user", "project", "run_id", "jobs", "working_dir",
+             "output_dir", "spec_path", "created_at"]
+    for k in plain:
+        if d.get(k) is not None:
+            label = "user (from the spec; not the owner)" if k == "spec_user" else k
+            console.print(f"[bold]{label}[/bold]: {escape(str(d[k]))}", highlight=False)
+    for k in ("metadata", "slurm_defaults", "env", "execution_config", "resource_monitor"):
+        if d.get(k):
+            console.print(f"[bold]{k}[/bold]: {escape(json.dumps(d[k]))}", highlight=False)
+    if d["files"]:
+        emit_rows(d["files"], ["name", "path", "writers", "readers"], fmt, title="files")
+    if d["user_data"]:
+        emit_rows(d["user_data"], ["name", "data", "is_ephemeral", "updated_at"], fmt, title="user_data")
+    if d["actions"]:
+        emit_rows(d["actions"], ["position", "trigger_type", "action_type", "config", "selected_count", "fired_at"],
+                  fmt, title="actions (run by the worker and the watcher)")
 
 
 @app.command("status")
