@@ -36,6 +36,15 @@ COMMENT ON COLUMN jobs.label IS 'Routes the job to workers started with the same
 COMMENT ON COLUMN jobs.stdio_mode IS 'How the job''s output is kept: NULL separate (.o and .e), combined (one .log), no_stdout, no_stderr, none.';
 COMMENT ON COLUMN jobs.delete_stdio_on_success IS 'Delete the attempt''s log files after it exits 0 (kept on failure).';
 
+-- ---- slurm_schedulers: Torc's further sbatch fields --------------------------------------------------------------
+ALTER TABLE slurm_schedulers
+    ADD COLUMN tmp                   text,
+    ADD COLUMN ntasks_per_node       integer CHECK (ntasks_per_node >= 1),
+    ADD COLUMN serialize_allocations boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN slurm_schedulers.tmp IS 'sbatch --tmp (local scratch per node), e.g. 10G.';
+COMMENT ON COLUMN slurm_schedulers.ntasks_per_node IS 'sbatch --ntasks-per-node (the CPUs per node are split among the tasks); NULL: 1. One torc worker still runs per node.';
+COMMENT ON COLUMN slurm_schedulers.serialize_allocations IS 'One allocation of this scheduler at a time: a shared job name and sbatch --dependency=singleton.';
+
 -- ---- files -------------------------------------------------------------------------------------------------
 CREATE TABLE files (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

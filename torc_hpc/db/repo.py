@@ -149,7 +149,8 @@ class Database:
                     "workflow_id": wf_id, "name": sch.name, "account": sch.account, "partition": sch.partition,
                     "walltime_s": parse_duration(sch.walltime), "nodes": sch.nodes,
                     "cpus_per_node": sch.cpus_per_node, "mem": sch.mem, "qos": sch.qos, "gres": sch.gres,
-                    "extra": sch.extra})
+                    "extra": sch.extra, "tmp": sch.tmp, "ntasks_per_node": sch.ntasks_per_node,
+                    "serialize_allocations": sch.serialize_allocations})
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
             first = self.one("reserve_job_ids", count=len(jobs))["first_id"]
             in_degree = expanded.in_degree
