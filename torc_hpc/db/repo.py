@@ -227,18 +227,21 @@ class Database:
                 raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
             self.event(workflow_id, "workflow_canceled", run_id=wf["run_id"], detail={"chunk": chunk})
             self.notify_ready(workflow_id)  # idle workers wake, see the cancel and leave
-        total, waits = 0, 0
+        total, passes = 0, 0
         while True:
-            with self.conn.transaction():
-                n = self.one("cancel_jobs_chunk", workflow_id=workflow_id, chunk=chunk)["canceled"]
-            total += n
-            if n:
-                continue
-            # Nothing unlocked was left. A job a finisher held (turning it ready) may remain: wait for it,
-            # briefly; a reset that un-canceled the workflow meanwhile ends the loop (left is false).
-            if not self.one("cancel_jobs_left", workflow_id=workflow_id)["left"] or waits >= 100:
+            after = ""
+            while True:  # one pass over the workflow's jobs, in name order
+                with self.conn.transaction():
+                    row = self.one("cancel_jobs_chunk", workflow_id=workflow_id, chunk=chunk, after=after)
+                total += row["canceled"]
+                if row["scanned"] < chunk:
+                    break
+                after = row["last"]
+            # A job a finisher held during the pass (turning it ready) may be left: another pass, after a
+            # moment. A reset that un-canceled the workflow meanwhile ends the loop (left is false).
+            passes += 1
+            if not self.one("cancel_jobs_left", workflow_id=workflow_id)["left"] or passes >= 50:
                 break
-            waits += 1
             time.sleep(0.05)
         return total
 
@@ -246,7 +249,8 @@ class Database:
                         unchanged_since_event: int | None = None) -> dict:
         """Delete a workflow and everything it owns in bounded transactions: mark it (deleting_at and
         canceled_at: nobody claims, commands refuse it), then its results, events, edges and jobs in chunks
-        of at most `chunk` rows, then the workflow row with its small tables. A crash at any point leaves a
+        of at most `chunk` jobs (with their results and incoming edges) or events, then the workflow row with
+        its small tables. A crash at any point leaves a
         marked workflow that a re-run of delete finishes. With `unchanged_since_event` (archive), the mark
         is refused if the workflow has an event newer than that id. Returns rows deleted per table."""
         self.workflow(workflow_id, deleting_ok=True)
@@ -258,15 +262,24 @@ class Database:
                                     f"deleted. Run the archive again once nothing runs in it.")
                 raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
             self.notify_ready(workflow_id)  # idle workers wake, see the cancel and leave
-        counts = {}
-        for table in ("results", "events", "dependencies", "jobs"):
-            counts[table] = 0
-            while True:
-                with self.conn.transaction():
-                    n = self.run(f"delete_workflow_{table}_chunk", workflow_id=workflow_id, chunk=chunk)
-                counts[table] += n
-                if n < chunk:
-                    break
+        counts = {"jobs": 0, "results": 0, "dependencies": 0, "events": 0}
+        after = ""
+        while True:  # jobs in name order, each chunk with their results and incoming edges
+            with self.conn.transaction():
+                row = self.one("delete_workflow_jobs_chunk", workflow_id=workflow_id, chunk=chunk, after=after)
+            for k in ("jobs", "results", "dependencies"):
+                counts[k] += row[k]
+            if row["jobs"] < chunk:
+                break
+            after = row["last"]
+        after_id = 0
+        while True:
+            with self.conn.transaction():
+                row = self.one("delete_workflow_events_chunk", workflow_id=workflow_id, chunk=chunk, after=after_id)
+            counts["events"] += row["events"]
+            if row["events"] < chunk:
+                break
+            after_id = row["last"]
         with self.conn.transaction():
             self.one("delete_workflow_row", workflow_id=workflow_id)
         return counts

@@ -57,25 +57,31 @@ WHERE id = %(workflow_id)s AND (%(unchanged_since_event)s::bigint IS NULL OR NOT
     SELECT 1 FROM events e WHERE e.workflow_id = %(workflow_id)s AND e.id > %(unchanged_since_event)s))
 RETURNING id;
 
--- name: delete_workflow_results_chunk
--- Delete up to %(chunk)s results of a workflow being deleted (results_workflow_idx).
-DELETE FROM results WHERE id = ANY (ARRAY(
-    SELECT id FROM results WHERE workflow_id = %(workflow_id)s LIMIT %(chunk)s));
+-- name: delete_workflow_jobs_chunk
+-- Delete the next %(chunk)s jobs of a workflow being deleted, in name order after %(after)s (the
+-- (workflow_id, name) index: each job is read once however many chunks run), with their results and the
+-- edges into them. Returns the counts and the last name deleted.
+WITH j AS (
+    SELECT id, name FROM jobs WHERE workflow_id = %(workflow_id)s AND name > %(after)s ORDER BY name LIMIT %(chunk)s
+), r AS (
+    DELETE FROM results WHERE workflow_id = %(workflow_id)s AND job_id = ANY (ARRAY(SELECT id FROM j)) RETURNING 1
+), d AS (
+    DELETE FROM job_dependencies WHERE child_id = ANY (ARRAY(SELECT id FROM j)) RETURNING 1
+), gone AS (
+    DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM j)) RETURNING id
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM r) AS results,
+       (SELECT count(*) FROM d) AS dependencies, (SELECT max(name) FROM j) AS last;
 
 -- name: delete_workflow_events_chunk
--- Delete up to %(chunk)s events of a workflow being deleted (events_workflow_idx).
-DELETE FROM events WHERE id = ANY (ARRAY(
-    SELECT id FROM events WHERE workflow_id = %(workflow_id)s ORDER BY workflow_id, id LIMIT %(chunk)s));
-
--- name: delete_workflow_dependencies_chunk
--- Delete up to %(chunk)s dependency edges of a workflow being deleted (job_dependencies_workflow_idx).
-DELETE FROM job_dependencies WHERE ctid = ANY (ARRAY(
-    SELECT ctid FROM job_dependencies WHERE workflow_id = %(workflow_id)s LIMIT %(chunk)s));
-
--- name: delete_workflow_jobs_chunk
--- Delete up to %(chunk)s jobs of a workflow being deleted (their results are already gone).
-DELETE FROM jobs WHERE id = ANY (ARRAY(
-    SELECT id FROM jobs WHERE workflow_id = %(workflow_id)s LIMIT %(chunk)s));
+-- Delete the next %(chunk)s events of a workflow being deleted after id %(after)s (events_workflow_idx).
+WITH gone AS (
+    DELETE FROM events WHERE id = ANY (ARRAY(
+        SELECT id FROM events WHERE workflow_id = %(workflow_id)s AND id > %(after)s
+        ORDER BY workflow_id, id LIMIT %(chunk)s))
+    RETURNING id
+)
+SELECT count(*) AS events, max(id) AS last FROM gone;
 
 -- name: delete_workflow_row
 -- Last step of a delete: the workflow row; its small tables (workers, handlers, allocations, schedulers,
@@ -90,19 +96,25 @@ WHERE id = %(workflow_id)s AND deleting_at IS NULL
 RETURNING run_id, canceled_at;
 
 -- name: cancel_jobs_chunk
--- Cancel up to %(chunk)s jobs of a canceled workflow that have not started (blocked, ready,
--- pending_failed), each with its event, in one short transaction. SKIP LOCKED: never waits for a worker
--- finishing a parent; the caller repeats until none is left (cancel_jobs_left).
+-- Cancel the next %(chunk)s jobs (in name order after %(after)s) of a canceled workflow that have not
+-- started (blocked, ready, pending_failed), each with its event, in one short transaction. The
+-- (workflow_id, name) index makes a pass over all chunks read each job once. SKIP LOCKED: never waits for
+-- a worker finishing a parent; the caller makes another pass while cancel_jobs_left says one is left.
 WITH wf AS (
     SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NOT NULL
+), scanned AS (
+    SELECT j.id, j.name, j.status FROM jobs j
+    WHERE j.workflow_id = %(workflow_id)s AND j.name > %(after)s AND EXISTS (SELECT 1 FROM wf)
+    ORDER BY j.name
+    LIMIT %(chunk)s
 ), old AS (
     SELECT j.id, j.status FROM jobs j
-    WHERE j.workflow_id = %(workflow_id)s AND j.status IN ('blocked', 'ready', 'pending_failed')
-      AND EXISTS (SELECT 1 FROM wf)
-    LIMIT %(chunk)s
+    WHERE j.id = ANY (ARRAY(SELECT id FROM scanned WHERE status IN ('blocked', 'ready', 'pending_failed')))
+      AND j.status IN ('blocked', 'ready', 'pending_failed')
     FOR UPDATE SKIP LOCKED
 ), upd AS (
-    UPDATE jobs j SET status = 'canceled' FROM old WHERE j.id = old.id
+    UPDATE jobs j SET status = 'canceled' FROM old
+    WHERE j.id = old.id AND j.id = ANY (ARRAY(SELECT id FROM old))  -- primary-key probes, never a scan
     RETURNING j.id, old.status AS from_status, j.attempt_id
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
@@ -110,7 +122,8 @@ WITH wf AS (
            '{"reason": "workflow canceled"}'::jsonb
     FROM upd
 )
-SELECT count(*) AS canceled FROM upd;
+SELECT (SELECT count(*) FROM upd) AS canceled, (SELECT count(*) FROM scanned) AS scanned,
+       (SELECT max(name) FROM scanned) AS last;
 
 -- name: cancel_jobs_left
 -- Whether a canceled workflow still has a job that has not started (one locked during the last chunk).
@@ -172,7 +185,7 @@ WITH RECURSIVE chosen(id) AS (
         attempt_id = CASE WHEN r.is_target THEN 1 ELSE j.attempt_id END,
         return_code = CASE WHEN r.is_target THEN NULL ELSE j.return_code END
     FROM recount r
-    WHERE j.id = r.id
+    WHERE j.id = r.id AND j.id = ANY (ARRAY(SELECT id FROM recount))  -- primary-key probes, never a scan
       AND (r.is_target OR j.unfinished_parents <> r.n
            OR j.status <> CASE WHEN r.n = 0 THEN 'ready'::job_status ELSE 'blocked'::job_status END)
     RETURNING j.id, j.status, j.attempt_id, r.old_status, r.is_target
