@@ -133,8 +133,7 @@ def workflows_reset_status(workflow_id: int,
         ops.touch(db, workflow_id)
         row = db.reset_status(workflow_id, failed_only=failed_only)
     if fmt is Format.json:
-        emit_json({"id": workflow_id, "run_id": row["run_id"], "reset": row["reset"],
-                   "children_recounted": row["recounted"]})
+        emit_json({"id": workflow_id, "run_id": row["run_id"], "reset": row["reset"]})
     else:
         console.print(f"workflow {workflow_id}: {row['reset']} job(s) reset, now run {row['run_id']} · "
                       f"continue with: torc run {workflow_id}")
