@@ -41,7 +41,7 @@ FROM c WHERE j.id = c.id;
 -- One result per job that ran.
 INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
                      exec_time_s, worker_id)
-SELECT workflow_id, id, 1, 1, return_code, status, started_at, started_at + interval '5 s', 5, worker_id
+SELECT workflow_id, id, 1, 1, coalesce(return_code, 0), status, started_at, coalesce(started_at, now()) + interval '5 s', 5, worker_id
 FROM jobs WHERE workflow_id = %(wf)s AND status IN ('completed', 'failed');
 
 -- name: shape_events
