@@ -1,4 +1,4 @@
-"""7. Maintenance on a 1M-job workflow: reset-status --failed-only, workflows cancel, workflows delete.
+"""Maintenance on a 1M-job workflow: reset-status --failed-only, workflows cancel, workflows delete.
 
 One private PostgreSQL (tests/pgserver.py; autovacuum off so nothing else writes), one 1,000,001-job
 workflow (bench/create.py's spec) shaped into a run half done: 150k producers ran (every 1000th failed, its

@@ -1,4 +1,4 @@
-"""8. Dead tuples in the hot jobs table during a 100k-job run, main's autovacuum settings vs this branch's.
+"""Vacuum: dead tuples in the hot jobs table during a 100k-job run, main's autovacuum settings vs this branch's.
 
 A private PostgreSQL with autovacuum on (server defaults, except autovacuum_naptime given on the command
 line: 60 s is PostgreSQL's default, 10 s what the README recommends). The jobs table first holds a
