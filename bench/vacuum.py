@@ -8,7 +8,8 @@ consumers, one edge each) runs through 2 worker processes doing what a worker's 
 run lasts about two minutes). Every 0.5 s, n_dead_tup and autovacuum_count of jobs are read from
 pg_stat_user_tables. Baseline in the same run: the same history and run with main's settings for jobs
 (scale factors 0.02, cost delay inherited). Reported: peak and mean dead tuples during the run, and how
-many autovacuums of jobs ran. Target: peak dead tuples ≤ 0.5 × the baseline's.
+many autovacuums of jobs ran. Target: peak dead tuples ≤ 0.5 × the baseline's. Last, the same run in a
+database of its own gives the bytes per job of each table (at the end of the run and after a VACUUM).
 
 python -m bench vacuum [NAPTIME_S] [HISTORY_JOBS] [RATE]
 """
@@ -165,13 +166,27 @@ def main(naptime: int = 60, history: int = 2_000_000, rate: int = 800, n: int = 
         print(f"# main's settings: {base}", file=sys.stderr)
         mine = one(pg, "this_copy", n, rate)
         print(f"# this branch ({settings}): {mine}", file=sys.stderr)
+        # Sizing: a database holding only such a run (this branch's settings), bytes per job per table at
+        # the end of the run and after a plain VACUUM (the space a steady state keeps).
+        pg.create_database("fresh")
+        with psycopg.connect(pg.url("fresh"), autocommit=True) as c:
+            migrations.migrate(c)
+        sized = one(pg, "fresh", n, rate * 4)
+        with psycopg.connect(pg.url("fresh"), autocommit=True, row_factory=dict_row) as c:
+            c.execute("VACUUM")
+            after_vacuum = {r["t"]: round(r["b"] / n) for r in c.execute(SIZES)}
+        sizing = {"after_run": sized["bytes_per_job"], "after_vacuum": after_vacuum,
+                  "events_per_job": None}
+        with psycopg.connect(pg.url("fresh"), autocommit=True, row_factory=dict_row) as c:
+            sizing["events_per_job"] = round(c.execute("SELECT count(*) AS n FROM events").fetchone()["n"] / n, 2)
+        print(f"# sizing, bytes per job: {sizing}", file=sys.stderr)
         version = pg.admin().execute("SHOW server_version").fetchone()[0]
     return emit({"name": "vacuum_dead_tuples", "value": mine["peak_dead"], "unit": "dead tuples (peak)",
                  "peer": "main's autovacuum settings", "peer_value": base["peak_dead"],
                  "ratio": mine["peak_dead"] / max(1, base["peak_dead"]), "target": "≤ 0.5 × main's peak",
                  "meets_target": mine["peak_dead"] <= 0.5 * base["peak_dead"], "naptime_s": naptime,
                  "history_jobs": history, "rate_jobs_per_s": rate, "jobs": n, "this": mine, "main": base,
-                 "settings": settings, "server": version})
+                 "settings": settings, "sizing_bytes_per_job": sizing, "server": version})
 
 
 if __name__ == "__main__":
