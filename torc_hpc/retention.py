@@ -138,7 +138,10 @@ def archive_workflow(db: Database, workflow_id: int, path: Path | None = None, *
                         f"{quiet['live_workers']} live worker(s); wait for them, or "
                         f"`torc workflows cancel {workflow_id}` and wait, then archive")
     counts: dict[str, int] = {}
-    tmp, out = _open_out(path)
+    try:
+        tmp, out = _open_out(path)
+    except OSError as e:
+        raise TorcError(f"cannot write the archive {path}: {e.strerror}; choose another file with -o") from e
     try:
         with out, db.conn.transaction():
             db.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -442,6 +442,8 @@ def test_archive_refuses_running_work_an_existing_file_and_a_change_during_expor
     with pytest.raises(TorcError, match="running job"):
         retention.archive_workflow(db, wf, tmp_path / "a.json")
     db.stop_worker(wf, wid, "done")
+    with pytest.raises(TorcError, match="cannot write the archive"):
+        retention.archive_workflow(db, wf, tmp_path / "no" / "such" / "dir.json")
     (tmp_path / "exists.json").write_text("{}")
     with pytest.raises(TorcError, match="exists"):
         retention.archive_workflow(db, wf, tmp_path / "exists.json")
