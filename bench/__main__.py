@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "maintenance", "vacuum"]
+BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "maintenance", "vacuum"]
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """torc: create, run, inspect and repair workflows. Every listing takes --format json for scripts.
 
 This module only assembles the command groups; each lives in its own module (run, workflows, jobs,
-slurm, watch, db), and every command parses, calls one operation and prints.
+slurm, watch, db, admin), and every command parses, calls one operation and prints.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import Optional
 
 import typer
 
+from torc_hpc.cli import admin as admin_cmds
 from torc_hpc.cli import db as db_cmds
 from torc_hpc.cli import jobs as jobs_cmds
+from torc_hpc.cli import mcp as mcp_cmds
 from torc_hpc.cli import run as run_cmds
 from torc_hpc.cli import slurm as slurm_cmds
 from torc_hpc.cli import watch as watch_cmds
@@ -33,12 +35,14 @@ app.command()(run_cmds.run)
 app.command()(run_cmds.worker)
 app.command("submit-slurm")(slurm_cmds.submit_slurm)
 app.command()(watch_cmds.watch)
+app.command()(mcp_cmds.mcp)
 app.add_typer(workflows_cmds.app, name="workflows")
 app.add_typer(jobs_cmds.app, name="jobs")
 app.add_typer(jobs_cmds.results_app, name="results")
 app.add_typer(jobs_cmds.events_app, name="events")
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(slurm_cmds.app, name="slurm")
+app.add_typer(admin_cmds.app, name="admin")
 
 
 @app.callback()
