@@ -259,11 +259,11 @@ class Database:
     def delete_workflow(self, workflow_id: int, *, chunk: int = limits.DELETE_CHUNK_ROWS,
                         unchanged_since_event: int | None = None) -> dict:
         """Delete a workflow and everything it owns in bounded transactions: mark it (deleting_at and
-        canceled_at: nobody claims, commands refuse it), then its results, events, edges and jobs in chunks
-        of at most `chunk` jobs (with their results and incoming edges) or events, then the workflow row with
-        its small tables. A crash at any point leaves a
-        marked workflow that a re-run of delete finishes. With `unchanged_since_event` (archive), the mark
-        is refused if the workflow has an event newer than that id. Returns rows deleted per table."""
+        canceled_at: nobody claims, commands refuse it), then its jobs in chunks of `chunk` (each with their
+        results and incoming edges), its events in chunks of `chunk`, then the workflow row with its small
+        tables. A crash at any point leaves a marked workflow that a re-run of delete finishes. With
+        `unchanged_since_event` (archive), the mark is refused if the workflow has an event newer than that
+        id. Returns rows deleted per table."""
         self.workflow(workflow_id, deleting_ok=True)
         with self.conn.transaction():
             if self.one("mark_workflow_deleting", workflow_id=workflow_id,
