@@ -35,7 +35,8 @@ CREATE INDEX events_ts_brin ON events USING brin (ts) WITH (autosummarize = on);
 -- is 200k dead rows before the first vacuum), and without cost-based throttling so a vacuum of a large
 -- jobs table ends before the next batch of dead rows is due. Inserted workflows are vacuumed soon after
 -- creation too, so index-only counts (status_counts) find the visibility map set.
--- Measured in README "Sizing and retention" (bench/vacuum.py).
+-- Measured in README "Sizing" and docs/benchmarks.md (bench/vacuum.py): the server's autovacuum_naptime
+-- bounds it too (10 s recommended).
 ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
                       autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
                       autovacuum_vacuum_cost_delay = 0);
