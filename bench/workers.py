@@ -117,6 +117,8 @@ def run_one(pg, n: int, jobs: int) -> dict:
             if not registered:
                 result["error"] = f"not all {n} workers registered within {REGISTER_LIMIT_S}s"
                 return result
+            commits = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            commits0 = mon.execute(commits).fetchone()[0]
             cpu = ServerCpu(postmaster_pid(pg.data), exclude=(mon_pid,)).start()
             t0 = time.perf_counter()
             gate.touch()
@@ -128,15 +130,14 @@ def run_one(pg, n: int, jobs: int) -> dict:
             t2 = time.perf_counter()
             report = cpu.stop()
             completed = count("SELECT count(*) FROM jobs WHERE workflow_id = %s AND status = 'completed'") - 1
-            txns = mon.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-                               ).fetchone()[0]
+            txns = mon.execute(commits).fetchone()[0] - commits0   # the monitor's own reads included
             result.update(
                 completed=completed, seconds=t1 - t0, exit_seconds=t2 - t1, jobs_per_s=completed / (t1 - t0),
                 pg_client_cpu_s=report.client_s, pg_server_cpu_s=report.server_s,
                 pg_client_cpu_s_per_1000=1000 * report.client_s / max(completed, 1),
                 pg_server_cpu_s_per_1000=1000 * report.server_s / max(completed, 1),
                 backends_exited=report.exited_clients, server_cpu_by_kind=report.by_kind,
-                commits_total=txns, exit_codes=sorted({p.returncode for p, _ in procs if p.returncode is not None}),
+                commits=txns, jobs_per_commit=completed / max(txns, 1), exit_codes=sorted({p.returncode for p, _ in procs if p.returncode is not None}),
                 ok=done and exited and completed == jobs)
             if not done:
                 result["error"] = f"{completed}/{jobs} completed within {RUN_LIMIT_S}s"
