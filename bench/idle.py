@@ -18,9 +18,11 @@ VACUUM ANALYZE:
 - too_small: every producer ready but needing 64 CPUs, 100 running elsewhere; the idle worker has 1 CPU:
   each check's claim finds nothing that fits.
 
-Server time per check = Δ(total_exec_time + total_plan_time) over all statements in pg_stat_statements
-÷ checks (the benchmark's own reads of the view excluded); the backend's CPU time from /proc is reported
-beside it, and the claim alone is measured separately in the too_small state.
+The figure is the CPU time of the backend serving the checks (utime+stime from /proc, 10 ms ticks, over
+≥ 10 checks and ~3 s) ÷ checks: on a shared, loaded machine it is what the check costs the server, where
+pg_stat_statements' execution time (Δ total_exec_time + total_plan_time ÷ checks, reported beside it with
+the statements that dominate) also counts time spent waiting for a CPU or the disk. The claim alone is
+measured separately in the too_small state.
 
 Peer: the same check on the 10k workflow. Target: 1M ÷ 10k ≤ 1.2 (for the waiting check).
 
@@ -119,6 +121,9 @@ def set_state(admin, wf: int, busy: int, state: str) -> None:
                       "(SELECT id FROM jobs WHERE workflow_id = %s AND name LIKE 'produce%%' ORDER BY id LIMIT %s)",
                       (busy, wf, RUNNING_ELSEWHERE))
     admin.execute("VACUUM ANALYZE jobs")
+    # The other worker is alive: a fresh heartbeat, so the reconciler in the check leaves its jobs alone.
+    admin.execute("UPDATE workers SET last_heartbeat = now(), stopped_at = NULL, stop_reason = NULL WHERE id = %s",
+                  (busy,))
 
 
 def run_size(pg, jobs: int) -> dict:
@@ -144,6 +149,9 @@ def run_size(pg, jobs: int) -> dict:
         for state in ("waiting", "too_small"):
             set_state(admin, wf, busy, state)
             out[state] = measure(admin, worker, lambda: idle_check(worker, params))
+            running = admin.execute("SELECT count(*) FROM jobs WHERE workflow_id = %s AND status = 'running'",
+                                    (wf,)).fetchone()[0]
+            assert running == RUNNING_ELSEWHERE, f"the check changed the workflow ({running} running)"
             if state == "too_small":
                 out["claim_nothing_fits"] = measure(
                     admin, worker, lambda: worker.db.finish(wf, [], worker_id=worker.worker_id, claim=params))
@@ -164,17 +172,19 @@ def main(big: int = 1_000_000, small: int = 10_000) -> dict:
         for n in (small, big):
             sizes[n] = run_size(pg, n)
             r = sizes[n]
-            print(f"# idle {r['jobs']:,} jobs: check (waiting) {r['waiting']['server_ms_per_check']:.3f} ms, "
-                  f"check (too small) {r['too_small']['server_ms_per_check']:.3f} ms, claim that finds nothing "
-                  f"{r['claim_nothing_fits']['server_ms_per_check']:.3f} ms server time", file=sys.stderr, flush=True)
+            print(f"# idle {r['jobs']:,} jobs, backend CPU (server time) per call: " + " · ".join(f"{label} {r[k]['backend_cpu_ms_per_check']:.2f} ms ({r[k]['server_ms_per_check']:.2f})"
+                               for label, k in (("waiting", "waiting"), ("too small", "too_small"),
+                                                ("claim that finds nothing", "claim_nothing_fits"))),
+                  file=sys.stderr, flush=True)
     b, s = sizes[big], sizes[small]
-    value, peer = b["waiting"]["server_ms_per_check"], s["waiting"]["server_ms_per_check"]
-    claim_ratio = b["claim_nothing_fits"]["server_ms_per_check"] / s["claim_nothing_fits"]["server_ms_per_check"]
-    cpu = b["waiting"]["backend_cpu_ms_per_check"] / max(s["waiting"]["backend_cpu_ms_per_check"], 1e-9)
-    return emit({"name": "idle_check", "value": value, "unit": "ms PostgreSQL time per idle check",
+    value, peer = b["waiting"]["backend_cpu_ms_per_check"], s["waiting"]["backend_cpu_ms_per_check"]
+    claim_ratio = (b["claim_nothing_fits"]["backend_cpu_ms_per_check"]
+                   / max(s["claim_nothing_fits"]["backend_cpu_ms_per_check"], 1e-9))
+    server = b["waiting"]["server_ms_per_check"] / max(s["waiting"]["server_ms_per_check"], 1e-9)
+    return emit({"name": "idle_check", "value": value, "unit": "ms PostgreSQL backend CPU per idle check",
                  "peer": f"the same check on {s['jobs']:,} jobs", "peer_value": peer, "ratio": value / peer,
                  "target": f"≤ {TARGET}", "meets_target": value / peer <= TARGET,
-                 "ratio_backend_cpu": cpu, "claim_nothing_fits_ratio": claim_ratio, "sizes": sizes, "server": version})
+                 "ratio_server_time": server, "claim_nothing_fits_ratio": claim_ratio, "sizes": sizes, "server": version})
 
 
 if __name__ == "__main__":
