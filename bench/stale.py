@@ -4,7 +4,8 @@ statistics were taken before the run started? (issue 11; the write-up is docs/sc
 On a private PostgreSQL (autovacuum off, so the statistics stay as they were; machine-like durability
 otherwise): a workflow of bench/create.py's shape (1,000,001 jobs: half ready producers, half blocked
 consumers), ANALYZE while nothing runs, then 50,000 producers put in `running` under one worker, as at the
-start of a large run before autovacuum's next ANALYZE. Then EXPLAIN (ANALYZE, BUFFERS) of each hot
+start of a large run before autovacuum's next ANALYZE (spread over 500 workers; the statements
+work on jobs of the first). Then EXPLAIN (ANALYZE, BUFFERS) of each hot
 statement of torc_hpc/db/queries/jobs.sql (finish_completed, finish_completed_batch with 64 jobs,
 finish_failed, finish_retry, finish_pending_failed, release_jobs, claim_jobs), each inside a transaction
 that is rolled back so every statement sees the same state:
@@ -12,8 +13,10 @@ that is rolled back so every statement sees the same state:
 - stale:        custom plan (the parameters' values known), statistics from before the run;
 - stale_generic: the generic plan a prepared statement may switch to (PREPARE + plan_cache_mode =
                 force_generic_plan), same statistics;
-- fix_index:    stale, with the proposed index change applied inside the rolled-back transaction
-                (jobs_running_idx also requires worker_id IS NOT NULL: see docs/scale-notes.md);
+- fixed, fixed_generic: stale, with the proposed changes (FIX_INDEX applied inside the rolled-back
+                transaction: jobs_running_idx also requires worker_id IS NOT NULL; FIX_QUERIES: the batch
+                completion names its ids with = ANY, release_jobs compares worker_id with IS NOT DISTINCT
+                FROM; see docs/scale-notes.md);
 - fresh:        after ANALYZE.
 
 For each: the access path to `jobs` of every plan node that reads it, shared buffers touched, execution
@@ -44,8 +47,25 @@ from torc_hpc.db.queries import q
 BIG = 2**50
 INT_MAX = 2**31 - 1   # num_cpus and num_gpus are int: an untyped PREPARE infers int for their parameters
 PARAM = re.compile(r"%\((\w+)\)s")
+WORKERS = 500     # the running jobs are spread over this many workers, as in a large run
 FIX_INDEX = ("DROP INDEX jobs_running_idx",
              "CREATE INDEX jobs_running_idx ON jobs (worker_id) WHERE status = 'running' AND worker_id IS NOT NULL")
+# The proposed query changes (docs/scale-notes.md), as (old, new) text replacements in the named statement.
+FIX_QUERIES = {
+    "finish_completed_batch": ("WHERE j.id = i.job_id AND j.status = 'running'",
+                               "WHERE j.id = i.job_id AND j.id = ANY (%(job_ids)s::bigint[]) AND j.status = 'running'"),
+    "release_jobs": ("AND worker_id = %(worker_id)s", "AND worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint"),
+}
+
+
+def fixed(name: str) -> str:
+    text = q(name)
+    if name in FIX_QUERIES:
+        old, new = FIX_QUERIES[name]
+        if old not in text:
+            raise SystemExit(f"bench/stale.py FIX_QUERIES[{name!r}] no longer matches the statement: update it")
+        text = text.replace(old, new)
+    return text
 
 
 def _common(job: dict, worker: int, run_id: int) -> dict:
@@ -55,11 +75,12 @@ def _common(job: dict, worker: int, run_id: int) -> dict:
             "peak_memory_bytes": None, "cpu_time_s": None}
 
 
-def cases(wf: int, worker: int, run_id: int, running: list[dict]) -> dict[str, dict]:
-    a, b, c, d, e = running[100], running[200], running[300], running[400], running[500]
+def cases(wf: int, worker: int, run_id: int, mine: list[dict], others: list[dict]) -> dict[str, dict]:
+    """Parameters of each statement: single jobs of `worker`, a batch of 64 jobs from the other workers."""
+    a, b, c, d, e = mine[:5]
     failed = {"attempt_status": "failed", "record_result": True, "from_status": "running",
               "detail": Jsonb({}), "return_code": 1}
-    batch = running[1000:1064]
+    batch = others[-64:]
     now = datetime.now(timezone.utc)
     return {
         "finish_completed": _common(a, worker, run_id),
@@ -94,9 +115,8 @@ def _summary(doc: list) -> dict:
         "planning_ms": round(top.get("Planning Time", 0), 3)}
 
 
-def explain(conn, name: str, params: dict, *, generic: bool, setup: tuple[str, ...] = ()) -> tuple[dict, str]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the named statement in a rolled-back transaction: (summary, text)."""
-    text = q(name)
+def explain(conn, text: str, params: dict, *, generic: bool, setup: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of a statement in a rolled-back transaction: (summary, text)."""
     with conn.transaction(force_rollback=True):
         for s in setup:
             conn.execute(s)
@@ -130,34 +150,37 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
         s, loc = load_spec_text(spec_for(jobs), "pairs.yaml")
         with Database(url, migrate=False) as db, tempfile.TemporaryDirectory() as d:
             wf = db.create_workflow(expand_workflow(s, loc), spec_path=None, working_dir=d)
-            worker = db.register_worker(wf, hostname="bench", pid=1, num_cpus=1000, num_gpus=0,
-                                        memory_bytes=BIG)
+            workers = [db.register_worker(wf, hostname="bench", pid=1, num_cpus=1000, num_gpus=0,
+                                          memory_bytes=BIG) for _ in range(WORKERS)]
+            worker = workers[0]
         with psycopg.connect(url, autocommit=True) as conn, open(plans_path, "w") as out:
             from psycopg.rows import dict_row
 
             conn.execute("VACUUM ANALYZE")      # statistics while nothing runs
             run_id = conn.execute("SELECT run_id FROM workflows WHERE id = %s", (wf,)).fetchone()[0]
             t = time.perf_counter()
-            conn.execute("UPDATE jobs SET status = 'running', worker_id = %s, started_at = now() WHERE id IN "
-                         "(SELECT id FROM jobs WHERE workflow_id = %s AND status = 'ready' ORDER BY id LIMIT %s)",
-                         (worker, wf, running))
+            conn.execute("UPDATE jobs j SET status = 'running', worker_id = (%s::bigint[])[1 + r.n %% %s], "
+                         "started_at = now() FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM jobs "
+                         "WHERE workflow_id = %s AND status = 'ready' ORDER BY id LIMIT %s) r WHERE j.id = r.id",
+                         (workers, len(workers), wf, running))
             conn.execute("CHECKPOINT")
             setup_s = time.perf_counter() - t
             with conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute("SELECT id, attempt_id FROM jobs WHERE workflow_id = %s AND status = 'running' "
-                                   "ORDER BY id", (wf,)).fetchall()
-            work = cases(wf, worker, run_id, rows)
-            variants = [("stale", False, ()), ("stale_generic", True, ()), ("fix_index", False, FIX_INDEX),
-                        ("fix_index_generic", True, FIX_INDEX)]
-            for label, generic, setup in variants:
+                rows = cur.execute("SELECT id, attempt_id, worker_id FROM jobs WHERE workflow_id = %s AND "
+                                   "status = 'running' ORDER BY id", (wf,)).fetchall()
+            work = cases(wf, worker, run_id, [r for r in rows if r["worker_id"] == worker],
+                         [r for r in rows if r["worker_id"] != worker])
+            variants = [("stale", False, (), q), ("stale_generic", True, (), q),
+                        ("fixed", False, FIX_INDEX, fixed), ("fixed_generic", True, FIX_INDEX, fixed)]
+            for label, generic, setup, text in variants:
                 for name, params in work.items():
-                    summary, txt = explain(conn, name, params, generic=generic, setup=setup)
+                    summary, txt = explain(conn, text(name), params, generic=generic, setup=setup)
                     results.setdefault(name, {})[label] = summary
                     out.write(f"==== {name} · {label}\n{txt}\n\n")
             conn.execute("ANALYZE jobs")
             for name, params in work.items():
                 for label, generic in (("fresh", False), ("fresh_generic", True)):
-                    summary, txt = explain(conn, name, params, generic=generic)
+                    summary, txt = explain(conn, q(name), params, generic=generic)
                     results[name][label] = summary
                     out.write(f"==== {name} · {label}\n{txt}\n\n")
     for name, r in results.items():
@@ -168,6 +191,7 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
     return emit({"name": "stale_plans", "value": worst[1]["stale"]["buffers"], "unit": f"buffers ({worst[0]}, stale)",
                  "peer": "the same after ANALYZE", "peer_value": worst[1]["fresh"]["buffers"], "ratio": ratio,
                  "target": "≤ 2 (primary key whatever the statistics)", "meets_target": ratio <= 2,
+                 "fixed_worst_ratio": max(r["fixed"]["buffers"] / max(r["fresh"]["buffers"], 1) for r in results.values()),
                  "jobs": jobs, "running": running, "setup_s": setup_s, "plans_file": plans_path,
                  "statements": results, "server": version})
 
