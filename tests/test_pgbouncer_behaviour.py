@@ -133,3 +133,42 @@ def test_this_version_has_no_protocol_level_prepared_statements():
                 bouncer.start()
         finally:
             bouncer.destroy()
+
+
+def test_a_client_cannot_tell_it_is_pooled(pooled):
+    """Why torc needs a setting to know a pooler is in front: through pgbouncer the connection reports
+    the server's own parameters, SHOW of pooler settings is the server's (unknown there), and a client on
+    an idle pool keeps landing on the same server process."""
+    pg, bouncer = pooled
+    with psycopg.connect(pg.url("pooled"), autocommit=True) as direct, _client(bouncer, prepare_threshold=None) as c:
+        for name in ("server_version", "server_encoding", "integer_datetimes", "TimeZone"):
+            assert c.info.parameter_status(name) == direct.info.parameter_status(name)
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            c.execute("SHOW pool_mode")
+        assert len({c.execute("SELECT pg_backend_pid()").fetchone()[0] for _ in range(10)}) == 1
+
+
+def test_one_connection_gets_notifications_during_queries_and_while_idle(pooled):
+    """The single-connection worker design (docs/scale-notes.md): on a direct connection a NOTIFY that
+    arrives while the connection runs a query reaches psycopg's notify handler; one that arrives while it
+    is idle makes its socket readable and is read with libpq's consume_input/notifies."""
+    import threading
+    import time
+
+    pg, _ = pooled
+    got = []
+    with psycopg.connect(pg.url("pooled"), autocommit=True) as conn, \
+            psycopg.connect(pg.url("pooled"), autocommit=True) as sender:
+        conn.add_notify_handler(lambda n: got.append(n.payload))
+        conn.execute("LISTEN torc_ready_9")
+        t = threading.Thread(target=lambda: (time.sleep(0.2), sender.execute("NOTIFY torc_ready_9, 'during'")))
+        t.start()
+        conn.execute("SELECT pg_sleep(0.6)")
+        t.join()
+        assert got == ["during"]
+        sender.execute("NOTIFY torc_ready_9, 'idle'")
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 5.0)
+        assert readable
+        conn.pgconn.consume_input()
+        n = conn.pgconn.notifies()
+        assert n is not None and n.extra == b"idle"
