@@ -134,7 +134,7 @@ class Pgbouncer:
             "max_db_connections": "0",
             "server_reset_query": "DISCARD ALL",   # the default; used only in session mode
             "server_check_delay": "30",
-            "ignore_startup_parameters": "extra_float_digits,options",
+            "ignore_startup_parameters": "extra_float_digits",   # as sites run it: a startup `options` is refused
             "logfile": str(self.log),
             "pidfile": str(self.dir / "pgbouncer.pid"),
             "log_connections": "0",

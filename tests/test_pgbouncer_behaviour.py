@@ -178,7 +178,7 @@ def test_defaults_that_explain_the_leaks():
     """pgbouncer's defaults behind the notes: no reset query in transaction mode, server connections kept
     up to an hour, and a startup `options` parameter (a tempting place for session SETs) refused unless
     listed in ignore_startup_parameters."""
-    with PrivatePostgres() as pg, Pgbouncer(pg, settings={"ignore_startup_parameters": "extra_float_digits"}) as b:
+    with PrivatePostgres() as pg, Pgbouncer(pg) as b:
         config = {r["key"]: r["value"] for r in b.show("CONFIG")}
         assert config["server_reset_query_always"] == "0"
         assert (config["server_idle_timeout"], config["server_lifetime"]) == ("600", "3600")
