@@ -18,10 +18,12 @@ VACUUM ANALYZE:
 - too_small: every producer ready but needing 64 CPUs, 100 running elsewhere; the idle worker has 1 CPU:
   each check's claim finds nothing that fits.
 
-The figure is the CPU time of the backend serving the checks (utime+stime from /proc, 10 ms ticks, over
-≥ 10 checks and ~3 s) ÷ checks: on a shared, loaded machine it is what the check costs the server, where
-pg_stat_statements' execution time (Δ total_exec_time + total_plan_time ÷ checks, reported beside it with
-the statements that dominate) also counts time spent waiting for a CPU or the disk. The claim alone is
+The figure is the private server's CPU time during the checks (bench/pgcpu.py: utime+stime of the
+backend serving them *and* of the parallel workers PostgreSQL starts for the larger scans, 10 ms ticks,
+over ≥ 10 checks and ~3 s) ÷ checks: on a shared, loaded machine that is what a check costs the server,
+where pg_stat_statements' execution time (Δ total_exec_time + total_plan_time ÷ checks, reported beside
+it with the statements that dominate) also counts waiting for a CPU or the disk. The serving backend's
+own CPU is reported too (`backend_cpu_ms_per_check`): the difference is parallel workers. The claim alone is
 measured separately in the too_small state.
 
 Peer: the same check on the 10k workflow. Target: 1M ÷ 10k ≤ 1.2 (for the waiting check).
@@ -41,7 +43,7 @@ import psycopg
 
 from bench.common import emit, server_version
 from bench.create import spec_for
-from bench.pgcpu import TICK, _stat, migrated_database, private_server
+from bench.pgcpu import TICK, ServerCpu, _stat, migrated_database, postmaster_pid, private_server
 
 TARGET = 1.2
 MIN_CHECKS, MAX_CHECKS, SECONDS_PER_STATE = 10, 400, 3.0
@@ -86,12 +88,14 @@ def _top(conn, n: int = 6) -> list[dict]:
              "statement": r[3]} for r in rows]
 
 
-def measure(admin, worker, op) -> dict:
-    """Run `op` repeatedly (≥ MIN_CHECKS, about SECONDS_PER_STATE); server time per call."""
+def measure(pg, admin, worker, op) -> dict:
+    """Run `op` repeatedly (≥ MIN_CHECKS, about SECONDS_PER_STATE); server CPU and time per call."""
     backend = worker.db.conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+    admin_pid = admin.execute("SELECT pg_backend_pid()").fetchone()[0]
     op()  # warm: caches, plans
     admin.execute("SELECT pg_stat_statements_reset()")
     ms0, _ = _statements(admin)
+    server = ServerCpu(postmaster_pid(pg.data), exclude=(admin_pid,)).start()
     cpu0 = _stat(backend)
     t0 = time.perf_counter()
     n = 0
@@ -100,8 +104,11 @@ def measure(admin, worker, op) -> dict:
         n += 1
     wall = time.perf_counter() - t0
     cpu1 = _stat(backend)
+    total = server.stop()
     ms1, calls = _statements(admin)
-    return {"checks": n, "server_ms_per_check": (ms1 - ms0) / n, "statements_per_check": calls / n,
+    return {"checks": n, "cpu_ms_per_check": 1000 * total.server_s / n,
+            "server_ms_per_check": (ms1 - ms0) / n, "statements_per_check": calls / n,
+            "cpu_by_process_kind_ms_per_check": {k: round(1000 * v / n, 3) for k, v in total.by_kind.items() if v},
             "backend_cpu_ms_per_check": 1000 * ((cpu1[0] + cpu1[1]) - (cpu0[0] + cpu0[1])) / TICK / n,
             "wall_ms_per_check": 1000 * wall / n, "top": _top(admin)}
 
@@ -148,13 +155,13 @@ def run_size(pg, jobs: int) -> dict:
     try:
         for state in ("waiting", "too_small"):
             set_state(admin, wf, busy, state)
-            out[state] = measure(admin, worker, lambda: idle_check(worker, params))
+            out[state] = measure(pg, admin, worker, lambda: idle_check(worker, params))
             running = admin.execute("SELECT count(*) FROM jobs WHERE workflow_id = %s AND status = 'running'",
                                     (wf,)).fetchone()[0]
             assert running == RUNNING_ELSEWHERE, f"the check changed the workflow ({running} running)"
             if state == "too_small":
                 out["claim_nothing_fits"] = measure(
-                    admin, worker, lambda: worker.db.finish(wf, [], worker_id=worker.worker_id, claim=params))
+                    pg, admin, worker, lambda: worker.db.finish(wf, [], worker_id=worker.worker_id, claim=params))
                 claimed = worker.db.finish(wf, [], worker_id=worker.worker_id, claim=params)["claimed"]
                 assert not claimed, "the too_small claim must find nothing"
     finally:
@@ -172,16 +179,17 @@ def main(big: int = 1_000_000, small: int = 10_000) -> dict:
         for n in (small, big):
             sizes[n] = run_size(pg, n)
             r = sizes[n]
-            print(f"# idle {r['jobs']:,} jobs, backend CPU (server time) per call: " + " · ".join(f"{label} {r[k]['backend_cpu_ms_per_check']:.2f} ms ({r[k]['server_ms_per_check']:.2f})"
+            print(f"# idle {r['jobs']:,} jobs, PostgreSQL CPU (execution time) per call: " + " · ".join(
+                f"{label} {r[k]['cpu_ms_per_check']:.2f} ms ({r[k]['server_ms_per_check']:.2f})"
                                for label, k in (("waiting", "waiting"), ("too small", "too_small"),
                                                 ("claim that finds nothing", "claim_nothing_fits"))),
                   file=sys.stderr, flush=True)
     b, s = sizes[big], sizes[small]
-    value, peer = b["waiting"]["backend_cpu_ms_per_check"], s["waiting"]["backend_cpu_ms_per_check"]
-    claim_ratio = (b["claim_nothing_fits"]["backend_cpu_ms_per_check"]
-                   / max(s["claim_nothing_fits"]["backend_cpu_ms_per_check"], 1e-9))
+    value, peer = b["waiting"]["cpu_ms_per_check"], s["waiting"]["cpu_ms_per_check"]
+    claim_ratio = (b["claim_nothing_fits"]["cpu_ms_per_check"]
+                   / max(s["claim_nothing_fits"]["cpu_ms_per_check"], 1e-9))
     server = b["waiting"]["server_ms_per_check"] / max(s["waiting"]["server_ms_per_check"], 1e-9)
-    return emit({"name": "idle_check", "value": value, "unit": "ms PostgreSQL backend CPU per idle check",
+    return emit({"name": "idle_check", "value": value, "unit": "ms PostgreSQL CPU per idle check",
                  "peer": f"the same check on {s['jobs']:,} jobs", "peer_value": peer, "ratio": value / peer,
                  "target": f"≤ {TARGET}", "meets_target": value / peer <= TARGET,
                  "ratio_server_time": server, "claim_nothing_fits_ratio": claim_ratio, "sizes": sizes, "server": version})
