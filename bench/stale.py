@@ -116,26 +116,32 @@ def _summary(doc: list) -> dict:
 
 
 def explain(conn, text: str, params: dict, *, generic: bool, setup: tuple[str, ...] = ()) -> tuple[dict, str]:
-    """EXPLAIN (ANALYZE, BUFFERS) of a statement in a rolled-back transaction: (summary, text)."""
-    with conn.transaction(force_rollback=True):
-        for s in setup:
-            conn.execute(s)
-        if not generic:
-            doc = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params).fetchone()[0]
-            txt = "\n".join(r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, params).fetchall())
-            return _summary(doc), txt
-        # A prepared statement's generic plan: the plan does not see the values.
-        names: list[str] = []
-        body = PARAM.sub(lambda m: f"${(names.index(m[1]) if m[1] in names else names.append(m[1]) or len(names) - 1) + 1}",
-                         text)
-        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        conn.execute(sql.SQL("PREPARE torc_stale AS {}").format(sql.SQL(body)))
-        args = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
-        ex = sql.SQL("EXECUTE torc_stale ({})").format(args)
-        doc = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + ex).fetchone()[0]
-        txt = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + ex).fetchall())
-        conn.execute("DEALLOCATE torc_stale")
-        return _summary(doc), txt
+    """EXPLAIN (ANALYZE, BUFFERS) of a statement, as JSON (for the summary) and as text (for people), each
+    in its own rolled-back transaction so both see the same state: (summary, text)."""
+    out = []
+    for fmt in ("FORMAT JSON", "FORMAT TEXT"):
+        with conn.transaction(force_rollback=True):
+            for s in setup:
+                conn.execute(s)
+            if not generic:
+                rows = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, {fmt}) " + text, params).fetchall()
+            else:
+                # A prepared statement's generic plan: the plan does not see the values.
+                names: list[str] = []
+
+                def number(m) -> str:
+                    if m[1] not in names:
+                        names.append(m[1])
+                    return f"${names.index(m[1]) + 1}"
+
+                conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                conn.execute(sql.SQL("PREPARE torc_stale AS {}").format(sql.SQL(PARAM.sub(number, text))))
+                args = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
+                rows = conn.execute(sql.SQL(f"EXPLAIN (ANALYZE, BUFFERS, {fmt}) EXECUTE torc_stale ({{}})").format(args)
+                                    ).fetchall()
+                conn.execute("DEALLOCATE torc_stale")
+        out.append(rows)
+    return _summary(out[0][0][0]), "\n".join(r[0] for r in out[1])
 
 
 def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
@@ -151,7 +157,7 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
         with Database(url, migrate=False) as db, tempfile.TemporaryDirectory() as d:
             wf = db.create_workflow(expand_workflow(s, loc), spec_path=None, working_dir=d)
             workers = [db.register_worker(wf, hostname="bench", pid=1, num_cpus=1000, num_gpus=0,
-                                          memory_bytes=BIG) for _ in range(WORKERS)]
+                                          memory_bytes=BIG) for _ in range(max(1, min(WORKERS, running // 100)))]
             worker = workers[0]
         with psycopg.connect(url, autocommit=True) as conn, open(plans_path, "w") as out:
             from psycopg.rows import dict_row
