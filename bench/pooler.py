@@ -11,8 +11,8 @@ alone). Every phase has a time limit: whatever still runs then is killed and the
 Reported per run: jobs/s (completed ÷ time from the gate to the last completion or the end), final job
 counts, whether every job completed exactly once (results rows), worker and watcher exit codes, the errors
 in their output by kind (DuplicatePreparedStatement, InvalidSqlStatementName, other psycopg errors), and
-the most server connections (client backends on the workflow's database, sampled every 0.1 s) seen during
-the run. For the pooled run, probes after the workers are gone show what a transaction pooler does to
+the most server connections (client backends on the workflow's database, sampled every 0.1 s, the
+benchmark's own two direct connections left out) seen during the run. For the pooled run, probes after the workers are gone show what a transaction pooler does to
 session state: advisory locks still held on the server with no watcher running, a third `watch --all
 --once` skipping a workflow nobody watches, `SET plan_cache_mode` seen by unrelated clients, and whether a
 NOTIFY reaches a LISTEN made through the pooler.
@@ -75,10 +75,10 @@ def _errors(texts: list[str]) -> dict[str, int]:
 class ConnectionSampler(threading.Thread):
     """The most client backends connected to `dbname`, sampled on a direct connection."""
 
-    def __init__(self, admin_url: str, dbname: str, interval_s: float = 0.1):
+    def __init__(self, admin_url: str, dbname: str, exclude: tuple[int, ...] = (), interval_s: float = 0.1):
         super().__init__(daemon=True, name="conn-sampler")
         self.conn = psycopg.connect(admin_url, autocommit=True)
-        self.pid = self.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        self.exclude = [self.conn.execute("SELECT pg_backend_pid()").fetchone()[0], *exclude]
         self.dbname, self.interval_s = dbname, interval_s
         self.max = 0
         self._halt = threading.Event()
@@ -86,7 +86,7 @@ class ConnectionSampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.wait(self.interval_s):
             n = self.conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = "
-                                  "'client backend' AND pid <> %s", (self.dbname, self.pid)).fetchone()[0]
+                                  "'client backend' AND pid <> ALL (%s)", (self.dbname, self.exclude)).fetchone()[0]
             self.max = max(self.max, n)
 
     def stop(self) -> int:
@@ -128,7 +128,7 @@ def run(pg, *, jobs: int, workers: int, url: str, dbname: str, tag: str) -> dict
         def one(sql: str):
             return mon.execute(sql, (wf,)).fetchone()[0]
 
-        sampler = ConnectionSampler(pg.url(), dbname)
+        sampler = ConnectionSampler(pg.url(), dbname, exclude=(mon.execute("SELECT pg_backend_pid()").fetchone()[0],))
         sampler.start()
         procs = start_workers(workers, url, wf, workdir)
         watchers = []
