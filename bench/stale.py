@@ -177,7 +177,8 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
             work = cases(wf, worker, run_id, [r for r in rows if r["worker_id"] == worker],
                          [r for r in rows if r["worker_id"] != worker])
             variants = [("stale", False, (), q), ("stale_generic", True, (), q),
-                        ("fixed", False, FIX_INDEX, fixed), ("fixed_generic", True, FIX_INDEX, fixed)]
+                        ("fixed", False, FIX_INDEX, fixed), ("fixed_generic", True, FIX_INDEX, fixed),
+                        ("index_only_fix", False, FIX_INDEX, q), ("queries_only_fix", False, (), fixed)]
             for label, generic, setup, text in variants:
                 for name, params in work.items():
                     summary, txt = explain(conn, text(name), params, generic=generic, setup=setup)
