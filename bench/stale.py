@@ -27,7 +27,6 @@ time. The full text plans go to the file named by TORC_BENCH_PLANS (default /tmp
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -73,6 +72,24 @@ def _common(job: dict, worker: int, run_id: int) -> dict:
     return {"job_id": job["id"], "run_id": run_id, "attempt_id": job["attempt_id"], "worker_id": worker,
             "return_code": 0, "started_at": now, "completed_at": now, "exec_time_s": 0.1,
             "peak_memory_bytes": None, "cpu_time_s": None}
+
+
+def put_running(conn, wf: int, workers: list[int], running: int) -> None:
+    """The first `running` ready jobs of the workflow become running, spread round-robin over `workers`."""
+    conn.execute("UPDATE jobs j SET status = 'running', worker_id = (%s::bigint[])[1 + r.n %% %s], "
+                 "started_at = now() FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM jobs "
+                 "WHERE workflow_id = %s AND status = 'ready' ORDER BY id LIMIT %s) r WHERE j.id = r.id",
+                 (workers, len(workers), wf, running))
+
+
+def running_cases(conn, wf: int, worker: int) -> dict[str, dict]:
+    """cases() for the running jobs of the workflow: single statements on `worker`'s jobs."""
+    run_id = conn.execute("SELECT run_id FROM workflows WHERE id = %s", (wf,)).fetchone()[0]
+    rows = conn.execute("SELECT id, attempt_id, worker_id FROM jobs WHERE workflow_id = %s AND status = 'running' "
+                        "ORDER BY id", (wf,)).fetchall()
+    as_dicts = [{"id": r[0], "attempt_id": r[1], "worker_id": r[2]} for r in rows]
+    return cases(wf, worker, run_id, [r for r in as_dicts if r["worker_id"] == worker],
+                 [r for r in as_dicts if r["worker_id"] != worker])
 
 
 def cases(wf: int, worker: int, run_id: int, mine: list[dict], others: list[dict]) -> dict[str, dict]:
@@ -160,22 +177,12 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
                                           memory_bytes=BIG) for _ in range(max(1, min(WORKERS, running // 100)))]
             worker = workers[0]
         with psycopg.connect(url, autocommit=True) as conn, open(plans_path, "w") as out:
-            from psycopg.rows import dict_row
-
             conn.execute("VACUUM ANALYZE")      # statistics while nothing runs
-            run_id = conn.execute("SELECT run_id FROM workflows WHERE id = %s", (wf,)).fetchone()[0]
             t = time.perf_counter()
-            conn.execute("UPDATE jobs j SET status = 'running', worker_id = (%s::bigint[])[1 + r.n %% %s], "
-                         "started_at = now() FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM jobs "
-                         "WHERE workflow_id = %s AND status = 'ready' ORDER BY id LIMIT %s) r WHERE j.id = r.id",
-                         (workers, len(workers), wf, running))
+            put_running(conn, wf, workers, running)
             conn.execute("CHECKPOINT")
             setup_s = time.perf_counter() - t
-            with conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute("SELECT id, attempt_id, worker_id FROM jobs WHERE workflow_id = %s AND "
-                                   "status = 'running' ORDER BY id", (wf,)).fetchall()
-            work = cases(wf, worker, run_id, [r for r in rows if r["worker_id"] == worker],
-                         [r for r in rows if r["worker_id"] != worker])
+            work = running_cases(conn, wf, worker)
             variants = [("stale", False, (), q), ("stale_generic", True, (), q),
                         ("fixed", False, FIX_INDEX, fixed), ("fixed_generic", True, FIX_INDEX, fixed),
                         ("index_only_fix", False, FIX_INDEX, q), ("queries_only_fix", False, (), fixed)]
