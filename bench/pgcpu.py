@@ -146,21 +146,24 @@ class ServerCpu:
                 if pid in self.exclude:
                     continue
                 d = s.last - s.base
-                if s.kind == "client":
+                kind = "client" if s.kind == "client" else s.kind.split()[0]
+                if kind == "client":
                     client += d
                     live_clients += 1
-                by_kind[s.kind if s.kind == "client" else s.kind.split()[0]] = \
-                    by_kind.get(s.kind if s.kind == "client" else s.kind.split()[0], 0) + d
+                by_kind[kind] = by_kind.get(kind, 0) + d
             else:
                 exited_exact -= s.base                             # its CPU before the window is not ours
                 if s.kind == "client":
                     exited_clients += 1
                 else:
                     exited_nonclient += s.last - s.base
+        # Exited children: exact in total; split by the samples (short-lived parallel workers that were
+        # never sampled count as clients' here: they work for a client's query anyway).
         client += exited_exact - exited_nonclient
-        by_kind["client"] = by_kind.get("client", 0) + exited_exact - exited_nonclient
+        by_kind["exited client backends (and unsampled helpers)"] = exited_exact - exited_nonclient
+        by_kind["exited background or parallel workers (sampled)"] = exited_nonclient
         by_kind["postmaster"] = (pm1[0] + pm1[1]) - (pm0[0] + pm0[1])
-        server = sum(by_kind.values()) + exited_nonclient
+        server = sum(by_kind.values())
         return CpuReport(client_s=client / TICK, server_s=server / TICK, exited_clients=exited_clients,
                          live_clients=live_clients, by_kind={k: v / TICK for k, v in by_kind.items()})
 
