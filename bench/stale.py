@@ -185,7 +185,8 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
             work = running_cases(conn, wf, worker)
             variants = [("stale", False, (), q), ("stale_generic", True, (), q),
                         ("fixed", False, FIX_INDEX, fixed), ("fixed_generic", True, FIX_INDEX, fixed),
-                        ("index_only_fix", False, FIX_INDEX, q), ("queries_only_fix", False, (), fixed)]
+                        ("index_only_fix", False, FIX_INDEX, q), ("index_only_fix_generic", True, FIX_INDEX, q),
+                        ("queries_only_fix", False, (), fixed)]
             for label, generic, setup, text in variants:
                 for name, params in work.items():
                     summary, txt = explain(conn, text(name), params, generic=generic, setup=setup)
