@@ -1,7 +1,7 @@
 """torc: create, run, inspect and repair workflows. Every listing takes --format json for scripts.
 
 This module only assembles the command groups; each lives in its own module (run, workflows, jobs,
-slurm, watch, db), and every command parses, calls one operation and prints.
+slurm, watch, db, admin), and every command parses, calls one operation and prints.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from torc_hpc.cli import admin as admin_cmds
 from torc_hpc.cli import db as db_cmds
 from torc_hpc.cli import jobs as jobs_cmds
 from torc_hpc.cli import run as run_cmds
@@ -39,6 +40,7 @@ app.add_typer(jobs_cmds.results_app, name="results")
 app.add_typer(jobs_cmds.events_app, name="events")
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(slurm_cmds.app, name="slurm")
+app.add_typer(admin_cmds.app, name="admin")
 
 
 @app.callback()

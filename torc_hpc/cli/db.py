@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from torc_hpc.cli.common import state
-from torc_hpc.cli.output import console
-from torc_hpc.db import Database
+from torc_hpc.cli.common import FormatOpt, state
+from torc_hpc.cli.output import Format, console, emit_json, emit_rows
+from torc_hpc.db import Database, grants
 from torc_hpc.db import migrate as migrations
+from torc_hpc.errors import TorcError
 from torc_hpc.db.connection import redact, resolve_url
 
-app = typer.Typer(help="Database: apply migrations, print the schema, show the URL in use.", no_args_is_help=True)
+app = typer.Typer(help="Database: apply migrations, print the schema, show the URL in use, grant roles.",
+                  no_args_is_help=True)
 
 
 @app.command("migrate")
@@ -40,3 +42,52 @@ def db_schema():
 def db_url():
     """Print the database URL in use (password removed); starts the embedded server if needed."""
     print(redact(resolve_url(state.url)))
+
+
+@app.command("grant")
+def db_grant(role: str = typer.Argument(..., help="an existing PostgreSQL role (CREATE ROLE … LOGIN first)"),
+             admin: bool = typer.Option(False, "--admin", help="support staff: read everything, cancel anything"),
+             watcher: bool = typer.Option(False, "--watcher",
+                                          help="the cluster-wide cron watcher: schedules every owner's "
+                                               "workflows, never changes what runs"),
+             fmt: Format = FormatOpt):
+    """Let a PostgreSQL role use torc on this database (run by the database owner).
+
+    A plain grant: the role creates and runs its own workflows and sees only those (row-level security).
+    `--watcher`: reads what scheduling needs across owners, records allocations, watch state and events,
+    may resize and reset jobs; never a command, a recovery script, a directory or an environment.
+    `--admin`: reads everything (also the admin_* views behind `torc admin`) and may cancel anything.
+    Grants are per database; granting again replaces the earlier kind. See README "Running torc for a
+    whole cluster".
+    """
+    if admin and watcher:
+        raise TorcError("choose one of --admin and --watcher")
+    kind = "admin" if admin else "watcher" if watcher else "user"
+    with Database(state.url) as db:
+        out = grants.grant(db.conn, role, kind)
+    if fmt is Format.json:
+        emit_json(out)
+        return
+    console.print(f"granted {role} torc {kind} on database {out['database']}")
+    for n in out["notes"]:
+        console.print(f"[yellow]note:[/yellow] {n}")
+
+
+@app.command("revoke")
+def db_revoke(role: str = typer.Argument(..., help="a role granted earlier"), fmt: Format = FormatOpt):
+    """Take every torc privilege on this database from a role (its workflows stay, still owned by it)."""
+    with Database(state.url) as db:
+        out = grants.revoke(db.conn, role)
+    if fmt is Format.json:
+        emit_json(out)
+    else:
+        console.print(f"revoked torc {out['was'] or 'access'} from {role} on database {out['database']}")
+
+
+@app.command("grants")
+def db_grants(fmt: Format = FormatOpt):
+    """The roles granted on this database, and as what."""
+    with Database(state.url) as db:
+        rows = grants.list_grants(db.conn)
+    emit_rows(rows, ["role", "kind", "granted_at", "granted_by"], fmt,
+              empty="no grants: only the database owner uses torc here (torc db grant ROLE)")

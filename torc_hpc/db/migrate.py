@@ -63,4 +63,13 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             conn.execute(path.read_text())
             conn.execute("INSERT INTO torc_schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(f"{version:04d}_{name}")
+    if applied:
+        _reapply_grants(conn)
     return applied
+
+
+def _reapply_grants(conn: psycopg.Connection) -> None:
+    """Roles granted with `torc db grant` get their privileges on tables and columns the new migrations added."""
+    from torc_hpc.db.grants import reapply_on
+
+    reapply_on(conn)

@@ -85,12 +85,17 @@ def resume(db: Database, workflow_id: int) -> None:
 
 def _submit_options(db: Database, workflow_id: int, cfg: WatchConfig, state: dict) -> allocs.SubmitOptions:
     saved = dict(state["submit_options"] or {})
+    # Stored by the owner's submit-slurm; checked again here (a value that could change the script is
+    # refused, naming this source) before the watcher, perhaps root's cron, submits with it.
     opts = allocs.SubmitOptions(**{k: v for k, v in saved.items() if k in allocs.SubmitOptions.__dataclass_fields__
-                                   and k != "template"})
+                                   and k not in ("template", "source")},
+                                source=f"watch_state.submit_options of workflow {workflow_id} (saved by submit-slurm)")
     if saved.get("template"):
         from pathlib import Path
 
-        opts.template = Path(saved["template"])
+        from torc_hpc.slurm.script import check_value
+
+        opts.template = Path(check_value("template", saved["template"], opts.source))
     if cfg.submit:
         for k, v in asdict(cfg.submit).items():
             if v is not None and v != getattr(allocs.SubmitOptions(), k):
