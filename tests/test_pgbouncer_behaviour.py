@@ -94,12 +94,15 @@ def test_session_advisory_lock_outlives_its_client_and_transaction_locks_do_not(
                 pid, ok = c.execute("SELECT pg_backend_pid(), pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
                 got[pid] = ok
             assert len(got) == 2 and got[holder] is True and list(got.values()).count(False) == 1
-        direct.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
-        # A transaction-scoped lock ends with its transaction: nothing leaks.
+        # A transaction-scoped lock (another key: the leaked one stays where it is) ends with its
+        # transaction: nothing leaks.
+        other = LOCK_KEY + 1
         with _client(bouncer, prepare_threshold=None) as watcher:
             with watcher.transaction():
-                assert watcher.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()[0]
-        assert direct.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
+                assert watcher.execute("SELECT pg_try_advisory_xact_lock(%s)", (other,)).fetchone()[0]
+        assert direct.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                              "(classid::bigint << 32 | objid::bigint) = %s", (other,)).fetchone()[0] == 0
+        assert direct.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 1
 
 
 def test_set_leaks_to_other_clients_and_set_local_does_not(pooled):
