@@ -15,6 +15,7 @@ import typer
 from torc_hpc.cli import admin as admin_cmds
 from torc_hpc.cli import db as db_cmds
 from torc_hpc.cli import jobs as jobs_cmds
+from torc_hpc.cli import mcp as mcp_cmds
 from torc_hpc.cli import run as run_cmds
 from torc_hpc.cli import slurm as slurm_cmds
 from torc_hpc.cli import watch as watch_cmds
@@ -34,6 +35,7 @@ app.command()(run_cmds.run)
 app.command()(run_cmds.worker)
 app.command("submit-slurm")(slurm_cmds.submit_slurm)
 app.command()(watch_cmds.watch)
+app.command()(mcp_cmds.mcp)
 app.add_typer(workflows_cmds.app, name="workflows")
 app.add_typer(jobs_cmds.app, name="jobs")
 app.add_typer(jobs_cmds.results_app, name="results")

@@ -28,20 +28,28 @@ def jobs_list(workflow_id: int,
                      "runtime_s", "worker_id"], fmt)
 
 
+ReasonOpt = typer.Option(None, "--reason", help="why (kept in the job's event, with who decided)")
+
+
 @app.command("retry")
-def jobs_retry(workflow_id: int, job_id: int):
-    """Classify a pending_failed job as transient: it becomes ready with attempt + 1."""
+def jobs_retry(workflow_id: int, job_id: int, reason: Optional[str] = ReasonOpt,
+               memory: Optional[str] = typer.Option(None, "--memory", help="new memory request, e.g. 8g"),
+               runtime: Optional[str] = typer.Option(None, "--runtime", help="new runtime, e.g. PT2H or 02:00:00")):
+    """Classify a pending_failed job as transient: it becomes ready with attempt + 1 (with more memory or
+    time if you say so). The same decision an AI agent takes through `torc mcp`."""
     with open_db() as db:
-        ops.decide_pending(db, workflow_id, job_id, retry=True)
-    console.print(f"job {job_id} is ready again · run it: torc run {workflow_id}")
+        r = ops.decide_pending(db, workflow_id, job_id, retry=True, reason=reason, memory=memory, runtime=runtime)
+    more = ", ".join(f"{k} {r[k]}" for k in ("memory", "runtime") if k in r)
+    console.print(f"job {job_id} is ready again (attempt {r['new_attempt_id']}{', ' + more if more else ''}) · "
+                  f"run it: torc run {workflow_id}")
 
 
 @app.command("fail")
-def jobs_fail(workflow_id: int, job_id: int):
+def jobs_fail(workflow_id: int, job_id: int, reason: Optional[str] = ReasonOpt):
     """Classify a pending_failed job as permanent: it fails and its dependents are canceled."""
     with open_db() as db:
-        ops.decide_pending(db, workflow_id, job_id, retry=False)
-    console.print(f"job {job_id} failed; its dependents were canceled")
+        r = ops.decide_pending(db, workflow_id, job_id, retry=False, reason=reason)
+    console.print(f"job {job_id} failed; {r['canceled_dependents']} dependent(s) canceled")
 
 
 @results_app.command("list")

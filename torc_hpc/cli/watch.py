@@ -13,6 +13,7 @@ from rich.text import Text
 from torc_hpc import workflows as ops
 from torc_hpc.cli.common import FormatOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, err_console
+from torc_hpc.limits import AI_AGENT_TIMEOUT_S
 from torc_hpc.slurm.client import default_client
 
 
@@ -43,6 +44,14 @@ def watch(
                                               help="sbatch --account (default: what submit-slurm used)"),
         partition: Optional[str] = typer.Option(None, "--partition", "-p"),
         walltime: Optional[str] = typer.Option(None, "--walltime", "-t"),
+        ai_recovery: bool = typer.Option(False, "--ai-recovery", help="when jobs turn pending_failed, run an AI "
+                                         "agent that reads their stderr and retries or fails them through "
+                                         "`torc mcp` (one run per workflow at a time)"),
+        ai_agent: Optional[str] = typer.Option(None, "--ai-agent", help="the agent command; torc appends "
+                                               "`-p PROMPT --mcp-config FILE` (default: claude, the Claude Code "
+                                               "CLI, allowed to use torc's tools)"),
+        ai_timeout: int = typer.Option(AI_AGENT_TIMEOUT_S, "--ai-timeout", min=1,
+                                       help="seconds an agent run may take before it is stopped"),
         fmt: Format = FormatOpt):
     """Watch a workflow: reconcile allocations, auto-schedule allocations for stranded work, recover
     out-of-memory and timed-out jobs.
@@ -50,6 +59,9 @@ def watch(
     Cron mode, one cycle for every workflow with work, quiet unless a person is needed:
 
         */10 * * * *  torc watch --all --once --auto-schedule --recover
+
+    With --ai-recovery, jobs that failed without a matching failure-handler rule (pending_failed) are
+    triaged by an AI agent through `torc mcp`; a missing or failing agent is one line, and the jobs wait.
     """
     from torc_hpc.core.autoschedule import Policy
     from torc_hpc.watch import cycle
@@ -67,7 +79,8 @@ def watch(
         runtime_multiplier=runtime_multiplier, max_recovery_rounds=max_recovery_rounds,
         policy=Policy(threshold=threshold, cooldown_s=cooldown, stranded_timeout_s=stranded_timeout,
                       max_pending=max_pending, backoff_s=steps, max_failures=max_failures),
-        submit=SubmitOptions(account=account, partition=partition, walltime=walltime))
+        submit=SubmitOptions(account=account, partition=partition, walltime=walltime),
+        ai_recovery=_ai_options(ai_recovery, ai_agent, ai_timeout))
     client = default_client()
     if (auto_schedule or recover) and client is None:
         err_console.print("[yellow]warning:[/yellow] Slurm's tools are not on PATH: nothing will be submitted")
@@ -108,6 +121,18 @@ def watch(
         raise typer.Exit(0 if s["all_completed"] else 1)
 
 
+def _ai_options(enabled: bool, agent: Optional[str], timeout_s: int):
+    from torc_hpc.watch.ai_recovery import AiRecovery
+
+    if not enabled:
+        if agent is not None:
+            raise typer.BadParameter("--ai-agent chooses the agent of --ai-recovery: add --ai-recovery")
+        return None
+    if agent is not None and not agent.strip():
+        raise typer.BadParameter("--ai-agent is empty: give a command, e.g. --ai-agent 'claude --model sonnet'")
+    return AiRecovery(agent=agent, timeout_s=timeout_s)
+
+
 def _cycle_view(r) -> Table:
     t = Table(title=f"workflow {r.workflow_id} · {time.strftime('%H:%M:%S')}", show_header=False)
     t.add_column("what", style="bold")
@@ -120,6 +145,8 @@ def _cycle_view(r) -> Table:
         t.add_row("submitted", f"allocation {a['id']} (Slurm {a['slurm_job_id']})")
     for a in r.recovered:
         t.add_row("recovered", f"{a['name']}: {a['cause']}")
+    if r.ai_agent:
+        t.add_row("AI agent", r.ai_agent.get("message") or r.ai_agent["reason"])
     for msg in r.attention:
         t.add_row("[red]needs you[/red]", msg)
     if r.skipped:

@@ -56,3 +56,12 @@ def format_duration(seconds: int) -> str:
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
     return f"{d}-{h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def format_memory(n: int) -> str:
+    """Bytes → the shortest exact size that parse_memory reads back ('2g', '1536m', '100k', else bytes)."""
+    for unit in "ptgmk":
+        size = _MULT[unit]
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)

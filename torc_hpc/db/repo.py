@@ -74,7 +74,7 @@ class Database:
     def __init__(self, url: str | None = None, *, migrate: bool = True):
         self.url = resolve_url(url)
         self.conn = connect(self.url)
-        if migrate and migrations.current_version(self.conn) < migrations.latest_version():
+        if migrate and migrations.pending(self.conn):
             migrations.migrate(self.conn)
 
     def close(self) -> None:
