@@ -8,14 +8,15 @@ from pathlib import Path
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import DecisionRejected, SpecError, SpecProblem, TorcError
 from torc_hpc.limits import AGENT_SPEC_MAX_BYTES
-from torc_hpc.spec import expand_workflow, load_spec, load_spec_text
+from torc_hpc.spec import ExpansionLimits, expand_workflow, load_spec, load_spec_text
 from torc_hpc.reconcile import reconcile
 
 
-def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output") -> int:
+def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output",
+                     limits: ExpansionLimits | None = None) -> int:
     """Validate and expand the spec completely before writing anything, then insert it in one transaction."""
     spec, locator = load_spec(path)
-    expanded = expand_workflow(spec, locator, str(path))
+    expanded = expand_workflow(spec, locator, str(path), limits)
     return db.create_workflow(expanded, spec_path=str(Path(path).resolve()), working_dir=os.getcwd(),
                               output_dir=output_dir)
 

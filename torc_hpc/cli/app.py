@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from torc_hpc.cli import admin as admin_cmds
 from torc_hpc.cli import db as db_cmds
@@ -22,7 +23,7 @@ from torc_hpc.cli import watch as watch_cmds
 from torc_hpc.cli import workflows as workflows_cmds
 from torc_hpc.cli.common import state
 from torc_hpc.cli.output import err_console
-from torc_hpc.errors import SpecError, TorcError
+from torc_hpc.errors import TorcError
 
 app = typer.Typer(
     help="torc-hpc: run workflows of shell jobs with dependencies and failure handlers, locally or on Slurm.\n\n"
@@ -58,11 +59,8 @@ def _root(database_url: Optional[str] = typer.Option(
 def main() -> None:
     try:
         app()
-    except SpecError as e:
-        err_console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
-        sys.exit(e.exit_code)
-    except TorcError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False)
+    except TorcError as e:  # SpecError included (exit code 2); user text is escaped, never read as markup
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
 
 

@@ -6,8 +6,13 @@ import typer
 
 from torc_hpc.cli.output import Format
 from torc_hpc.db import Database
+from torc_hpc.limits import MAX_DEPENDENCIES, MAX_JOBS
 
 FormatOpt = typer.Option(Format.table, "--format", "-f", help="table for people, json for scripts")
+MaxJobsOpt = typer.Option(MAX_JOBS, "--max-jobs", min=1, show_default=True,
+                          help="refuse a spec that expands to more jobs than this (checked before expanding)")
+MaxDependenciesOpt = typer.Option(MAX_DEPENDENCIES, "--max-dependencies", min=0, show_default=True,
+                                  help="refuse a spec that expands to more dependencies than this")
 
 
 class _State:

@@ -10,9 +10,10 @@ from rich.live import Live
 from rich.text import Text
 
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, open_db, state
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db, state
 from torc_hpc.cli.output import Format, console, emit_json
 from torc_hpc.db.connection import resolve_url
+from torc_hpc.spec import ExpansionLimits
 
 
 def run(target: str = typer.Argument(..., help="a spec file (YAML/JSON) to create and run, or a workflow id"),
@@ -21,6 +22,7 @@ def run(target: str = typer.Argument(..., help="a spec file (YAML/JSON) to creat
             help="run at most N jobs at once, ignoring CPU and memory requests"),
         output_dir: str = typer.Option("torc_output", "--output-dir", "-o",
                                        help="where job_stdio logs go (for a new workflow)"),
+        max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
         fmt: Format = FormatOpt):
     """Run a workflow on this machine until nothing more can run; exit 0 only if every job completed.
 
@@ -33,7 +35,8 @@ def run(target: str = typer.Argument(..., help="a spec file (YAML/JSON) to creat
             wf_id = int(target)
             ops.touch(db, wf_id)
         else:
-            wf_id = ops.create_from_file(db, target, output_dir=output_dir)
+            wf_id = ops.create_from_file(db, target, output_dir=output_dir,
+                                         limits=ExpansionLimits(max_jobs, max_dependencies))
             if fmt is Format.table:
                 console.print(f"created workflow [bold]{wf_id}[/bold] from {target}")
         url = db.url

@@ -8,10 +8,11 @@ from typing import Optional
 import typer
 
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, open_db
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows, err_console
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
+from torc_hpc.spec import ExpansionLimits
 
 app = typer.Typer(help="Slurm allocations of a workflow: list, cancel (submit more: torc submit-slurm WF).",
                   no_args_is_help=True)
@@ -55,6 +56,7 @@ def submit_slurm(
                                             help="stop jobs this many seconds before the allocation ends (code 152)"),
         max_parallel_jobs: Optional[int] = typer.Option(None, "--max-parallel-jobs", "-j", min=1),
         output_dir: str = typer.Option("torc_output", "--output-dir", "-o"),
+        max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
         fmt: Format = FormatOpt):
     """Create a workflow (or take an existing one) and submit Slurm allocations whose workers run its jobs.
 
@@ -69,7 +71,8 @@ def submit_slurm(
             wf_id = int(target)
             ops.touch(db, wf_id, client)
         else:
-            wf_id = ops.create_from_file(db, target, output_dir=output_dir)
+            wf_id = ops.create_from_file(db, target, output_dir=output_dir,
+                                         limits=ExpansionLimits(max_jobs, max_dependencies))
         result = slurm_ops.submit_for_workflow(db, wf_id, client, opts, num_allocations, submitted_by="submit-slurm")
     if fmt is Format.json:
         emit_json({"workflow_id": wf_id, **result})

@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, open_db
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
 from torc_hpc.cli.run import _print_summary
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
+from torc_hpc.spec import ExpansionLimits
 
 app = typer.Typer(help="Create, list, cancel, delete and reset workflows.", no_args_is_help=True)
 
@@ -19,10 +20,16 @@ app = typer.Typer(help="Create, list, cancel, delete and reset workflows.", no_a
 @app.command("create")
 def workflows_create(spec: Path = typer.Argument(..., help="workflow spec, YAML or JSON"),
                      output_dir: str = typer.Option("torc_output", "--output-dir", "-o"),
+                     max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
                      fmt: Format = FormatOpt):
-    """Validate a spec and store the workflow (nothing is written if the spec has any error)."""
+    """Validate a spec and store the workflow (nothing is written if the spec has any error).
+
+    Every error names the file, the line, the job and the field (exit code 2). Sizes are bounded (see
+    the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits.
+    """
     with open_db() as db:
-        wf_id = ops.create_from_file(db, spec, output_dir=output_dir)
+        wf_id = ops.create_from_file(db, spec, output_dir=output_dir,
+                                     limits=ExpansionLimits(max_jobs, max_dependencies))
         n = sum(db.status_counts(wf_id).values())
     if fmt is Format.json:
         emit_json({"id": wf_id})
