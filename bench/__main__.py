@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls"]
+BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "workers", "idle", "pooler", "stale"]
 
 
 def main() -> None:
