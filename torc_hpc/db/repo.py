@@ -29,7 +29,7 @@ _CREATE_LOCK = 7_415_002  # serialises job-id reservation between concurrent cre
 NO_LIMIT_S = 2**31 - 1
 
 # Lock-order conflicts between concurrent completions are rare and harmless to retry.
-_retry_conflicts = retry(
+retry_conflicts = retry(
     retry=retry_if_exception_type((psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)),
     stop=stop_after_attempt(8), wait=wait_random_exponential(multiplier=0.01, max=0.5), reraise=True)
 
@@ -295,14 +295,13 @@ class Database:
             self.one("delete_workflow_row", workflow_id=workflow_id)
         return counts
 
-    @_retry_conflicts
+    @retry_conflicts
     def reset_status(self, workflow_id: int, *, failed_only: bool) -> dict:
         """Start a new run: reset the failed, canceled, terminated and pending_failed jobs (failed_only), or
         every job that ran or waits for a retry. Only those jobs and their blocked or ready children are
         rewritten. Returns run_id, reset (jobs reset) and recounted (children whose count changed)."""
         self.workflow(workflow_id)
-        with self.conn.transaction():
-            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        with self.repeatable_read():
             running = self.one("count_running", workflow_id=workflow_id)["n"]
             if running and not failed_only:
                 raise DatabaseError(
@@ -322,6 +321,14 @@ class Database:
                                "children_recounted": row["recounted"]})
             self.notify_ready(workflow_id)
         return row
+
+    @contextlib.contextmanager
+    def repeatable_read(self):
+        """A transaction at REPEATABLE READ: what every reset needs, so that a worker completing a parent
+        meanwhile cannot lose its decrement (wrap the caller in retry_conflicts)."""
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield
 
     def reset_jobs(self, workflow_id: int, job_ids: list[int], *, reason: str) -> dict:
         """Reset the given jobs and their canceled descendants (within the caller's transaction if one is
@@ -376,7 +383,7 @@ class Database:
                         memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
                         scheduler=scheduler)
 
-    @_retry_conflicts
+    @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
                claim: dict | None = None) -> dict:
         """Apply several finish_* steps in one transaction (a worker batches its completions), and
