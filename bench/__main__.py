@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls"]
+BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "workers", "idle", "pooler", "stale",
+           "maintenance", "vacuum"]
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`torc workflows …`: create, list, status, cancel, delete, reset-status."""
+"""`torc workflows …`: create, list, status, cancel, delete, archive, reset-status."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from torc_hpc import retention
 from torc_hpc import workflows as ops
 from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
@@ -17,7 +18,7 @@ from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
 from torc_hpc.spec import ExpansionLimits
 
-app = typer.Typer(help="Create, list, cancel, delete and reset workflows.", no_args_is_help=True)
+app = typer.Typer(help="Create, list, cancel, delete, archive and reset workflows.", no_args_is_help=True)
 
 
 @app.command("create")
@@ -97,7 +98,12 @@ def workflows_status(workflow_id: int, fmt: Format = FormatOpt):
 
 @app.command("cancel")
 def workflows_cancel(workflow_id: int, fmt: Format = FormatOpt):
-    """Cancel every job that has not started; workers stop running ones (recorded as terminated, 143)."""
+    """Cancel every job that has not started; workers stop running ones (recorded as terminated, 143).
+
+    The workflow is marked canceled first (nothing more is claimed, idle workers leave at once), then its
+    waiting jobs are canceled in short transactions of a few thousand jobs. If it is interrupted, run it
+    again: it carries on where it stopped.
+    """
     with open_db() as db:
         n = db.cancel_workflow(workflow_id)
         scanceled = slurm_ops.cancel_allocations(db, workflow_id, default_client())
@@ -109,13 +115,49 @@ def workflows_cancel(workflow_id: int, fmt: Format = FormatOpt):
 
 
 @app.command("delete")
-def workflows_delete(workflow_id: int, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")):
-    """Delete a workflow with its jobs, results and events (log files stay on disk)."""
+def workflows_delete(workflow_id: int, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+                     fmt: Format = FormatOpt):
+    """Delete a workflow with its jobs, results and events (log files stay on disk).
+
+    It is marked first (nothing more is claimed from it, other commands refuse it), then its rows go in
+    short transactions. If it is interrupted, run it again to finish. To keep a copy, use
+    `torc workflows archive WF` instead.
+    """
     if not yes and not typer.confirm(f"delete workflow {workflow_id} and all its records?"):
         raise typer.Exit(1)
     with open_db() as db:
-        db.delete_workflow(workflow_id)
-    console.print(f"workflow {workflow_id} deleted")
+        counts = db.delete_workflow(workflow_id)
+    if fmt is Format.json:
+        emit_json({"id": workflow_id, "deleted": counts})
+    else:
+        console.print(f"workflow {workflow_id} deleted ({counts['jobs']} jobs, {counts['results']} results, "
+                      f"{counts['events']} events)")
+
+
+@app.command("archive")
+def workflows_archive(workflow_id: int,
+                      output: Optional[Path] = typer.Option(
+                          None, "--output", "-o",
+                          help="file to write (.json, or .json.gz compressed); default torc_archive_wfN.json.gz"),
+                      keep: bool = typer.Option(False, "--keep", help="export only; do not delete the workflow"),
+                      fmt: Format = FormatOpt):
+    """Export everything about a finished workflow to one JSON file, then delete it from the database.
+
+    The file holds the workflow row and every row of its failure handlers, rules, Slurm shapes, watcher
+    state, workers, allocations, jobs, dependencies, results and events, each table a list of objects with
+    the database's column names (one row per line; `jq` reads it, and `torc_hpc.retention.read_archive`
+    streams it back in Python). It is written in bounded memory from one consistent snapshot, made durable,
+    and only then is the workflow deleted. Refused while jobs run or workers are alive.
+    """
+    with open_db() as db:
+        ops.touch(db, workflow_id)
+        r = retention.archive_workflow(db, workflow_id, output, delete=not keep)
+    if fmt is Format.json:
+        emit_json({"id": workflow_id, "path": r.path, "bytes": r.bytes, "counts": r.counts, "deleted": r.deleted})
+    else:
+        console.print(f"workflow {workflow_id} archived to {r.path} ({r.bytes / 2**20:.1f} MiB: "
+                      f"{r.counts['jobs']} jobs, {r.counts['results']} results, {r.counts['events']} events)"
+                      + ("; deleted from the database" if r.deleted else "; kept in the database (--keep)"))
 
 
 @app.command("reset-status")
@@ -126,7 +168,8 @@ def workflows_reset_status(workflow_id: int,
                            fmt: Format = FormatOpt):
     """Start a new run: reset jobs (all, or only the failed ones) so `torc run WF` carries on.
 
-    The run id increments and attempt ids start again at 1; completed jobs keep their results.
+    The run id increments and attempt ids start again at 1; completed jobs keep their results. Only the
+    jobs reset and their waiting children (which wait for them again) are rewritten.
     """
     with open_db() as db:
         ops.touch(db, workflow_id)
