@@ -166,3 +166,25 @@ def test_missing_outputs_message_and_code():
     assert OUTPUT_MISSING == ExitCode.OUTPUT_MISSING == 156
     msg = missing_outputs_message([(f"f{i}", f"out/{i}") for i in range(12)])
     assert "12 declared output file(s)" in msg and "f0 (out/0)" in msg and "and 2 more" in msg and "156" in msg
+
+
+def test_archive_keeps_and_delete_removes_torc_tables(db, corpus, tmp_path):
+    from torc_hpc import retention
+
+    (corpus / "data").mkdir()
+    (corpus / "data" / "seed.txt").write_text("seed\n")
+    wf = create_from_file(db, corpus / "files_dag.yaml")
+    wf_ud = create_from_file(db, corpus / "user_data.yaml")
+    wf_act = create_from_file(db, corpus / "actions.yaml")
+    tables = ("files", "job_files", "user_data", "job_user_data", "workflow_actions", "action_jobs")
+    sections: dict[str, list] = {}
+    for w in (wf, wf_ud, wf_act):
+        path = tmp_path / f"wf{w}.json"
+        assert retention.archive_workflow(db, w, path).deleted
+        for section, row in retention.read_archive(path):
+            sections.setdefault(section, []).append(row)
+    assert {t: len(sections.get(t, [])) for t in tables} == {"files": 4, "job_files": 8, "user_data": 2,
+                                                             "job_user_data": 4, "workflow_actions": 4,
+                                                             "action_jobs": 4}
+    for t in tables:
+        assert _one(db, f"SELECT count(*) AS n FROM {t}")["n"] == 0, t
