@@ -8,7 +8,6 @@ spec that validates can always be stored.
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, StrictBool, \

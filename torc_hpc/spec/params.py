@@ -103,23 +103,30 @@ def _check_scalars(values: list, text: str) -> list:
 _QUOTES = ("'", '"')
 
 
-def _bare_item(item: str):
-    """One item of a bare-word list ("[train, test]"), as Torc reads it: integer, float, else the text
-    without surrounding quotes."""
-    t = item.strip()
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        v = float(t)
-        if v == v and v not in (float("inf"), float("-inf")):
-            return Float(v)
-    except ValueError:
-        pass
-    if len(t) >= 2 and t[0] == t[-1] and t[0] in _QUOTES:
-        t = t[1:-1]
+def scalar(text: str):
+    """A value written as text, as Torc reads list items, table cells and @file lines: an integer, else a
+    finite float, else the text (stripped)."""
+    t = text.strip()
+    if len(t) <= MAX_VALUE_TEXT_LENGTH:
+        try:
+            return int(t)
+        except ValueError:
+            pass
+        try:
+            v = float(t)
+            if v == v and v not in (float("inf"), float("-inf")):
+                return Float(v)
+        except ValueError:
+            pass
     return t
+
+
+def _bare_item(item: str):
+    """One item of a bare-word list ("[train, test]"): a scalar, text without surrounding quotes."""
+    v = scalar(item)
+    if isinstance(v, str) and len(v) >= 2 and v[0] == v[-1] and v[0] in _QUOTES:
+        v = v[1:-1]
+    return v
 
 
 def parameter_values(raw, files: dict | None = None) -> Sequence:

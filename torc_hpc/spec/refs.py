@@ -9,11 +9,10 @@ and mentioned entries are unioned (Torc's code lets mentions replace the declare
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
-from torc_hpc.spec.params import Template, combination_count, combinations, placeholders
+from torc_hpc.spec.params import Template, combination_count, combinations
 from torc_hpc.spec.regexes import NameIndex, compile_regex, literal_prefix
 
 KINDS = ("files", "user_data", "datasets")
@@ -263,15 +262,3 @@ def resolve_actions(spec, jobs, job_index: dict[str, int], problems, max_checks:
             start_one_worker_per_node=bool(a.start_one_worker_per_node) if scheduling else a.start_one_worker_per_node,
             max_parallel_jobs=a.max_parallel_jobs, persistent=a.persistent, spec_index=i, job_indexes=list(picked)))
     return out
-
-
-def data_json(value) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def has_mention(text: str | None) -> bool:
-    return bool(text) and "${" in text
-
-
-def template_names(text: str) -> set[str]:
-    return placeholders(text)

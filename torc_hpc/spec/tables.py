@@ -13,7 +13,8 @@ import json
 import re
 from pathlib import Path
 
-from torc_hpc.limits import MAX_SPEC_BYTES, MAX_VALUE_TEXT_LENGTH
+from torc_hpc.limits import MAX_SPEC_BYTES
+from torc_hpc.spec.params import scalar
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -39,23 +40,6 @@ def _read(path_text: str, base_dir: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise TableError(f"{path_text} is not UTF-8 text") from None
-
-
-def scalar(text: str):
-    """A cell or a line as Torc reads it: an integer, else a float, else the text."""
-    t = text.strip()
-    if len(t) <= MAX_VALUE_TEXT_LENGTH:
-        try:
-            return int(t)
-        except ValueError:
-            pass
-        try:
-            v = float(t)
-            if v == v and v not in (float("inf"), float("-inf")):
-                return v
-        except ValueError:
-            pass
-    return t
 
 
 def load_table(path_text: str, base_dir: Path) -> dict[str, list]:

@@ -15,36 +15,13 @@ import json5
 
 from torc_hpc.limits import MAX_VALUE_TEXT_LENGTH
 from torc_hpc.spec.formats import FormatError, SpecFormat, line_of
-from torc_hpc.spec.formats.json_format import scan
+from torc_hpc.spec.formats.json_format import _Constant, _Duplicate, _LongNumber, _constant, _pairs, scan
 
 # One JSON5 token: a newline, a comment, punctuation, a string in either quote style (escapes, including
 # an escaped newline, are part of it), or a bare word (number, identifier key, true, false, null).
 _TOKEN = re.compile(r'\n|//[^\n]*|/\*.*?(?:\*/|\Z)|[{}\[\],:]|"(?:[^"\\\n]|\\.)*"?|\'(?:[^\'\\\n]|\\.)*\'?'
                     r"|[^\s{}\[\],:\"'/]+|/", re.S)
 _LINE = re.compile(r"^<string>:(\d+) (.*)$", re.S)
-
-
-class _Duplicate(Exception):
-    pass
-
-
-class _Constant(Exception):
-    pass
-
-
-class _LongNumber(Exception):
-    pass
-
-
-def _pairs(pairs: list) -> dict:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        raise _Duplicate
-    return d
-
-
-def _constant(name: str):
-    raise _Constant(name)
 
 
 def _int(text: str) -> int:
