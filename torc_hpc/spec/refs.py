@@ -103,7 +103,12 @@ def expand_entries(kind: str, entries: list, params_of, problems, max_count: int
                          "combination would have the same name: add a placeholder", (kind, i, "name"), None,
                          f"{kind}[{i}].name")
             continue
-        count = combination_count(values, mode)
+        try:
+            count = combination_count(values, mode)
+        except ValueError:
+            problems.add("parameter_mode zip needs parameters with equal numbers of values",
+                         (kind, i, "parameter_mode"), None, f"{kind}[{i}].parameter_mode")
+            continue
         if len(out) + count > max_count:
             problems.add(f"{kind} expand to more than {max_count:,} entries (torc_hpc.limits.MAX_JOBS)",
                          (kind, i), None, f"{kind}[{i}]")

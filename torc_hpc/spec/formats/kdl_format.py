@@ -63,7 +63,7 @@ _TOKENS = re.compile(r"""
   | (?P<raw>r?(?P<hashes>\#+)"(?s:.*?)"(?P=hashes) | r"[^"]*")
   | (?P<multi>\"\"\"(?s:(?:[^\\]|\\.)*?)\"\"\")
   | (?P<string>"(?s:(?:[^"\\]|\\.)*)")
-  | (?P<annotation>\((?:"(?:[^"\\]|\\.)*"|[^)])*\))
+  | (?P<annotation>\((?:"(?:[^"\\]|\\.)*"|[^)"])*\))
   | (?P<open>\{) | (?P<close>\}) | (?P<semi>;) | (?P<eq>=)
   | (?P<bare>[^\s\\/(){}<>;\[\]=,"]+)
   | (?P<other>.)
@@ -188,6 +188,8 @@ class Scan:
                             "keep only the last one: remove or rename one of them", line=line)
                     props.add(last_bare)
                 continue
+            if kind == "other" and tok in "\"(":
+                raise _ScanError("an unterminated string or annotation")  # ckdl reports it; lines stop here
             if kind in ("string", "raw", "multi", "bare", "other"):
                 if not in_node:  # a node's name
                     node_skipped = pending_slashdash or bool(stack and stack[-1])
