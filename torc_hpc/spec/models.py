@@ -1,4 +1,5 @@
-"""The workflow spec as users write it (YAML or JSON). Unknown keys are rejected.
+"""The workflow spec as users write it (YAML, JSON, JSON5 or KDL: every format reads into the same keys).
+Unknown keys are rejected.
 
 Every value is bounded where it is declared: strings by length and by the characters PostgreSQL and
 the shell can take, integers by the PostgreSQL column that stores them (see torc_hpc.limits), so a
