@@ -19,8 +19,8 @@ from torc_hpc.errors import SpecError, SpecProblem
 from torc_hpc.limits import (MAX_COMMAND_BYTES, MAX_DEPENDENCIES, MAX_DISTINCT_REGEXES, MAX_JOBS, MAX_NAME_LENGTH,
                              MAX_PROBLEMS, MAX_REGEX_CHECKS)
 from torc_hpc.spec.models import TRIGGERS, ResourceRequirementsSpec, WorkflowSpec, duration_seconds, memory_bytes
-from torc_hpc.spec.params import (COUNT_CAP, Template, combination_count, combinations, parameter_values,
-                                  placeholders, value_count)
+from torc_hpc.spec.params import (COUNT_CAP, FloatRange, Template, combination_count, combinations,
+                                  parameter_values, placeholders, value_count)
 from torc_hpc.spec.refs import (KINDS, ExpandedAction, ExpandedDataset, ExpandedFile, ExpandedUserData, JobRefs,
                                 expand_entries, external_inputs, implicit_edges, name_index, resolve_actions,
                                 resolve_regexes, substitute_mentions)
@@ -358,6 +358,8 @@ class _Plan:
                 jobs = 1
                 for k in self.name_used:
                     jobs = min(jobs * value_count(values[k]), COUNT_CAP)
+            elif any(isinstance(values[k], (range, FloatRange)) for k in self.name_used):
+                pass  # zip with a range in the name: every value differs, so every name does
             elif count <= MAX_JOBS:  # zip: combinations share a name only when values repeat
                 keys = sorted(self.name_used)
                 jobs = len({tuple(c[k] for k in keys) for c in self.combos()})
