@@ -163,8 +163,7 @@ class Database:
                 self.run("stage_jobs")
                 self.run("stage_edges")
             # Torc's per-job fields are columns only when some job uses them: plain workflows COPY as before.
-            extras = any(j.invocation_script is not None or j.env is not None or j.label is not None
-                         or j.stdio_mode != "separate" or j.delete_stdio_on_success for j in jobs)
+            extras = any(j.extra is not None for j in jobs)
             wf_env = spec.env or None
             with self.conn.cursor().copy(
                 f"COPY {'torc_stage_jobs' if staged else 'jobs'} (id, workflow_id, name, command, status, unfinished_parents, priority, num_cpus, "

@@ -53,18 +53,36 @@ class ExpandedJob:
     scheduler: str | None
     resource_requirements: str | None
     spec_index: int  # which entry of `jobs:` produced it
+    extra: JobExtras | None = None  # Torc's per-job fields; None for plain jobs (one slot, not thirteen)
+
+
+@dataclass(slots=True)
+class JobExtras:
+    """Torc's per-job fields, held apart so that a million plain jobs do not carry them."""
+
     invocation_script: str | None = None
     env: dict | None = None            # workflow env merged with the job's (the job's wins); None: none
     label: str | None = None
     stdio_mode: str = "separate"       # separate, combined, no_stdout, no_stderr, none
     delete_stdio_on_success: bool = False
-    # What the job reads and writes (names of files, user_data, datasets); empty tuples for most jobs.
+    # What the job reads and writes (names of files, user_data, datasets).
     input_files: tuple = ()
     output_files: tuple = ()
     input_user_data: tuple = ()
     output_user_data: tuple = ()
     input_datasets: tuple = ()
     output_datasets: tuple = ()
+
+
+_NO_EXTRAS = JobExtras()
+
+
+def _extra_property(name: str) -> property:
+    return property(lambda job: getattr(job.extra or _NO_EXTRAS, name), doc=f"JobExtras.{name}")
+
+
+for _name in JobExtras.__slots__:
+    setattr(ExpandedJob, _name, _extra_property(_name))
 
 
 @dataclass
@@ -531,12 +549,11 @@ def expand_workflow(spec: WorkflowSpec, locator=None, path: str = "<spec>",
         resolve_regexes(refs_by_job, lookup, jobs, problems, MAX_REGEX_CHECKS)
         problems.raise_if_any()
         for j, refs in refs_by_job.items():
-            job = jobs[j]
-            job.input_files, job.output_files = _names(refs.inputs["files"]), _names(refs.outputs["files"])
-            job.input_user_data, job.output_user_data = (_names(refs.inputs["user_data"]),
-                                                         _names(refs.outputs["user_data"]))
-            job.input_datasets, job.output_datasets = (_names(refs.inputs["datasets"]),
-                                                       _names(refs.outputs["datasets"]))
+            x = jobs[j].extra
+            x.input_files, x.output_files = _names(refs.inputs["files"]), _names(refs.outputs["files"])
+            x.input_user_data, x.output_user_data = (_names(refs.inputs["user_data"]),
+                                                     _names(refs.outputs["user_data"]))
+            x.input_datasets, x.output_datasets = (_names(refs.inputs["datasets"]), _names(refs.outputs["datasets"]))
         implicit = implicit_edges(refs_by_job, jobs, limits.max_dependencies, problems)
         outside = external_inputs(refs_by_job, entries["files"], jobs)
         problems.raise_if_any()
@@ -671,13 +688,13 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems, lo
 def _job_extras(plan: _Plan, job: ExpandedJob, values: tuple, base_env, stdio_mode: str, delete_stdio: bool,
                 lookup: dict, refs_by_job: dict, n: int, k: int, problems: _Problems) -> None:
     """Torc's per-job fields: invocation script, env, label, stdio, and what the job reads and writes."""
-    job.stdio_mode, job.delete_stdio_on_success = stdio_mode, delete_stdio
+    x = job.extra = JobExtras(stdio_mode=stdio_mode, delete_stdio_on_success=delete_stdio)
     if plan.t_label:
-        job.label = plan.t_label.render(values)
+        x.label = plan.t_label.render(values)
     if base_env:
-        job.env = base_env if not plan.t_env else {**base_env, **{k: t.render(values) for k, t in plan.t_env.items()}}
+        x.env = base_env if not plan.t_env else {**base_env, **{k: t.render(values) for k, t in plan.t_env.items()}}
     if plan.t_inv:
-        job.invocation_script = plan.t_inv.render(values)
+        x.invocation_script = plan.t_inv.render(values)
     if not (plan.t_refs or plan.mentions):
         return
     refs = JobRefs()
@@ -693,8 +710,8 @@ def _job_extras(plan: _Plan, job: ExpandedJob, values: tuple, base_env, stdio_mo
             problems.add(msg, ("jobs", plan.index, "command"), job.name, "command")
 
         job.command = substitute_mentions(job.command, lookup, refs, problem)
-        if job.invocation_script:
-            job.invocation_script = substitute_mentions(job.invocation_script, lookup, refs, problem)
+        if x.invocation_script:
+            x.invocation_script = substitute_mentions(x.invocation_script, lookup, refs, problem)
     refs_by_job[n] = refs
 
 
