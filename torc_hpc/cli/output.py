@@ -225,7 +225,8 @@ def stream_rows(rows: Iterable[dict], cols: list[Col], fmt: Format, *, wide: boo
 
     if fmt is Format.table:
         shown = [c for c in cols if wide or not c.wide]
-        writer = TableWriter(shown, out, grow=grow)
+        # --wide asks for every column: they keep their widths (for `less -S` or a wide window), not the terminal's
+        writer = TableWriter(shown, out, grow=grow, total_width=10_000 if wide else None)
         for r in rows:
             if n == 0:
                 writer.header()

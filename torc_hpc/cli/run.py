@@ -155,7 +155,7 @@ def failure_line(e: dict) -> str:
             + (f" exit {rc}" if rc is not None else "") + f" → {escape(what)}")
 
 
-def progress_line(wf_id: int, counts: dict, elapsed_s: float | None, width: int) -> str:
+def progress_line(wf_id: int, counts: dict, elapsed_s: float | None, width: int, label: str | None = None) -> str:
     """`workflow 3 ▕████▌    ▏ 5/12 · running 3 · ready 2 · failed 1 · 12s`, never wider than `width`."""
     total = sum(counts.values()) or 1
     done = sum(counts.get(k, 0) for k in _FINAL)
@@ -164,7 +164,7 @@ def progress_line(wf_id: int, counts: dict, elapsed_s: float | None, width: int)
     bar = "█" * int(filled) + ("▌" if filled - int(filled) >= 0.5 else "")
     bar = bar.ljust(bar_w)
     parts = [f"{k} {v}" for k, v in counts.items() if v and k != "completed"]
-    text = f"workflow {wf_id} ▕{bar}▏ {done}/{total}" + "".join(f" · {p}" for p in parts)
+    text = f"{label or f'workflow {wf_id}'} ▕{bar}▏ {done}/{total}" + "".join(f" · {p}" for p in parts)
     if elapsed_s is not None:
         text += f" · {human_duration(elapsed_s)}"
     return escape(fit(text, max(20, width - 1)))

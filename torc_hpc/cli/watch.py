@@ -194,7 +194,7 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
     if r is None:
         lines.append(Text("first cycle…"))
         return Group(*lines)
-    lines.append(Text.from_markup(progress_line(wf["id"], r.counts, None, width)))
+    lines.append(Text.from_markup(progress_line(wf["id"], r.counts, None, width, label="jobs")))
     if r.skipped:
         lines.append(Text(f"skipped: {r.skipped}", style="yellow"))
     # the next decision and its countdown
@@ -218,8 +218,8 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
         lines.append(Text.from_markup(f"[red]needs you:[/red] {escape(msg)}"))
     allocs = details.get("allocations") or []
     if allocs:
-        t = Table(title=f"allocations ({r.allocations_active} active of {allocs[0]['total']})", title_justify="left",
-                  box=None, pad_edge=False, header_style="bold")
+        lines.append(Text(f"allocations ({r.allocations_active} active of {allocs[0]['total']})", style="bold"))
+        t = Table(box=None, pad_edge=False, header_style="dim")
         for c in ("id", "slurm", "state", "sacct", "shape", "walltime", "submitted"):
             t.add_column(c, no_wrap=True, overflow="ellipsis")
         for a in allocs:
@@ -230,8 +230,8 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
     running = details.get("running") or []
     n_running = r.counts.get("running", 0)
     if running:
-        t = Table(title=f"running ({len(running)} of {n_running}, longest first)", title_justify="left", box=None,
-                  pad_edge=False, header_style="bold")
+        lines.append(Text(f"running ({len(running)} of {n_running}, longest first)", style="bold"))
+        t = Table(box=None, pad_edge=False, header_style="dim")
         for c in ("job", "att", "for", "where"):
             t.add_column(c, no_wrap=True, overflow="ellipsis")
         for j in running:
@@ -243,7 +243,8 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
         lines.append(t)
     failures = details.get("failures") or []
     if failures:
-        t = Table(title="recent failures", title_justify="left", box=None, pad_edge=False, header_style="bold")
+        lines.append(Text("recent failures", style="bold"))
+        t = Table(box=None, pad_edge=False, header_style="dim")
         for c in ("when", "job", "att", "rc", "decision"):
             t.add_column(c, no_wrap=True, overflow="ellipsis")
         for e in failures:

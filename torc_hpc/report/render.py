@@ -40,7 +40,7 @@ h3{font-size:15px;margin:16px 0 6px}
 .ready{background:#74c0fc}.blocked{background:#ced4da;color:#495057}
 svg{display:block;max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:var(--ink)}
 svg .axis{stroke:var(--line)}svg .lane{fill:#f8f9fa}
-.b{height:8px}.b.ok{fill:var(--ok)}.b.fail{fill:var(--fail)}.b.term{fill:var(--term)}.b.retried{fill:var(--retried)}
+.b{height:8px;stroke:#fff;stroke-width:.4}.b.ok{fill:var(--ok)}.b.fail{fill:var(--fail)}.b.term{fill:var(--term)}.b.retried{fill:var(--retried)}
 .b.run{fill:var(--run)}
 .pt{fill:none;stroke-linecap:round;stroke-width:5}.pt.over{stroke:var(--fail)}.pt.near{stroke:var(--term)}
 .pt.ok{stroke:var(--ok)}.pt.low{stroke:var(--run)}
@@ -215,7 +215,7 @@ def _timeline(d: ReportData, names: dict[int, str]) -> str:
     for i in range(7):
         x = left + i * width / 6
         ticks.append(f"<line class='axis' x1='{x:.0f}' y1='14' x2='{x:.0f}' y2='{y}'/>"
-                     f"<text x='{x + 2:.0f}' y='11'>+{_dur(total * i / 6)}</text>")
+                     f"<text x='{x + 2:.0f}' y='11'>{'+' + _dur(total * i / 6) if i else 'start'}</text>")
     svg = (f"<svg id='timeline' viewBox='0 0 {left + width + 40} {y + 4}' width='{left + width + 40}' "
            f"role='img' aria-label='timeline of every attempt'>" + "".join(ticks) + "".join(out) + "</svg>")
     legend = ("<p class='legend'><span><i style='background:var(--ok)'></i>completed</span>"
