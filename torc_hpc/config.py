@@ -2,18 +2,8 @@
 
 Precedence, for every setting: a command-line flag > its environment variable > the config file > torc's
 default. `resolve` is pure (flags, environment and file contents in, values with their source out);
-`load_file` and `settings` are the thin edge that reads the file and the process environment.
-
-    # ~/.config/torc/config.toml
-    database_url = "postgresql://me@dbhost/torc"
-    output_dir = "torc_output"
-
-    [slurm]
-    account = "my_project"
-    partition = "standard"
-    qos = "normal"
-    walltime = "04:00:00"
-    template = "~/torc/my_worker.sh"
+`load_file` and `settings` are the thin edge that reads the file and the process environment. EXAMPLE is
+what a file looks like (`torc config show --example` prints it).
 """
 
 from __future__ import annotations
@@ -27,6 +17,19 @@ from typing import Any, Mapping
 from torc_hpc.errors import ConfigError
 
 ENV_CONFIG = "TORC_CONFIG"
+
+EXAMPLE = """\
+# {path}
+database_url = "postgresql://me@dbhost/torc"   # no password here: use ~/.pgpass
+output_dir = "torc_output"
+
+[slurm]
+account = "my_project"
+partition = "standard"
+qos = "normal"
+walltime = "04:00:00"
+template = "~/torc/my_worker.sh"
+"""
 
 
 @dataclass(frozen=True)

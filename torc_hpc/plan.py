@@ -10,11 +10,13 @@ from array import array
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torc_hpc.core.allocation import Waiting
 from torc_hpc.limits import PLAN_MAX_STAGES
-from torc_hpc.spec import expand_workflow, load_spec
-from torc_hpc.spec.expand import ExpandedWorkflow
+
+if TYPE_CHECKING:
+    from torc_hpc.spec.expand import ExpandedWorkflow
 
 
 def levels(n: int, parents, children) -> array:
@@ -83,7 +85,7 @@ class Plan:
         return d
 
 
-def summarize(ex: ExpandedWorkflow) -> Plan:
+def summarize(ex: "ExpandedWorkflow") -> Plan:
     """The plan of an expanded workflow: stages, totals, the largest requests, handlers, waiting work."""
     jobs = ex.jobs
     lv = levels(len(jobs), ex.parents, ex.children)
@@ -142,6 +144,7 @@ def plan_file(path: str | Path, *, opts=None, client=None, count: int = 1, slurm
     from torc_hpc.core.units import parse_duration
     from torc_hpc.errors import SlurmError
     from torc_hpc.slurm.allocations import SubmitOptions, request_for
+    from torc_hpc.spec import expand_workflow, load_spec
 
     spec, locator = load_spec(path)
     ex = expand_workflow(spec, locator, str(path))

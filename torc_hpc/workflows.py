@@ -13,7 +13,6 @@ from torc_hpc.core.states import JobStatus
 from torc_hpc.limits import SUMMARY_FAILED_JOBS, SUMMARY_STDERR_LINES
 from torc_hpc.db.repo import Database, finish_step, Attempt
 from torc_hpc.errors import NotFound, TorcError
-from torc_hpc.spec import expand_workflow, load_spec
 from torc_hpc.reconcile import reconcile
 
 
@@ -28,6 +27,8 @@ def spec_sha256(path: str | Path) -> str:
 
 def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output") -> int:
     """Validate and expand the spec completely before writing anything, then insert it in one transaction."""
+    from torc_hpc.spec import expand_workflow, load_spec   # here: commands that only read skip pydantic's models
+
     spec, locator = load_spec(path)
     expanded = expand_workflow(spec, locator, str(path))
     return db.create_workflow(expanded, spec_path=str(Path(path).resolve()), working_dir=os.getcwd(),

@@ -85,3 +85,11 @@ def test_wide_adds_columns_and_measured_columns_fit_their_values():
     assert "command" in out.getvalue().splitlines()[0]
     cols = measured_cols([{"id": 7, "name": "ab"}, {"id": 12345, "name": "abcdef"}], ["id", "name"])
     assert [(c.header, c.width, c.kind) for c in cols] == [("id", 5, "int"), ("name", 6, "text")]
+
+
+def test_listing_log_paths_are_the_ones_logs_py_names():
+    from torc_hpc import logs
+    from torc_hpc.cli.jobs import log_paths
+
+    wf = {"id": 3, "output_dir": "out", "working_dir": "/work/here"}
+    assert log_paths(wf)(42, 2, 3) == logs.attempt_logs(wf, 42, 2, 3).as_dict()

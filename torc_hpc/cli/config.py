@@ -6,24 +6,11 @@ import typer
 
 from torc_hpc.cli.common import FormatOpt
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
-from torc_hpc.config import SETTINGS, settings
+from torc_hpc.config import EXAMPLE, SETTINGS, settings
 from torc_hpc.db.connection import redact
 
 app = typer.Typer(help="Defaults from ~/.config/torc/config.toml (or the file TORC_CONFIG names).",
                   no_args_is_help=True)
-
-_EXAMPLE = """\
-# {path}
-database_url = "postgresql://me@dbhost/torc"   # no password here: use ~/.pgpass
-output_dir = "torc_output"
-
-[slurm]
-account = "my_project"
-partition = "standard"
-qos = "normal"
-walltime = "04:00:00"
-template = "~/torc/my_worker.sh"
-"""
 
 
 @app.command("show")
@@ -36,7 +23,7 @@ def config_show(example: bool = typer.Option(False, "--example", help="print an 
     Example: `TORC_SLURM_ACCOUNT=proj torc config show`
     """
     if example:
-        print(_EXAMPLE.format(path=settings.path), end="")
+        print(EXAMPLE.format(path=settings.path), end="")
         return
     values = settings.all()
     rows = []
@@ -50,5 +37,10 @@ def config_show(example: bool = typer.Option(False, "--example", help="print an 
         return
     where = settings.path if settings.path.is_file() else f"{settings.path} (none; `torc config show --example`)"
     console.print(f"config file: {where}", highlight=False)
-    emit_rows([{**r, "value": "" if r["value"] is None else r["value"]} for r in rows],
+    from torc_hpc.db.connection import data_dir
+
+    for r in rows:
+        if r["value"] is None:
+            r["value"] = f"(embedded server in {data_dir() / 'pgdata'})" if r["key"] == "database_url" else ""
+    emit_rows(rows,
               ["key", "value", "source"], fmt, wide_columns=["env", "help"], flex="value")

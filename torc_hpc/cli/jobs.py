@@ -56,11 +56,25 @@ EVENT_COLS = [
 ]
 
 
+def log_paths(wf: dict):
+    """(job, run, attempt) → the attempt's log files as logs.attempt_logs(...).as_dict() gives them, built from
+    strings: a million-row listing cannot afford four Path objects per row."""
+    base = str(logs.stdio_dir(wf))
+
+    def paths(job_id: int, run_id: int, attempt_id: int) -> dict[str, str]:
+        job = logs.stem("job", wf["id"], job_id, run_id, attempt_id)
+        rec = logs.stem("recovery", wf["id"], job_id, run_id, attempt_id)
+        return {"stdout": f"{base}/{job}.o", "stderr": f"{base}/{job}.e",
+                "recovery_stdout": f"{base}/{rec}.o", "recovery_stderr": f"{base}/{rec}.e"}
+    return paths
+
+
 def _job_json(wf: dict):
+    paths = log_paths(wf)
+
     def convert(r: dict) -> dict:
         out = {k: v for k, v in r.items() if k not in ("log_run_id", "log_attempt_id")}
-        out["logs"] = (logs.attempt_logs(wf, r["id"], r["log_run_id"], r["log_attempt_id"]).as_dict()
-                       if r["log_attempt_id"] else None)
+        out["logs"] = paths(r["id"], r["log_run_id"], r["log_attempt_id"]) if r["log_attempt_id"] else None
         return out
     return convert
 
@@ -127,8 +141,10 @@ def results_list(workflow_id: str = WorkflowArg(),
         wf = ops.touch(db, wf_id)
         job_id = common.job(db, wf_id, job)["id"] if job else None
 
+        paths = log_paths(wf)
+
         def as_json(r: dict) -> dict:
-            return {**r, "logs": logs.attempt_logs(wf, r["job_id"], r["run_id"], r["attempt_id"]).as_dict()}
+            return {**r, "logs": paths(r["job_id"], r["run_id"], r["attempt_id"])}
 
         rows = db.stream("stream_results", itersize=LISTING_FETCH_ROWS, workflow_id=wf_id, job_id=job_id,
                          limit=limit, offset=offset)

@@ -95,9 +95,10 @@ def cell(value, kind: str = "text") -> str:
     if isinstance(value, (dict, list)):
         value = json.dumps(value, default=str, separators=(",", ":"))
     text = str(value)
-    if any(c < " " for c in text):
-        text = "".join(" " if c < " " else c for c in text)
-    return text
+    return text if text.isprintable() else text.translate(_CONTROL)
+
+
+_CONTROL = {i: " " for i in (*range(32), 127)}
 
 
 def fit(text: str, width: int) -> str:
@@ -169,15 +170,17 @@ class TableWriter:
             over -= take
 
     def _line(self, texts: list[str], styles: list[str | None]) -> str:
+        if not hasattr(self, "_layout"):
+            last = len(self.cols) - 1
+            # (width, right-aligned, may be cut, pad it) per column; the last left-aligned one gets no padding
+            self._layout = [(w, c.right, c.kind != "int", not (i == last and not c.right))
+                            for i, (c, w) in enumerate(zip(self.cols, self.widths))]
         parts = []
-        last = len(self.cols) - 1
-        for i, (c, w, t, st) in enumerate(zip(self.cols, self.widths, texts, styles)):
-            if c.kind != "int":   # a number is never cut: it may push the row a little wider
-                t = fit(t, w)
-            pad = w - len(t)
-            if i == last and not c.right:
-                pad = 0   # no trailing blanks
-            t = (" " * pad + t) if c.right else (t + " " * pad)
+        for (w, right, cut, pad), t, st in zip(self._layout, texts, styles):
+            if cut and len(t) > w:   # a number is never cut: it may push the row a little wider
+                t = t[:w - 1] + ELLIPSIS if w > 0 else ""
+            if pad:
+                t = t.rjust(w) if right else t.ljust(w)
             if st and self.color:
                 t = f"\x1b[{st}m{t}\x1b[0m"
             parts.append(t)
@@ -187,13 +190,29 @@ class TableWriter:
         self.out.write(self._line([c.header for c in self.cols], ["1"] * len(self.cols)))
 
     def row(self, r: dict) -> None:
-        texts, styles = [], []
-        for c in self.cols:
-            v = r.get(c.key)
-            t = cell(v, c.kind)
-            texts.append(t)
-            styles.append(_STATUS_COLOR.get(t) if c.kind == "status" else None)
+        """One row; the hot path of a million-row listing, so each column's formatting is looked up once."""
+        if not hasattr(self, "_fmt"):
+            now = datetime.now(timezone.utc)
+            self._fmt = [_formatter(c.kind, now) for c in self.cols]
+            self._keys = [c.key for c in self.cols]
+            self._status = [c.kind == "status" for c in self.cols]
+        texts = [f(r.get(k)) for f, k in zip(self._fmt, self._keys)]
+        styles = [_STATUS_COLOR.get(t) if st else None for t, st in zip(texts, self._status)]
         self.out.write(self._line(texts, styles))
+
+
+def _formatter(kind: str, now: datetime) -> Callable:
+    if kind == "int":
+        return lambda v: "" if v is None else str(v)
+    if kind == "bytes":
+        return human_bytes
+    if kind == "duration":
+        return human_duration
+    if kind == "time":
+        return lambda v: human_time(v, now) if isinstance(v, datetime) else cell(v)
+    if kind == "status":
+        return lambda v: "" if v is None else v
+    return lambda v: cell(v, kind)
 
 
 def _plain(v):

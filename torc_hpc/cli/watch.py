@@ -129,9 +129,8 @@ def watch(
             raise typer.Exit(130)
         finally:
             if view:
+                view.next_cycle_at = None   # the last frame stays on screen, without a countdown
                 view.live.stop()
-        if view:
-            console.print(view.render(final_=True))
         s = ops.summary(db, workflow_id)
         raise typer.Exit(0 if s["all_completed"] else 1)
 
@@ -175,10 +174,10 @@ class WatchView:
     def __rich__(self):
         return self.render()
 
-    def render(self, final_: bool = False):
+    def render(self):
         return render_watch(self.wf, self.report, self.details, auto_schedule=self.auto_schedule,
                             now=datetime.now(timezone.utc),
-                            next_cycle_in=(None if final_ or self.next_cycle_at is None
+                            next_cycle_in=(None if self.next_cycle_at is None
                                            else max(0.0, self.next_cycle_at - time.monotonic())),
                             width=console.width)
 
@@ -220,8 +219,9 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
     if allocs:
         lines.append(Text(f"allocations ({r.allocations_active} active of {allocs[0]['total']})", style="bold"))
         t = Table(box=None, pad_edge=False, header_style="dim")
-        for c in ("id", "slurm", "state", "sacct", "shape", "walltime", "submitted"):
-            t.add_column(c, no_wrap=True, overflow="ellipsis")
+        for c, w in (("id", 3), ("slurm", 8), ("state", 7), ("sacct", 9), ("shape", None), ("walltime", 7),
+                     ("submitted", 8)):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=w)
         for a in allocs:
             t.add_row(str(a["id"]), a["slurm_job_id"] or "-", a["state"], a["sacct_state"] or "",
                       f"{a['nodes']}×{a['cpus_per_node'] or '?'} CPUs {a['mem'] or ''}".strip(),
@@ -232,8 +232,9 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
     if running:
         lines.append(Text(f"running ({len(running)} of {n_running}, longest first)", style="bold"))
         t = Table(box=None, pad_edge=False, header_style="dim")
-        for c in ("job", "att", "for", "where"):
-            t.add_column(c, no_wrap=True, overflow="ellipsis")
+        job_w = min(24, max(len(j["name"]) for j in running))
+        for c, w in (("job", job_w), ("att", 3), ("for", 6), ("where", None)):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=w)
         for j in running:
             since = human_duration((now - j["started_at"]).total_seconds()) if j["started_at"] else ""
             where = j["hostname"] or ""
@@ -245,8 +246,9 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
     if failures:
         lines.append(Text("recent failures", style="bold"))
         t = Table(box=None, pad_edge=False, header_style="dim")
-        for c in ("when", "job", "att", "rc", "decision"):
-            t.add_column(c, no_wrap=True, overflow="ellipsis")
+        job_w = min(24, max(len(e["job_name"] or "") for e in failures))
+        for c, w in (("when", 8), ("job", job_w), ("att", 3), ("rc", 3), ("decision", None)):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=w)
         for e in failures:
             t.add_row(human_time(e["ts"], now), e["job_name"] or str(e["job_id"]), str(e["failed_attempt"]),
                       str((e["detail"] or {}).get("return_code", "")), e["decision"])

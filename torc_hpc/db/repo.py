@@ -109,15 +109,18 @@ class Database:
     def __exit__(self, *exc):
         self.close()
 
-    def stream(self, query: str, /, *, itersize: int = 2000, **params):
-        """Rows of a named query as they arrive: a server-side (named) cursor inside one read transaction,
-        fetched `itersize` at a time, so a million-row listing starts at once and holds one batch in memory.
-        Leave the loop (or close the generator) to end the transaction."""
+    def stream(self, query: str, /, *, itersize: int = 2000, first: int = 50, **params):
+        """Rows of a named query as they arrive: a server-side (named) cursor inside one read transaction.
+        The first `first` rows come in a small fetch (they are on screen at once), then `itersize` at a time,
+        so a million-row listing starts immediately and holds one batch in memory. Leave the loop (or close
+        the generator) to end the transaction."""
         with self.conn.transaction():
             with self.conn.cursor(name="torc_stream") as cur:
-                cur.itersize = itersize
                 cur.execute(q(query), params)
-                yield from cur
+                size = first
+                while rows := cur.fetchmany(size):
+                    yield from rows
+                    size = itersize
 
     def one(self, query: str, /, **params) -> dict | None:
         return self.conn.execute(q(query), params).fetchone()
