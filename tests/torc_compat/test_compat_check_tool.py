@@ -1,0 +1,34 @@
+"""tools/torc_compat_check.py, run as a user runs it, on a directory with one good and two bad specs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "torc_compat_check.py"
+
+
+def test_reports_per_file_per_format_and_fields(tmp_path):
+    (tmp_path / "good.yaml").write_text("name: ok\njobs:\n  - {name: a, command: echo a}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nproject: p\njobs:\n  - {name: a, command: echo a, label: x}\n")
+    (tmp_path / "bad.json").write_text('{"name": "b", "project": "p", "jobs": [{"name": "a", "command": "x"}]}')
+    out = subprocess.run([sys.executable, str(TOOL), str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout)
+    by_name = {Path(f["path"]).name: f for f in report["files"]}
+    assert by_name["good.yaml"]["accepted"] and by_name["good.yaml"]["jobs"] == 1
+    assert not by_name["bad.yaml"]["accepted"]
+    assert by_name["bad.yaml"]["first_error_field"] in ("project", "jobs.label")
+    assert by_name["bad.yaml"]["fields"] == ["jobs.label", "project"]
+    assert report["by_format"]["yaml"] == {"accepted": 1, "total": 2, "rate": 0.5}
+    assert report["overall"]["accepted"] == 1 and report["overall"]["total"] == 3
+    ranked = dict(map(tuple, report["any_problem_fields"]))
+    assert ranked["project"] == 2 and ranked["jobs.label"] == 1
+
+    table = subprocess.run([sys.executable, str(TOOL), str(tmp_path)],
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "ACCEPTED" in table and "REJECTED" in table and "1/3 (33 %)" in table

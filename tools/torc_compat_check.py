@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Measure how many Torc workflow specs torc-hpc accepts.
+
+Runs torc-hpc's own validation (``load_spec`` + ``expand_workflow``; no database, nothing written) over
+every spec file under the given directories and reports, per file, accepted or rejected with the first
+error; the acceptance rate per format and overall; and the fields behind the rejections, ranked.
+
+    tools/torc_compat_check.py /work/torc-examples            # table
+    tools/torc_compat_check.py /work/torc-examples --json     # one JSON document
+    tools/torc_compat_check.py DIR --kind example --source NatLabRockies/torc
+
+If a directory holds an ``INDEX.tsv`` (columns ``local_file``, ``source_repo``, ``kind`` ..., as written by
+the issue-14 research), it decides which files are specs (kinds ``example`` and ``doc-spec``) and adds the
+source repository to each row; otherwise every ``*.yaml|yml|json|json5|kdl`` file that is not under a
+``parameter_tables`` directory counts.
+
+Relative paths inside a spec (recovery scripts, parameter tables) are resolved the way Torc resolves them:
+from the directory a user would run from, taken here as the parent of the nearest ``examples`` directory
+above the spec (``--base-dir`` overrides it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SPEC_SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".json5": "json5", ".kdl": "kdl"}
+SPEC_KINDS = {"example", "doc-spec"}
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str
+    source: str | None
+    kind: str | None
+    accepted: bool
+    jobs: int | None = None
+    edges: int | None = None
+    first_error: str | None = None
+    first_error_field: str | None = None
+    problem_count: int = 0
+    fields: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _field_key(problem, fmt: str) -> str:
+    """A stable name for what a problem is about: 'jobs.input_files', 'files', '<format json5>' ..."""
+    msg = problem.message or ""
+    fld = problem.field
+    if fld is None:
+        if fmt in ("json5", "kdl") and (msg.startswith(("invalid YAML", "invalid JSON"))
+                                        or "must be a mapping" in msg):
+            return f"<format {fmt}>"
+        if msg.startswith(("invalid YAML", "invalid JSON")):
+            return "<syntax>"
+        return "<spec>"
+    m = re.match(r"unknown key '([^']+)'", msg)
+    base = re.sub(r"\[\d+\]", "", fld)
+    if m and not base.endswith(m.group(1)):
+        base = f"{base}.{m.group(1)}" if base else m.group(1)
+    return f"jobs.{base}" if problem.job is not None and not base.startswith("jobs.") else base
+
+
+def _base_dir_for(spec: Path, override: Path | None) -> Path:
+    if override is not None:
+        return override
+    for parent in spec.parents:
+        if parent.name == "examples":
+            return parent.parent
+    return spec.parent
+
+
+def _read_index(root: Path) -> dict[str, dict] | None:
+    index = root / "INDEX.tsv"
+    if not index.is_file():
+        return None
+    with open(index, newline="") as f:
+        return {row["local_file"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+
+def find_specs(roots: list[Path]) -> list[tuple[Path, dict | None]]:
+    found: list[tuple[Path, dict | None]] = []
+    for root in roots:
+        index = _read_index(root) if root.is_dir() else None
+        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in candidates:
+            if path.suffix.lower() not in SPEC_SUFFIXES:
+                continue
+            meta = None
+            if index is not None:
+                meta = index.get(path.relative_to(root).as_posix())
+                if meta is None or meta.get("kind") not in SPEC_KINDS:
+                    continue
+            elif "parameter_tables" in path.parts or path.name == "INDEX.tsv":
+                continue
+            found.append((path, meta))
+    return found
+
+
+def check_file(path: Path, meta: dict | None, base_override: Path | None) -> FileResult:
+    from torc_hpc.errors import SpecError
+    from torc_hpc.spec import expand_workflow, load_spec
+
+    fmt = SPEC_SUFFIXES[path.suffix.lower()]
+    res = FileResult(path=str(path), format=fmt, source=(meta or {}).get("source_repo"),
+                     kind=(meta or {}).get("kind"), accepted=False)
+    base = _base_dir_for(path.resolve(), base_override)
+    started = time.perf_counter()
+    try:
+        # Torc resolves relative paths (parameter tables, scripts) from the working directory.
+        with contextlib.chdir(base):
+            spec, locator = load_spec(path.resolve(), base_dir=base)
+            wf = expand_workflow(spec, locator, str(path))
+        res.accepted = True
+        res.jobs = len(wf.jobs)
+        res.edges = wf.edge_count
+    except SpecError as e:
+        problems = e.problems or []
+        res.problem_count = len(problems)
+        if problems:
+            res.first_error = str(problems[0])
+            res.first_error_field = _field_key(problems[0], fmt)
+        res.fields = sorted({_field_key(p, fmt) for p in problems})
+    except Exception as e:  # a crash is a torc-hpc bug worth seeing, not a rejection to hide
+        res.first_error = f"CRASH {type(e).__name__}: {e}"
+        res.first_error_field = "<crash>"
+        res.fields = ["<crash>"]
+    res.seconds = round(time.perf_counter() - started, 4)
+    return res
+
+
+def summarize(results: list[FileResult]) -> dict:
+    def rate(rows):
+        n = len(rows)
+        ok = sum(r.accepted for r in rows)
+        return {"accepted": ok, "total": n, "rate": round(ok / n, 4) if n else None}
+
+    by_format = {fmt: rate([r for r in results if r.format == fmt])
+                 for fmt in sorted({r.format for r in results})}
+    by_source = {src: rate([r for r in results if r.source == src])
+                 for src in sorted({r.source for r in results if r.source})}
+    first = Counter(r.first_error_field for r in results if not r.accepted)
+    anyp = Counter(f for r in results if not r.accepted for f in r.fields)
+    return {
+        "overall": rate(results),
+        "yaml_and_json": rate([r for r in results if r.format in ("yaml", "json")]),
+        "by_format": by_format,
+        "by_source": by_source,
+        "first_error_fields": first.most_common(),
+        "any_problem_fields": anyp.most_common(),
+    }
+
+
+def _pct(d: dict) -> str:
+    if not d["total"]:
+        return "-"
+    return f"{d['accepted']}/{d['total']} ({100 * d['accepted'] / d['total']:.0f} %)"
+
+
+def print_table(results: list[FileResult], summary: dict, out=sys.stdout) -> None:
+    for r in results:
+        if r.accepted:
+            print(f"ACCEPTED  {r.format:5}  {r.path}  ({r.jobs} jobs, {r.edges} edges)", file=out)
+        else:
+            print(f"REJECTED  {r.format:5}  {r.path}\n          first error: {r.first_error}", file=out)
+    print("\nAcceptance", file=out)
+    for fmt, d in summary["by_format"].items():
+        print(f"  {fmt:14} {_pct(d)}", file=out)
+    print(f"  {'yaml+json':14} {_pct(summary['yaml_and_json'])}", file=out)
+    print(f"  {'all formats':14} {_pct(summary['overall'])}", file=out)
+    if summary["by_source"]:
+        print("\nBy source", file=out)
+        for src, d in summary["by_source"].items():
+            print(f"  {src:22} {_pct(d)}", file=out)
+    print("\nFields behind rejections (first error of each rejected file)", file=out)
+    for name, n in summary["first_error_fields"]:
+        print(f"  {n:4}  {name}", file=out)
+    print("\nFields behind rejections (any problem; a file counts once per field)", file=out)
+    for name, n in summary["any_problem_fields"]:
+        print(f"  {n:4}  {name}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="+", type=Path, help="directories (searched recursively) or spec files")
+    ap.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    ap.add_argument("--base-dir", type=Path, default=None,
+                    help="directory relative paths in specs are resolved from (default: see module doc)")
+    ap.add_argument("--kind", action="append", default=None,
+                    help="only INDEX.tsv rows of this kind (example, doc-spec); repeatable")
+    ap.add_argument("--source", action="append", default=None,
+                    help="only INDEX.tsv rows from this source repository; repeatable")
+    args = ap.parse_args(argv)
+
+    for p in args.paths:
+        if not p.exists():
+            ap.error(f"{p} does not exist")
+    specs = find_specs(args.paths)
+    if args.kind:
+        specs = [(p, m) for p, m in specs if m and m.get("kind") in args.kind]
+    if args.source:
+        specs = [(p, m) for p, m in specs if m and m.get("source_repo") in args.source]
+    base = args.base_dir.resolve() if args.base_dir else None
+    results = [check_file(p, m, base) for p, m in specs]
+    summary = summarize(results)
+    if args.json:
+        json.dump({"files": [asdict(r) for r in results], **summary}, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(results, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.exit(main())
