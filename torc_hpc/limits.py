@@ -19,7 +19,7 @@ REPORT_MAX_FAILURES = 200      # failures `torc report` details (then a count of
 
 # ---- listings and pages ------------------------------------------------------------------------
 LISTING_FETCH_ROWS = 2000      # rows a streamed listing fetches per round trip (its memory is one batch)
-REPORT_MAX_ATTEMPTS = 200_000  # attempts `torc report` draws on its timeline (ReportTooLarge beyond)
+REPORT_MAX_ATTEMPTS = 50_000   # attempts `torc report` draws (the first ones; ~100 bytes each; the report says so)
 PLAN_MAX_STAGES = 1000         # stages `torc workflows plan` reports one by one (then only their number)
 PLAN_STAGES_SHOWN = 25         # stages its table prints (the first ones, then how many more)
 DAG_DRAW_MAX_JOBS = 150        # `torc report` draws every job and edge up to this size, else stages

@@ -258,3 +258,18 @@ def test_failures_print_one_line_above_the_progress_on_a_terminal(torc):
     assert "✗ flaky attempt 1 exit 10 → retried: rule 1 matched exit code 10; attempt 1 of 3" in text
     assert "✗ flaky attempt 2 exit 10 → retried" in text
     assert "workflow" in text and "2 completed" in text
+
+
+def test_logs_follow_prints_while_the_attempt_runs_and_stops_when_it_ends(torc):
+    from tests.conftest import wait_for
+
+    setup(torc, "name: follow\njobs:\n  - {name: ticker, command: 'for i in 1 2 3 4; do echo tick $i; sleep 0.7; done'}\n")
+    runner = torc.popen("run", "wf.yaml", "--format", "json")
+    try:
+        wait_for(lambda: torc("jobs", "list", "last", "--format", "json", check=False).stdout.count('"running"'),
+                 timeout=60, what="the job to start")
+        follow = torc("logs", "last", "ticker", "--follow", "--stdout", timeout=60)
+        assert follow.stdout.splitlines() == ["tick 1", "tick 2", "tick 3", "tick 4"]
+    finally:
+        runner.wait(timeout=60)
+    assert runner.returncode == 0

@@ -131,7 +131,7 @@ def watch(
             if view:
                 view.next_cycle_at = None   # the last frame stays on screen, without a countdown
                 view.live.stop()
-        s = ops.summary(db, workflow_id)
+        s = ops.summary(db, workflow_id, failures=False)
         raise typer.Exit(0 if s["all_completed"] else 1)
 
 
