@@ -115,6 +115,7 @@ class Database:
         so a million-row listing starts immediately and holds one batch in memory. Leave the loop (or close
         the generator) to end the transaction."""
         with self.conn.transaction():
+            self.conn.execute(q("no_jit_for_this_transaction"))
             with self.conn.cursor(name="torc_stream") as cur:
                 cur.execute(q(query), params)
                 size = first
