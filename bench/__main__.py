@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "cli"]
+BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "cli"]
 
 
 def main() -> None:

@@ -47,11 +47,33 @@ def fresh_database(name: str):
     url = with_db(admin, db)
     with psycopg.connect(url, autocommit=True) as c:
         migrations.migrate(c)
+    role = os.environ.get("TORC_BENCH_ROLE")
+    if role:
+        # Run torc as a granted role that does not own the tables, so row-level security is evaluated
+        # (the table owner bypasses it). The role must exist on the server (bench/rls.py makes one).
+        from torc_hpc.db import grants
+
+        with psycopg.connect(url, autocommit=True) as c:
+            grants.grant(c, role)
+        url = as_role(url, role)
     try:
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def as_role(url: str, role: str) -> str:
+    p = conninfo_to_dict(url)
+    p["user"] = role
+    p.pop("password", None)
+    return make_conninfo(**p)
+
+
+def owner_url(url: str) -> str:
+    """The same database as the schema owner (VACUUM and ANALYZE need it)."""
+    return as_role(url, conninfo_to_dict(admin_url()).get("user", "postgres")) \
+        if os.environ.get("TORC_BENCH_ROLE") else url
 
 
 def machine() -> dict:

@@ -17,7 +17,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import Timer, create_workflow, emit, fresh_database, server_version
+from bench.common import Timer, create_workflow, emit, fresh_database, owner_url, server_version
 from torc_hpc.db import Database
 
 
@@ -69,7 +69,7 @@ def torc(n: int, d: str) -> tuple[float, dict]:
     spec = f"name: e2e\njobs:\n  - name: t_{{i}}\n    command: /bin/true\n    parameters: {{i: '1:{n}'}}\n"
     with fresh_database("e2e") as url:
         wf = create_workflow(url, spec, d, "e2e.yaml")
-        with Database(url) as db:
+        with Database(owner_url(url)) as db:
             db.conn.execute("CHECKPOINT")  # CREATE DATABASE and the COPY leave dirty buffers behind
         settle()
         with Timer() as t:

@@ -87,3 +87,19 @@ class SlurmError(TorcError):
         if hint:
             msg += f"\n  hint: {hint}"
         super().__init__(msg)
+
+
+class DecisionRejected(TorcError):
+    """Some items of an all-or-nothing decision (classify, cancel, restart) cannot apply; nothing was written.
+
+    Carries the whole report (every item, each with its status and message) for callers that show it
+    as data (the MCP server), and a message listing the problems for people.
+    """
+
+    def __init__(self, report: dict, problems: list[str], what: str = "item"):
+        self.report = report
+        self.problems = problems
+        total = len(report.get("results", [])) or len(problems)
+        lines = [f"{len(problems)} of {total} {what}(s) cannot apply; nothing was written:"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))

@@ -25,3 +25,18 @@ PLAN_STAGES_SHOWN = 25         # stages its table prints (the first ones, then h
 DAG_DRAW_MAX_JOBS = 150        # `torc report` draws every job and edge up to this size, else stages
 
 # ---- the cluster (connections, allocations) -----------------------------------------------------
+
+# ---- the MCP server and AI agents (torc mcp, torc watch --ai-recovery) ------------------------------
+AGENT_TAIL_LINES = 30              # lines of stderr/stdout per job in list_pending_failed_jobs
+AGENT_TAIL_MAX_BYTES = 8 * 1024    # bytes read from the end of each of those logs
+AGENT_LOG_MAX_LINES = 2000         # most lines get_job_logs returns (reading at most LOG_TAIL_MAX_BYTES)
+AGENT_PENDING_MAX_JOBS = 50        # pending_failed jobs (with their tails) one listing shows; the count says all
+AGENT_LIST_MAX_JOBS = 1000         # jobs one MCP listing returns; the count says how many there are
+AGENT_SCAN_MAX_RESULTS = 10_000    # jobs check_resource_utilization looks at in one call
+AGENT_MAX_ITEMS = 1000             # classifications (or job ids) in one call
+AGENT_REASON_MAX_CHARS = 2000      # a decision's reason, as stored in its event
+AGENT_SPEC_MAX_BYTES = 4 * 2**20   # spec text create_workflow_from_spec accepts
+AI_AGENT_TIMEOUT_S = 900           # default time limit of one agent run (--ai-timeout)
+AI_AGENT_LEASE_GRACE_S = 120       # the run lease outlives the time limit by this much (a crashed watcher)
+AI_AGENT_RETRY_AFTER_S = 3600      # an agent that left jobs pending sees the same jobs again after this
+AI_AGENT_OUTPUT_MAX_BYTES = 4096   # tail of the agent's output kept in its event

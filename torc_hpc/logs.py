@@ -71,3 +71,9 @@ def tail(path: str | os.PathLike, *, lines: int = LOG_TAIL_LINES, max_bytes: int
     if lines >= 0:
         parts = parts[-lines:] if lines else []
     return "\n".join(_UNSAFE.sub("\ufffd", p.replace("\r", "")) for p in parts)
+
+
+def ai_agent_log(workflow: dict, run_no: int) -> Path:
+    """Output of the `torc watch --ai-recovery` agent's run number `run_no` for this workflow (kept, so a
+    person can read what the agent saw and did)."""
+    return output_dir(workflow) / "ai_agent" / f"agent_wf{workflow['id']}_run{run_no}.log"

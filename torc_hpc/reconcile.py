@@ -42,12 +42,19 @@ def _process_alive(pid: int, registered_at: datetime) -> bool:
         return True
 
 
-def _kill_leftover_processes(worker_id: int) -> None:
-    """Jobs run in their own process groups and outlive a kill -9'd worker on this host: stop them."""
-    wanted = str(worker_id)
+def _kill_leftover_processes(worker_id: int, token: str | None) -> None:
+    """Jobs run in their own process groups and outlive a kill -9'd worker on this host: stop them.
+
+    Worker ids are per database, so the id alone would also match a job of another torc database whose
+    worker has the same number: only processes carrying this worker's random token are touched (a worker
+    registered without a token, from before migration 0005, leaves its processes alone)."""
+    if not token:
+        return
+    wanted = (str(worker_id), token)
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("TORC_WORKER_ID") == wanted:
+            env = proc.environ()
+            if (env.get("TORC_WORKER_ID"), env.get("TORC_WORKER_TOKEN")) == wanted:
                 os.killpg(proc.pid, signal.SIGKILL)
         except (psutil.Error, ProcessLookupError, PermissionError, OSError):
             continue
@@ -103,7 +110,7 @@ def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_
                              "slurm_job_id": w["slurm_job_id"]})
         report["lost_workers"] += 1
         if w["hostname"] == host and not w["slurm_job_id"]:
-            _kill_leftover_processes(w["id"])
+            _kill_leftover_processes(w["id"], w.get("token"))
     report["orphaned_jobs"] = finish_orphans(db, workflow_id, exit_codes)
     return report
 
@@ -139,27 +146,40 @@ def finish_orphans(db: Database, workflow_id: int, exit_codes: dict[str, int]) -
         db.event(workflow_id, "orphans_reconciled", detail={"jobs": [j["id"] for j in jobs]})
     # Recovery scripts run outside the transaction; until they finish the jobs stay 'running' under a
     # stopped worker, so a crash here is repaired by the next reconcile.
+    as_owner = _owner_identity(db, workflow_id) if recoveries else None
     for j, attempt, script in recoveries:
-        rc = run_recovery_here(wf, j, attempt, script, redact(db.url))
+        rc = run_recovery_here(wf, j, attempt, script, redact(db.url), as_owner=as_owner)
         db.finish(workflow_id, after_recovery(attempt, rc, script).steps)
     if count:
         db.notify_ready(workflow_id)
     return count
 
 
-def run_recovery_here(wf: dict, job: dict, attempt: Attempt, script: str, api_url: str = "") -> int:
-    """Run a recovery script on this host (for jobs whose own worker is gone)."""
+def _owner_identity(db: Database, workflow_id: int):
+    """User code runs only as its owner: when this process acts for another role (the cluster watcher), the
+    owner's Unix identity to run recovery scripts as (root drops to it; anyone else is refused)."""
+    from torc_hpc.slurm.owner import submitter_for
+
+    return submitter_for(db.one("workflow_owner", workflow_id=workflow_id)["owner"], db.one("whoami")["role"])
+
+
+def run_recovery_here(wf: dict, job: dict, attempt: Attempt, script: str, api_url: str = "",
+                      as_owner=None) -> int:
+    """Run a recovery script on this host (for jobs whose own worker is gone), as the workflow's owner."""
     workdir = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
     out_dir = Path(workdir or ".") / wf["output_dir"] / "job_stdio"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = logs.stem("recovery", wf["id"], job["id"], attempt.run_id, attempt.attempt_id)
-    env = dict(os.environ, TORC_WORKFLOW_ID=str(wf["id"]), TORC_JOB_ID=str(job["id"]),
+    from torc_hpc.slurm.owner import run_as_kwargs
+
+    as_user = run_as_kwargs(as_owner)
+    env = dict(as_user.pop("env", os.environ), TORC_WORKFLOW_ID=str(wf["id"]), TORC_JOB_ID=str(job["id"]),
                TORC_JOB_NAME=job["name"], TORC_ATTEMPT_ID=str(attempt.attempt_id),
                TORC_RUN_ID=str(attempt.run_id), TORC_RETURN_CODE=str(attempt.return_code),
                TORC_OUTPUT_DIR=str(out_dir.parent.resolve()), TORC_API_URL=api_url)
     with open(out_dir / f"{stem}.o", "w") as out, open(out_dir / f"{stem}.e", "w") as err:
         try:
             return subprocess.run(["bash", "-c", script], cwd=workdir, env=env, stdout=out, stderr=err,
-                                  stdin=subprocess.DEVNULL, timeout=3600).returncode
+                                  stdin=subprocess.DEVNULL, timeout=3600, **as_user).returncode
         except subprocess.TimeoutExpired:
             return 124

@@ -9,10 +9,9 @@ import shlex
 from pathlib import Path
 
 from torc_hpc import logs
-from torc_hpc.core.states import JobStatus
-from torc_hpc.limits import SUMMARY_FAILED_JOBS, SUMMARY_STDERR_LINES
-from torc_hpc.db.repo import Database, finish_step, Attempt
-from torc_hpc.errors import NotFound, TorcError
+from torc_hpc.db.repo import Database
+from torc_hpc.errors import DecisionRejected, NotFound, SpecError, SpecProblem, TorcError
+from torc_hpc.limits import AGENT_SPEC_MAX_BYTES, SUMMARY_FAILED_JOBS, SUMMARY_STDERR_LINES
 from torc_hpc.reconcile import reconcile
 
 
@@ -46,12 +45,12 @@ def unfinished_from_spec(db: Database, path: str | Path) -> list[dict]:
 # ---- what the user names: `last`, job ids and names ----------------------------------------------------
 
 def resolve_workflow(db: Database, ref: str | int) -> int:
-    """A workflow id from what the user typed: a number, or `last` (the most recent workflow they can see)."""
+    """A workflow id from what the user typed: a number, or `last` (the most recent workflow they created)."""
     text = str(ref).strip()
     if text.lower() == "last":
         row = db.one("last_workflow")
         if row is None:
-            raise NotFound("there is no workflow yet, so `last` means nothing: create one with `torc run SPEC`")
+            raise NotFound("you have no workflow yet, so `last` means nothing: create one with `torc run SPEC`")
         return row["id"]
     if text.isdigit():
         return int(text)
@@ -80,6 +79,19 @@ def shell_word(text: str) -> str:
 
 
 _SAFE_WORD = re.compile(r"[\w.,:@%+=/-]+")
+
+
+def create_from_text(db: Database, text: str, *, label: str = "spec", output_dir: str = "torc_output") -> int:
+    """The same as create_from_file for spec text (JSON or YAML) that is not in a file: an MCP client's.
+    Errors are located by line in that text; relative paths resolve against the current directory."""
+    if len(text.encode("utf-8", "replace")) > AGENT_SPEC_MAX_BYTES:
+        raise SpecError(label, [SpecProblem(f"the spec is larger than {AGENT_SPEC_MAX_BYTES} bytes")])
+    from torc_hpc.spec import expand_workflow, load_spec_text   # here: commands that only read skip the models
+
+    path = f"{label}.json" if text.lstrip().startswith("{") else f"{label}.yaml"
+    spec, locator = load_spec_text(text, path)
+    expanded = expand_workflow(spec, locator, path)
+    return db.create_workflow(expanded, spec_path=None, working_dir=os.getcwd(), output_dir=output_dir)
 
 
 def touch(db: Database, workflow_id: int, client=None) -> dict:
@@ -176,30 +188,20 @@ def next_steps(s: dict) -> list[dict]:
     return steps
 
 
-def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool) -> JobStatus:
-    """A person (or an agent) classifies a pending_failed job: retry it, or fail it (cascading)."""
-    db.workflow(workflow_id)  # a clear "no such workflow" before "no such job"
-    with db.conn.transaction():
-        row = db.one("resolve_pending_failed_job", workflow_id=workflow_id, job_id=job_id)
-        if row is None:
-            raise NotFound(f"job {job_id} of workflow {workflow_id} is not pending_failed "
-                           f"(see `torc jobs list {workflow_id} --status pending_failed`)")
-        attempt = Attempt(job_id, row["run_id"], row["attempt_id"], None, return_code=row["return_code"] or 0)
-        detail = {"decided_by": os.environ.get("USER", "unknown"), "return_code": row["return_code"]}
-        if retry:
-            step = finish_step("retry", attempt, from_status=JobStatus.PENDING_FAILED, record_result=False,
-                               detail=detail)
-            status = JobStatus.READY
-        else:
-            step = finish_step("failed", attempt, status=JobStatus.FAILED, from_status=JobStatus.PENDING_FAILED,
-                               record_result=False, detail=detail)
-            status = JobStatus.FAILED
-        res = db.one(step[0], **step[1])
-        if not res["finished"]:
-            raise TorcError(f"job {job_id} changed while deciding; look again with `torc jobs list {workflow_id}`")
-        if retry:
-            db.notify_ready(workflow_id)
-    return status
+def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool, reason: str | None = None,
+                   memory: str | None = None, runtime: str | None = None) -> dict:
+    """A person classifies a pending_failed job: retry it (optionally with new memory/runtime requests), or
+    fail it (cascading). The same operation as the MCP tool classify_and_resolve_failures."""
+    from torc_hpc.triage import Decider, classify_and_resolve
+
+    item = {"job_id": job_id, "action": "retry" if retry else "fail", "reason": reason}
+    item.update({k: v for k, v in (("memory", memory), ("runtime", runtime)) if v is not None})
+    try:
+        report = classify_and_resolve(db, workflow_id, [item], dry_run=False,
+                                      decider=Decider("cli", os.environ.get("USER", "unknown")))
+    except DecisionRejected as e:
+        raise TorcError(e.problems[0]) from None
+    return report["results"][0]
 
 
 def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: int | None = None,

@@ -1,5 +1,7 @@
 """Migrations and the schema as an admin sees it."""
 
+import os
+
 import psycopg
 
 from torc_hpc.db import migrate as migrations
@@ -41,7 +43,7 @@ def test_status_enum_has_readable_names(db):
 def test_fresh_database_migrates_on_first_use(admin_url):
     from tests.conftest import _with_db
 
-    name = "torc_fresh_migrate_test"
+    name = f"torc_fresh_migrate_test_{os.getpid()}"
     with psycopg.connect(admin_url, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
@@ -65,7 +67,7 @@ def test_printed_schema_installs_into_an_empty_database(admin_url):
 
     sql = subprocess.run([sys.executable, "-m", "torc_hpc.cli.app", "db", "schema"], capture_output=True,
                          text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
-    name = "torc_printed_schema_test"
+    name = f"torc_printed_schema_test_{os.getpid()}"
     with psycopg.connect(admin_url, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
@@ -78,6 +80,30 @@ def test_printed_schema_installs_into_an_empty_database(admin_url):
             tables = {r["tablename"] for r in db.conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"workflows", "jobs", "results", "events", "allocations", "watch_state"} <= tables
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_migration_numbered_below_the_highest_applied_is_still_pending(admin_url):
+    """Branches can land out of order: 0007 applied before 0004 existed must not hide 0004."""
+    from tests.conftest import _with_db
+
+    name = f"torc_out_of_order_test_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(_with_db(admin_url, name), autocommit=True) as c:
+            c.execute("CREATE TABLE torc_schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                      "applied_at timestamptz NOT NULL DEFAULT now())")
+            everything = [v for v, _, _ in migrations.migrations()]
+            skipped = everything[1]
+            for v in everything:
+                if v != skipped:
+                    c.execute("INSERT INTO torc_schema_migrations (version, name) VALUES (%s, 'x')", (v,))
+            assert migrations.current_version(c) == migrations.latest_version()
+            assert [v for v, _, _ in migrations.pending(c)] == [skipped]
     finally:
         with psycopg.connect(admin_url, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,7 +1,7 @@
 """torc: create, run, inspect and repair workflows. Every listing takes --format json for scripts.
 
 This module only assembles the command groups; each lives in its own module (run, workflows, jobs,
-slurm, watch, logs, report, config, db), and every command parses, calls one operation and prints.
+slurm, watch, logs, report, config, mcp, db, admin), and every command parses, calls one operation and prints.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from torc_hpc.cli import admin as admin_cmds
 from torc_hpc.cli import config as config_cmds
 from torc_hpc.cli import db as db_cmds
 from torc_hpc.cli import jobs as jobs_cmds
 from torc_hpc.cli import logs as logs_cmds
+from torc_hpc.cli import mcp as mcp_cmds
 from torc_hpc.cli import report as report_cmds
 from torc_hpc.cli import run as run_cmds
 from torc_hpc.cli import slurm as slurm_cmds
@@ -43,6 +45,7 @@ app.command("submit-slurm")(slurm_cmds.submit_slurm)
 app.command()(watch_cmds.watch)
 app.command()(logs_cmds.logs)
 app.command()(report_cmds.report)
+app.command()(mcp_cmds.mcp)
 app.add_typer(workflows_cmds.app, name="workflows")
 app.add_typer(jobs_cmds.app, name="jobs")
 app.add_typer(jobs_cmds.results_app, name="results")
@@ -50,6 +53,7 @@ app.add_typer(jobs_cmds.events_app, name="events")
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(slurm_cmds.app, name="slurm")
 app.add_typer(config_cmds.app, name="config")
+app.add_typer(admin_cmds.app, name="admin")
 
 
 @app.callback()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import typer
 
 from torc_hpc.cli.common import FormatOpt, state
-from torc_hpc.cli.output import Format, console, emit_json, human_bytes
+from torc_hpc.cli.output import Format, console, emit_json, emit_rows, human_bytes
 from torc_hpc.config import settings
-from torc_hpc.db import Database
+from torc_hpc.db import Database, grants
 from torc_hpc.db import migrate as migrations
+from torc_hpc.errors import TorcError
 from torc_hpc.db.connection import redact, resolve_url
 
-app = typer.Typer(help="Database: migrations, the schema, the URL in use, the embedded server (status, stop).",
+app = typer.Typer(help="Database: migrations, the schema, the URL in use, grants, the embedded server "
+                       "(status, stop).",
                   no_args_is_help=True)
 
 
@@ -120,3 +122,60 @@ def db_stop():
         console.print(f"stopped the embedded PostgreSQL; its data stays in {embedded.pgdata()}", highlight=False)
     else:
         console.print(f"the embedded PostgreSQL is not running ({embedded.pgdata()})", highlight=False)
+
+
+@app.command("grant")
+def db_grant(role: str = typer.Argument(..., help="an existing PostgreSQL role (CREATE ROLE … LOGIN first)"),
+             admin: bool = typer.Option(False, "--admin", help="support staff: read everything, cancel anything"),
+             watcher: bool = typer.Option(False, "--watcher",
+                                          help="the cluster-wide cron watcher: schedules every owner's "
+                                               "workflows, never changes what runs"),
+             fmt: Format = FormatOpt):
+    """Let a PostgreSQL role use torc on this database (run by the database owner).
+
+    A plain grant: the role creates and runs its own workflows and sees only those (row-level security).
+    `--watcher`: reads what scheduling needs across owners, records allocations, watch state and events,
+    may resize and reset jobs; never a command, a recovery script, a directory or an environment.
+    `--admin`: reads everything (also the admin_* views behind `torc admin`) and may cancel anything.
+    Grants are per database; granting again replaces the earlier kind. See README "Running torc for a
+    whole cluster".
+
+    Example: `torc db grant alice` · `torc db grant cron_watcher --watcher`
+    """
+    if admin and watcher:
+        raise TorcError("choose one of --admin and --watcher")
+    kind = "admin" if admin else "watcher" if watcher else "user"
+    with Database(state.url) as db:
+        out = grants.grant(db.conn, role, kind)
+    if fmt is not Format.table:
+        emit_json(out)
+        return
+    console.print(f"granted {role} torc {kind} on database {out['database']}")
+    for n in out["notes"]:
+        console.print(f"[yellow]note:[/yellow] {n}")
+
+
+@app.command("revoke")
+def db_revoke(role: str = typer.Argument(..., help="a role granted earlier"), fmt: Format = FormatOpt):
+    """Take every torc privilege on this database from a role (its workflows stay, still owned by it).
+
+    Example: `torc db revoke alice`
+    """
+    with Database(state.url) as db:
+        out = grants.revoke(db.conn, role)
+    if fmt is not Format.table:
+        emit_json(out)
+    else:
+        console.print(f"revoked torc {out['was'] or 'access'} from {role} on database {out['database']}")
+
+
+@app.command("grants")
+def db_grants(fmt: Format = FormatOpt):
+    """The roles granted on this database, and as what.
+
+    Example: `torc db grants --format json`
+    """
+    with Database(state.url) as db:
+        rows = grants.list_grants(db.conn)
+    emit_rows(rows, ["role", "kind", "granted_at", "granted_by"], fmt,
+              empty="no grants: only the database owner uses torc here (torc db grant ROLE)")

@@ -99,30 +99,38 @@ def jobs_list(workflow_id: str = WorkflowArg(),
                     empty=f"no jobs{' with status ' + status.value if status else ''} in workflow {wf_id}")
 
 
-@app.command("retry")
-def jobs_retry(workflow_id: str = WorkflowArg(), job: str = JobArg()):
-    """Classify a pending_failed job as transient: it becomes ready with attempt + 1.
+ReasonOpt = typer.Option(None, "--reason", help="why (kept in the job's event, with who decided)")
 
-    Example: `torc jobs retry 3 sim_07 && torc run 3`
+
+@app.command("retry")
+def jobs_retry(workflow_id: str = WorkflowArg(), job: str = JobArg(), reason: Optional[str] = ReasonOpt,
+               memory: Optional[str] = typer.Option(None, "--memory", help="new memory request, e.g. 8g"),
+               runtime: Optional[str] = typer.Option(None, "--runtime", help="new runtime, e.g. PT2H or 02:00:00")):
+    """Classify a pending_failed job as transient: it becomes ready with attempt + 1 (with more memory or
+    time if you say so). The same decision an AI agent takes through `torc mcp`.
+
+    Example: `torc jobs retry 3 sim_07 --memory 8g && torc run 3`
     """
     with open_db() as db:
         wf_id = common.workflow_id(db, workflow_id)
         j = common.job(db, wf_id, job)
-        ops.decide_pending(db, wf_id, j["id"], retry=True)
-    console.print(f"job {j['name']} ({j['id']}) is ready again · run it: torc run {wf_id}")
+        r = ops.decide_pending(db, wf_id, j["id"], retry=True, reason=reason, memory=memory, runtime=runtime)
+    more = ", ".join(f"{k} {r[k]}" for k in ("memory", "runtime") if k in r)
+    console.print(f"job {j['name']} ({j['id']}) is ready again (attempt {r['new_attempt_id']}"
+                  f"{', ' + more if more else ''}) · run it: torc run {wf_id}")
 
 
 @app.command("fail")
-def jobs_fail(workflow_id: str = WorkflowArg(), job: str = JobArg()):
+def jobs_fail(workflow_id: str = WorkflowArg(), job: str = JobArg(), reason: Optional[str] = ReasonOpt):
     """Classify a pending_failed job as permanent: it fails and its dependents are canceled.
 
-    Example: `torc jobs fail 3 sim_07`
+    Example: `torc jobs fail 3 sim_07 --reason "bad input"`
     """
     with open_db() as db:
         wf_id = common.workflow_id(db, workflow_id)
         j = common.job(db, wf_id, job)
-        ops.decide_pending(db, wf_id, j["id"], retry=False)
-    console.print(f"job {j['name']} ({j['id']}) failed; its dependents were canceled")
+        r = ops.decide_pending(db, wf_id, j["id"], retry=False, reason=reason)
+    console.print(f"job {j['name']} ({j['id']}) failed; {r['canceled_dependents']} dependent(s) canceled")
 
 
 @results_app.command("list")

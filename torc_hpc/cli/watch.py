@@ -18,6 +18,7 @@ from torc_hpc.cli import common
 from torc_hpc.cli.common import FormatOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, err_console, human_duration, human_time
 from torc_hpc.cli.run import progress_line
+from torc_hpc.limits import AI_AGENT_TIMEOUT_S
 from torc_hpc.slurm.client import default_client
 
 DEFAULT_POLL_S = 5.0     # a 20-second workflow is seen running and finishing
@@ -59,6 +60,14 @@ def watch(
                                                 help="sbatch --partition (default: what submit-slurm used)"),
         walltime: Optional[str] = typer.Option(None, "--walltime", "-t",
                                                help="allocation time limit (default: sized from the jobs)"),
+        ai_recovery: bool = typer.Option(False, "--ai-recovery", help="when jobs turn pending_failed, run an AI "
+                                         "agent that reads their stderr and retries or fails them through "
+                                         "`torc mcp` (one run per workflow at a time)"),
+        ai_agent: Optional[str] = typer.Option(None, "--ai-agent", help="the agent command; torc appends "
+                                               "`-p PROMPT --mcp-config FILE` (default: claude, the Claude Code "
+                                               "CLI, allowed to use torc's tools)"),
+        ai_timeout: int = typer.Option(AI_AGENT_TIMEOUT_S, "--ai-timeout", min=1,
+                                       help="seconds an agent run may take before it is stopped"),
         fmt: Format = FormatOpt):
     """Watch a workflow: reconcile allocations, auto-schedule allocations for stranded work, recover
     out-of-memory and timed-out jobs.
@@ -70,6 +79,9 @@ def watch(
     Cron mode, one cycle for every workflow with work, quiet unless a person is needed:
 
         */10 * * * *  torc watch --all --once --auto-schedule --recover
+
+    With --ai-recovery, jobs that failed without a matching failure-handler rule (pending_failed) are
+    triaged by an AI agent through `torc mcp`; a missing or failing agent is one line, and the jobs wait.
     """
     from torc_hpc.core.autoschedule import Policy
     from torc_hpc.watch import cycle
@@ -87,7 +99,8 @@ def watch(
         runtime_multiplier=runtime_multiplier, max_recovery_rounds=max_recovery_rounds,
         policy=Policy(threshold=threshold, cooldown_s=cooldown, stranded_timeout_s=stranded_timeout,
                       max_pending=max_pending, backoff_s=steps, max_failures=max_failures),
-        submit=SubmitOptions(account=account, partition=partition, walltime=walltime))
+        submit=SubmitOptions(account=account, partition=partition, walltime=walltime),
+        ai_recovery=_ai_options(ai_recovery, ai_agent, ai_timeout))
     client = default_client()
     if (auto_schedule or recover) and client is None:
         err_console.print("[yellow]warning:[/yellow] Slurm's tools are not on PATH: nothing will be submitted")
@@ -124,7 +137,7 @@ def watch(
 
         try:
             cycle.loop(db, workflow_id, client, cfg, poll_interval, on_cycle=on_cycle,
-                               sleep=notify_sleep(db, workflow_id, view))
+                       sleep=notify_sleep(db, workflow_id, view))
         except KeyboardInterrupt:
             raise typer.Exit(130)
         finally:
@@ -213,6 +226,8 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
                           style="green"))
     for a in r.recovered:
         lines.append(Text(f"recovered {a['name']}: {a['cause']}", style="green"))
+    if getattr(r, "ai_agent", None):
+        lines.append(Text(f"AI agent: {r.ai_agent.get('message') or r.ai_agent['reason']}", style="magenta"))
     for msg in r.attention:
         lines.append(Text.from_markup(f"[red]needs you:[/red] {escape(msg)}"))
     allocs = details.get("allocations") or []
@@ -258,6 +273,18 @@ def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: dateti
     return Group(*lines)
 
 
+def _ai_options(enabled: bool, agent: Optional[str], timeout_s: int):
+    from torc_hpc.watch.ai_recovery import AiRecovery
+
+    if not enabled:
+        if agent is not None:
+            raise typer.BadParameter("--ai-agent chooses the agent of --ai-recovery: add --ai-recovery")
+        return None
+    if agent is not None and not agent.strip():
+        raise typer.BadParameter("--ai-agent is empty: give a command, e.g. --ai-agent 'claude --model sonnet'")
+    return AiRecovery(agent=agent, timeout_s=timeout_s)
+
+
 def _cycle_view(r) -> Table:
     t = Table(title=f"workflow {r.workflow_id} · {time.strftime('%H:%M:%S')}", show_header=False)
     t.add_column("what", style="bold", no_wrap=True)
@@ -270,6 +297,8 @@ def _cycle_view(r) -> Table:
         t.add_row("submitted", f"allocation {a['id']} (Slurm {a['slurm_job_id']})")
     for a in r.recovered:
         t.add_row("recovered", f"{a['name']}: {a['cause']}")
+    if r.ai_agent:
+        t.add_row("AI agent", r.ai_agent.get("message") or r.ai_agent["reason"])
     for msg in r.attention:
         t.add_row("[red]needs you[/red]", msg)
     if r.skipped:

@@ -89,3 +89,12 @@ def human_duration(seconds: int | float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_memory(n: int) -> str:
+    """Bytes → the shortest exact size that parse_memory reads back ('2g', '1536m', '100k', else bytes)."""
+    for unit in "ptgmk":
+        size = _MULT[unit]
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)

@@ -36,11 +36,22 @@ def latest_version() -> int:
     return max(v for v, _, _ in migrations())
 
 
-def current_version(conn: psycopg.Connection) -> int:
+def applied_versions(conn: psycopg.Connection) -> set[int]:
     with conn.cursor(row_factory=tuple_row) as cur:
         if not cur.execute("SELECT to_regclass('torc_schema_migrations') IS NOT NULL").fetchone()[0]:
-            return 0
-        return cur.execute("SELECT coalesce(max(version), 0) FROM torc_schema_migrations").fetchone()[0]
+            return set()
+        return {v for (v,) in cur.execute("SELECT version FROM torc_schema_migrations")}
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    return max(applied_versions(conn), default=0)
+
+
+def pending(conn: psycopg.Connection) -> list[tuple[int, str, Path]]:
+    """Migrations not applied yet, in order. By set, not by the highest number: a migration numbered
+    below one already applied (branches that landed out of order) is still applied."""
+    have = applied_versions(conn)
+    return [m for m in migrations() if m[0] not in have]
 
 
 def migrate(conn: psycopg.Connection) -> list[str]:
@@ -56,11 +67,17 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             )""")
         conn.execute("COMMENT ON TABLE torc_schema_migrations IS "
                      "'Schema versions applied by torc db migrate (files in sql/migrations).'")
-        have = current_version(conn)
-        for version, name, path in migrations():
-            if version <= have:
-                continue
+        for version, name, path in pending(conn):
             conn.execute(path.read_text())
             conn.execute("INSERT INTO torc_schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(f"{version:04d}_{name}")
+    if applied:
+        _reapply_grants(conn)
     return applied
+
+
+def _reapply_grants(conn: psycopg.Connection) -> None:
+    """Roles granted with `torc db grant` get their privileges on tables and columns the new migrations added."""
+    from torc_hpc.db.grants import reapply_on
+
+    reapply_on(conn)

@@ -7,17 +7,19 @@ import os
 import shlex
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from psycopg.conninfo import conninfo_to_dict
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from torc_hpc.core.allocation import Shape, Waiting, derive_shape, fits
 from torc_hpc.core.slurm_states import AllocationState, allocation_state
 from torc_hpc.core.units import format_duration, parse_duration, parse_memory
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import SlurmError, TorcError
+from torc_hpc.slurm import owner as owner_mod
 from torc_hpc.slurm import script as scripts
 from torc_hpc.slurm.client import SlurmClient
 
@@ -40,6 +42,24 @@ class SubmitOptions:
     idle_timeout_s: int = 60
     walltime_buffer_s: int = 60
     max_parallel_jobs: int | None = None
+    # Where these values came from, for error messages (not saved with the options).
+    source: str = field(default="the command line", compare=False)
+
+    def __post_init__(self):
+        """Refuse, before anything is written, a value that could change what the sbatch script does."""
+        for name in ("account", "partition", "walltime", "mem", "qos", "gres", "template"):
+            scripts.check_value(f"--{name}", getattr(self, name), self.source)
+        scripts.check_value("--sbatch-args", self.extra, self.source)
+        if self.extra:
+            try:
+                tokens = shlex.split(self.extra)
+            except ValueError as e:
+                raise scripts.ScriptValueError(f"--sbatch-args from {self.source}: {e}") from None
+            scripts.check_options(tokens, "--sbatch-args", self.source)
+        for name in ("nodes", "idle_timeout_s", "walltime_buffer_s", "max_parallel_jobs"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise scripts.ScriptValueError(f"{name} from {self.source} must be a whole number ≥ 0, not {v!r}")
 
 
 @dataclass
@@ -93,13 +113,17 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
     requests = []
     for name, w in sorted(waiting.items(), key=lambda kv: kv[0] or ""):
         sch = schedulers.get(name) if name else None
+        if sch:
+            _check_scheduler(workflow_id, sch)
+        elif name:
+            scripts.check_value("jobs.scheduler", name, f"workflow {workflow_id}")
         partition = opts.partition or (sch and sch["partition"])
         request, problems = request_for(name, w, sch, opts, client.partition_shape(partition), count)
         if problems:
             label = f"scheduler '{name}'" if name else "jobs without a scheduler"
             raise TorcError(f"{label}: {'; '.join(problems)}. Give a larger --walltime/--mem, or lower the "
                             f"jobs' resource_requirements; nothing was submitted")
-        requests.extend(request for _ in range(count))
+        requests.extend(replace(request) for _ in range(count))   # one object per allocation
     return requests
 
 
@@ -127,6 +151,31 @@ def request_for(name: str | None, w: Waiting, sch: dict | None, opts: SubmitOpti
     return request, fits(w, shape, opts.walltime_buffer_s)
 
 
+def _check_scheduler(workflow_id: int, sch: dict) -> None:
+    """The spec's slurm_schedulers entry, as stored: every value that would reach the script."""
+    source = f"the spec's slurm_schedulers entry {sch['name']!r} (workflow {workflow_id})"
+    scripts.check_value("name", sch["name"], source)
+    for name in ("account", "partition", "mem", "qos", "gres", "extra"):
+        scripts.check_value(name, sch[name], source)
+    if sch["extra"]:
+        try:
+            tokens = shlex.split(sch["extra"])
+        except ValueError as e:
+            raise scripts.ScriptValueError(f"extra from {source}: {e}") from None
+        scripts.check_options(tokens, "extra", source)
+
+
+def worker_url(url: str, role: str, *, same_role: bool) -> str:
+    """The database URL written into a script: the owner's role, never a password. Its worker finds its
+    credentials the way libpq does (~/.pgpass, PGPASSFILE, a service file, peer, certificates, GSSAPI).
+    Certificate paths are kept only when the owner submits for itself (another role's are not the owner's)."""
+    params = conninfo_to_dict(url)
+    drop = {"password", "passfile", "sslpassword"} | (set() if same_role else {"sslcert", "sslkey", "service"})
+    params = {k: v for k, v in params.items() if k not in drop}
+    params["user"] = role
+    return make_conninfo(**params)
+
+
 def database_reachability_warning(url: str, node_list: str) -> str | None:
     """Compute nodes must reach the database: a socket or localhost URL only works on this very host."""
     params = conninfo_to_dict(url) if "://" not in url else {"host": urlsplit(url).hostname or "",
@@ -144,51 +193,95 @@ def database_reachability_warning(url: str, node_list: str) -> str | None:
 
 def submit(db: Database, workflow_id: int, client: SlurmClient, request: AllocationRequest, opts: SubmitOptions,
            *, submitted_by: str, reason: str | None = None) -> dict:
-    """Record, render, sbatch. The row exists before sbatch runs; a refused sbatch keeps its script."""
+    """Record, render, sbatch, as the workflow's owner. The row exists before sbatch runs; a refused
+    sbatch keeps its script.
+
+    The script goes to the workflow's output directory and names the owner's role in its database URL
+    (without a password). When this process acts for another owner (the cluster watcher, as root), the
+    script is written and submitted by a child that runs as the owner's Unix user (torc_hpc.slurm.owner).
+    """
     wf = db.workflow(workflow_id)
+    me = db.one("whoami")["role"]
+    owner = db.one("workflow_owner", workflow_id=workflow_id)["owner"]
+    ident = owner_mod.submitter_for(owner, me)
+    out_source = f"workflow {workflow_id}'s working_dir/output_dir"
+    scripts.check_value("working_dir", wf["working_dir"], out_source)
+    scripts.check_value("output_dir", wf["output_dir"], out_source)
     base = Path(wf["working_dir"] or ".") / wf["output_dir"] / "slurm"
-    base.mkdir(parents=True, exist_ok=True)
-    base = base.resolve()
+    if ident is None:
+        base = base.resolve()
+    elif not base.is_absolute():
+        raise TorcError(f"workflow {workflow_id} has a relative output directory ({base}); the watcher cannot "
+                        f"know where its owner meant it")
+    template = opts.template or scripts.default_template()
     s = request.shape
     with db.conn.transaction():
         alloc_id = db.one("insert_allocation", workflow_id=workflow_id, scheduler=request.scheduler,
                           account=request.account, partition=request.partition, nodes=s.nodes,
                           cpus_per_node=s.cpus_per_node, mem=f"{s.mem_mb_per_node}M", walltime_s=s.walltime_s,
                           sbatch_args=[], submitted_by=submitted_by, reason=reason)["id"]
-    args = request.sbatch_args(workflow_id, alloc_id, base)
-    worker_args = [f"--idle-timeout={opts.idle_timeout_s}", f"--walltime-buffer={opts.walltime_buffer_s}",
-                   f"--allocation-id={alloc_id}"]
-    if request.scheduler:
-        worker_args.append(f"--scheduler={shlex.quote(request.scheduler)}")
-    if opts.max_parallel_jobs:
-        worker_args.append(f"--max-parallel-jobs={opts.max_parallel_jobs}")
-    launcher = "srun --ntasks-per-node=1 --nodes=$SLURM_JOB_NUM_NODES " if s.nodes > 1 else "exec "
-    text = scripts.render(opts.template or scripts.default_template(), {
-        "sbatch_directives": scripts.directives(args), "workflow_id": str(workflow_id),
-        "allocation_id": str(alloc_id), "database_url": scripts.quote(db.url), "launcher": launcher,
-        "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)})
+    args, values = script_values(workflow_id, alloc_id, request, opts, base,
+                                 worker_url(db.url, owner, same_role=ident is None and owner == me))
     path = base / f"torc_wf{workflow_id}_a{alloc_id}.sh"
-    # The script holds the database URL: readable by its owner only.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    db.conn.execute("UPDATE allocations SET sbatch_args = %s WHERE id = %s", (args, alloc_id))
-    try:
-        slurm_id = client.submit(path)
-    except SlurmError as e:
+    db.run("allocation_args", id=alloc_id, sbatch_args=args)
+    outcome = owner_mod.submit_as(ident, {"script_path": str(path), "template": str(template), "values": values},
+                                  client)
+    if "slurm_job_id" not in outcome:
+        err = outcome.get("stderr", "").strip() or outcome["error"]
         with db.conn.transaction():
-            db.run("allocation_submit_failed", id=alloc_id, error=e.stderr.strip() or str(e), script_path=str(path))
+            db.run("allocation_submit_failed", id=alloc_id, error=err, script_path=str(path))
             db.event(workflow_id, "allocation_submit_failed",
-                     detail={"allocation_id": alloc_id, "error": e.stderr.strip(), "script": str(path),
-                             "submitted_by": submitted_by, "reason": reason})
-        raise
+                     detail={"allocation_id": alloc_id, "error": err, "script": str(path),
+                             "submitted_by": submitted_by, "reason": reason, "as": ident and ident.user})
+        raise SlurmError(["sbatch", str(path)], None, "", err)
+    slurm_id = outcome["slurm_job_id"]
+    cluster = cluster_name(client)
+    try:
+        with db.conn.transaction():
+            db.run("allocation_submitted", id=alloc_id, slurm_job_id=slurm_id, slurm_cluster=cluster,
+                   script_path=str(path))
+    except psycopg.errors.UniqueViolation:
+        # A rebuilt cluster of the same name reuses job ids: keep the new allocation, without the cluster
+        # name that would make it collide with the old record.
+        log.warning("Slurm job id %s on cluster %s was recorded before; keeping it without the cluster name",
+                    slurm_id, cluster)
+        cluster = None
+        with db.conn.transaction():
+            db.run("allocation_submitted", id=alloc_id, slurm_job_id=slurm_id, slurm_cluster=None,
+                   script_path=str(path))
     with db.conn.transaction():
-        db.run("allocation_submitted", id=alloc_id, slurm_job_id=slurm_id, script_path=str(path))
         db.event(workflow_id, "allocation_submitted",
-                 detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "scheduler": request.scheduler,
-                         "submitted_by": submitted_by, "reason": reason, "sbatch_args": args})
+                 detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "slurm_cluster": cluster,
+                         "scheduler": request.scheduler, "submitted_by": submitted_by, "reason": reason,
+                         "sbatch_args": args, "as": ident.user if ident else None})
     return {"id": alloc_id, "slurm_job_id": slurm_id, "script_path": str(path), "scheduler": request.scheduler,
-            "sbatch_args": args}
+            "sbatch_args": args, "submitted_as": ident.user if ident else None}
+
+
+def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, opts: SubmitOptions, log_dir: Path,
+                  database_url: str) -> tuple[list[str], dict[str, str]]:
+    """The sbatch arguments and the template's variables, each checked and quoted for the script."""
+    args = request.sbatch_args(workflow_id, alloc_id, log_dir)
+    worker_args = [f"--idle-timeout={int(opts.idle_timeout_s)}", f"--walltime-buffer={int(opts.walltime_buffer_s)}",
+                   f"--allocation-id={int(alloc_id)}"]
+    if request.scheduler:
+        worker_args.append("--scheduler=" + scripts.quote(request.scheduler))
+    if opts.max_parallel_jobs:
+        worker_args.append(f"--max-parallel-jobs={int(opts.max_parallel_jobs)}")
+    launcher = "srun --ntasks-per-node=1 --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 else "exec "
+    values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),
+              "allocation_id": str(int(alloc_id)), "database_url": scripts.quote(database_url),
+              "launcher": launcher, "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)}
+    return args, values
+
+
+def cluster_name(client) -> str | None:
+    """Slurm's ClusterName (job ids are unique only within one), when the client can tell."""
+    get = getattr(client, "cluster_name", None)
+    try:
+        return get() if get else None
+    except SlurmError:
+        return None
 
 
 def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -> dict[str, dict]:

@@ -111,6 +111,14 @@ class CliSlurmClient:
         cache[partition] = (time.monotonic(), shape)
         return shape
 
+    def cluster_name(self) -> str | None:
+        """Slurm's ClusterName (job ids are unique only within a cluster); asked once per client."""
+        if "_cluster" not in self.__dict__:
+            out = self._run(["scontrol", "show", "config"])
+            m = re.search(r"^ClusterName\s*=\s*(\S+)", out, re.MULTILINE)
+            self._cluster = m.group(1) if m else None
+        return self._cluster
+
     def end_time(self, job_id: str) -> datetime | None:
         # Slurm 22.05 does not export SLURM_JOB_END_TIME; squeue knows it.
         row = self.status([job_id]).get(job_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import SlurmError, TorcError
 from torc_hpc.slurm import allocations
@@ -36,8 +38,9 @@ def submit_for_workflow(db: Database, workflow_id: int, client: SlurmClient, opt
             submitted.append(allocations.submit(db, workflow_id, client, req, opts, submitted_by=submitted_by,
                                                 reason=reason))
         except SlurmError as e:
+            wf = db.workflow(workflow_id)
             raise TorcError(f"sbatch refused the allocation: {e.stderr.strip() or e}\n"
-                            f"  the script is kept in {db.workflow(workflow_id)['output_dir']}/slurm/ ; "
+                            f"  the script is kept in {Path(wf['working_dir'] or '.') / wf['output_dir'] / 'slurm'} ; "
                             f"check --account/--partition/--qos against `sacctmgr show assoc user=$USER`") from e
     return {"allocations": submitted, "warnings": warnings}
 
@@ -58,5 +61,6 @@ def save_submit_options(db: Database, workflow_id: int, opts) -> None:
 
     from psycopg.types.json import Jsonb
 
-    saved = {k: (str(v) if k == "template" else v) for k, v in asdict(opts).items() if v is not None}
+    saved = {k: (str(v) if k == "template" else v) for k, v in asdict(opts).items()
+             if v is not None and k != "source"}
     db.run("save_submit_options", workflow_id=workflow_id, options=Jsonb(saved))

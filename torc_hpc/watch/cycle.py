@@ -20,6 +20,7 @@ from torc_hpc.errors import SlurmError, TorcError
 from torc_hpc.reconcile import reconcile
 from torc_hpc.slurm import allocations as allocs
 from torc_hpc.slurm.client import SlurmClient
+from torc_hpc.watch.ai_recovery import AiRecovery, run_if_due as run_ai_agent_if_due
 
 log = logging.getLogger("torc.watch")
 
@@ -39,6 +40,7 @@ class WatchConfig:
     runtime_multiplier: float = 1.5
     max_recovery_rounds: int = 3
     submit: allocs.SubmitOptions | None = None      # command-line sbatch options (override the saved ones)
+    ai_recovery: AiRecovery | None = None           # --ai-recovery: an agent decides pending_failed jobs
 
 
 @dataclass
@@ -54,6 +56,7 @@ class CycleReport:
     reconciled: dict = field(default_factory=dict)
     done: bool = False
     skipped: str | None = None
+    ai_agent: dict | None = None                      # --ai-recovery: whether the agent ran, and how it went
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,12 +88,17 @@ def resume(db: Database, workflow_id: int) -> None:
 
 def _submit_options(db: Database, workflow_id: int, cfg: WatchConfig, state: dict) -> allocs.SubmitOptions:
     saved = dict(state["submit_options"] or {})
+    # Stored by the owner's submit-slurm; checked again here (a value that could change the script is
+    # refused, naming this source) before the watcher, perhaps root's cron, submits with it.
     opts = allocs.SubmitOptions(**{k: v for k, v in saved.items() if k in allocs.SubmitOptions.__dataclass_fields__
-                                   and k != "template"})
+                                   and k not in ("template", "source")},
+                                source=f"watch_state.submit_options of workflow {workflow_id} (saved by submit-slurm)")
     if saved.get("template"):
         from pathlib import Path
 
-        opts.template = Path(saved["template"])
+        from torc_hpc.slurm.script import check_value
+
+        opts.template = Path(check_value("template", saved["template"], opts.source))
     if cfg.submit:
         for k, v in asdict(cfg.submit).items():
             if v is not None and v != getattr(allocs.SubmitOptions(), k):
@@ -148,6 +156,13 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     if backoff.paused_reason:
         report.attention.append(f"auto-schedule paused: {backoff.paused_reason}; fix it, then "
                                 f"`torc watch {workflow_id} --resume`")
+    if cfg.ai_recovery is not None and counts["pending_failed"] and wf["canceled_at"] is None:
+        report.ai_agent = run_ai_agent_if_due(db, workflow_id, cfg.ai_recovery, now)
+        if report.ai_agent["ran"]:   # its decisions made jobs ready or failed: decide the rest on fresh counts
+            counts, snap_row = db.status_counts(workflow_id), db.one("watch_snapshot", workflow_id=workflow_id)
+            report.counts = {k: v for k, v in counts.items() if v}
+            if report.ai_agent["outcome"] != "ok":
+                report.attention.append(report.ai_agent["message"])
 
     if cfg.auto_schedule and client is not None and wf["canceled_at"] is None:
         snap = auto.Snapshot(now=now, ready=counts["ready"], ready_retries=snap_row["ready_retries"],
@@ -284,11 +299,14 @@ def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: da
 def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
     """`torc watch --all --once`: one locked cycle for every workflow that has work."""
     reports = []
-    for row in db.all("workflows_with_work"):
+    ids = [row["id"] for row in db.all("workflows_with_work")]
+    if cfg.ai_recovery is not None:   # a workflow whose only unfinished jobs await a decision counts too
+        ids = sorted(set(ids) | {row["id"] for row in db.all("workflows_with_pending_failed")})
+    for wf_id in ids:
         try:
-            reports.append(run_locked(db, row["id"], client, cfg))
+            reports.append(run_locked(db, wf_id, client, cfg))
         except TorcError as e:
-            r = CycleReport(row["id"], counts={})
+            r = CycleReport(wf_id, counts={})
             r.attention.append(str(e))
             reports.append(r)
     return reports

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import selectors
 import signal
 import socket
@@ -141,10 +142,12 @@ class Worker:
             cfg.workflow_id, hostname=socket.gethostname(), pid=os.getpid(),
             num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
             memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
-            end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None)
+            end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
+            token=(token := secrets.token_hex(16)))
         self._base_env = dict(os.environ)
         self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.db.url),
-                              TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id))
+                              TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
+                              TORC_WORKER_TOKEN=token)
         self.listen = connect(cfg.database_url)
         self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
         # One thread: creating files in one directory serializes on the directory's lock anyway, and

@@ -128,12 +128,13 @@ SELECT (SELECT count(*) FROM done) AS finished,
        (SELECT coalesce(array_agg(i.job_id), '{}') FROM input i WHERE i.job_id NOT IN (SELECT id FROM done)) AS stale;
 
 -- name: finish_failed
--- A job ended failed or terminated for good: result row (unless already recorded), final status, event, and
--- the cancel cascade: blocked descendants are canceled transitively, except those with
--- cancel_on_blocking_job_failure = false, which just stop waiting for the canceled/failed parent.
+-- A job ended failed or terminated for good (or was canceled before it ran): result row (unless already
+-- recorded), final status, event, and the cancel cascade: blocked descendants are canceled transitively,
+-- except those with cancel_on_blocking_job_failure = false, which just stop waiting for the canceled/failed
+-- parent. Only from %(from_status)s (running; pending_failed for a decision; blocked/ready for a cancel).
 WITH done AS (
     UPDATE jobs SET status = %(status)s::job_status, return_code = %(return_code)s
-    WHERE id = %(job_id)s AND status IN ('running', 'pending_failed') AND attempt_id = %(attempt_id)s
+    WHERE id = %(job_id)s AND status = %(from_status)s::job_status AND attempt_id = %(attempt_id)s
     RETURNING id, workflow_id
 ), result AS (
     INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,

@@ -53,8 +53,8 @@ ORDER BY r.id
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: last_workflow
--- The most recent workflow the caller can see (`last` wherever a workflow id is expected).
-SELECT id FROM workflows ORDER BY id DESC LIMIT 1;
+-- The caller's most recent workflow (`last` wherever a workflow id is expected; workflows_owner_idx).
+SELECT id FROM workflows WHERE owner = current_user ORDER BY id DESC LIMIT 1;
 
 -- name: job_by_id
 -- One job of a workflow by id (a JOB argument that is a number).

@@ -31,9 +31,14 @@ VALUES (%(workflow_id)s, %(scheduler)s, %(account)s, %(partition)s, %(nodes)s, %
 RETURNING id;
 
 -- name: allocation_submitted
--- sbatch answered with a job id.
-UPDATE allocations SET slurm_job_id = %(slurm_job_id)s, script_path = %(script_path)s, state = 'pending'
+-- sbatch answered with a job id (unique per Slurm cluster).
+UPDATE allocations SET slurm_job_id = %(slurm_job_id)s, slurm_cluster = %(slurm_cluster)s,
+                       script_path = %(script_path)s, state = 'pending'
 WHERE id = %(id)s;
+
+-- name: allocation_args
+-- The sbatch arguments an allocation's script was rendered with.
+UPDATE allocations SET sbatch_args = %(sbatch_args)s WHERE id = %(id)s;
 
 -- name: allocation_submit_failed
 -- sbatch refused; keep its message and the script.

@@ -3,9 +3,9 @@
 
 -- name: register_worker
 -- A worker announces itself.
-INSERT INTO workers (workflow_id, hostname, pid, slurm_job_id, num_cpus, num_gpus, memory_bytes, end_time)
+INSERT INTO workers (workflow_id, hostname, pid, slurm_job_id, num_cpus, num_gpus, memory_bytes, end_time, token)
 VALUES (%(workflow_id)s, %(hostname)s, %(pid)s, %(slurm_job_id)s, %(num_cpus)s, %(num_gpus)s, %(memory_bytes)s,
-        %(end_time)s)
+        %(end_time)s, %(token)s)
 RETURNING id;
 
 -- name: heartbeat
@@ -21,7 +21,7 @@ UPDATE workers SET stopped_at = now(), stop_reason = %(reason)s WHERE id = %(wor
 
 -- name: live_workers
 -- Workers not known to have stopped (the reconciler checks each for a stale heartbeat).
-SELECT id, hostname, pid, slurm_job_id, started_at, last_heartbeat, now() AS db_now
+SELECT id, hostname, pid, slurm_job_id, started_at, last_heartbeat, now() AS db_now, token
 FROM workers WHERE workflow_id = %(workflow_id)s AND stopped_at IS NULL;
 
 -- name: mark_worker_lost

@@ -3,8 +3,8 @@
 
 -- name: reserve_job_ids
 -- Reserve a block of consecutive job ids (caller holds the create advisory lock).
-SELECT setval(pg_get_serial_sequence('jobs', 'id'),
-              nextval(pg_get_serial_sequence('jobs', 'id')) + %(count)s - 1) - %(count)s + 1 AS first_id;
+-- torc_reserve_job_ids (migration 0005) runs as the schema owner: users need no UPDATE on the sequence.
+SELECT torc_reserve_job_ids(%(count)s) AS first_id;
 
 -- name: insert_workflow
 -- Create the workflow row.
