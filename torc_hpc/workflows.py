@@ -177,7 +177,8 @@ def next_steps(s: dict) -> list[dict]:
     if c.get("pending_failed"):
         name = shell_word(pending[0]["name"]) if pending else "JOB"
         steps.append({"command": f"torc jobs retry {wf} {name}",
-                      "why": f"{c['pending_failed']} job(s) await a decision; or `torc jobs fail {wf} {name}`"})
+                      "why": f"{c['pending_failed']} job(s) pending_failed await a decision; or "
+                             f"`torc jobs fail {wf} {name}`"})
     if sum(c.get(k, 0) for k in ("failed", "terminated", "canceled")):
         steps.append({"command": f"torc workflows reset-status {wf} --failed-only && torc run {wf}",
                       "why": "after a fix, run the failed jobs again"})
