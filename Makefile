@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast slurm-up bench clean
+.PHONY: setup demo test test-fast slurm-up bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-fast: setup
 bench: setup
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python -m bench all
+
+# Issue 11's scale benchmarks (private PostgreSQL and pgbouncer; about 20 minutes): docs/scale-notes.md.
+bench-scale: setup
+	for b in workers idle pooler stale; do $(BIN)/python -m bench $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) torc_output .pytest_cache

@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "cli"]
+BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "workers", "idle", "pooler", "stale",
+           "cli"]
 
 
 def main() -> None:

@@ -17,19 +17,26 @@ import time
 
 from bench.common import emit, fresh_database, server_version
 
-SPEC = """\
-name: million
-description: 500,001 producers, 500,000 consumers each reading two neighbours
+def spec_for(jobs: int) -> str:
+    """The creation benchmark's shape for about `jobs` jobs: half producers, half consumers reading two
+    neighbouring producers (jobs // 2 + 1 producers ready, jobs // 2 consumers blocked)."""
+    half = jobs // 2
+    return f"""\
+name: pairs_{jobs}
+description: {half + 1:,} producers, {half:,} consumers each reading two neighbours
 jobs:
-  - name: produce_{i:06d}
-    command: ./produce --part {i}
-    parameters: {i: "0:500000"}
-  - name: combine_{i:06d}
-    command: ./combine --left {i} --right {j}
+  - name: produce_{{i:06d}}
+    command: ./produce --part {{i}}
+    parameters: {{i: "0:{half}"}}
+  - name: combine_{{i:06d}}
+    command: ./combine --left {{i}} --right {{j}}
     parameter_mode: zip
-    depends_on: ["produce_{i:06d}", "produce_{j:06d}"]
-    parameters: {i: "0:499999", j: "1:500000"}
+    depends_on: ["produce_{{i:06d}}", "produce_{{j:06d}}"]
+    parameters: {{i: "0:{half - 1}", j: "1:{half}"}}
 """
+
+
+SPEC = spec_for(1_000_000)
 
 CHILD = r"""
 import json, resource, sys, time

@@ -14,11 +14,17 @@ class SpecError(TorcError):
 
     exit_code = 2
 
-    def __init__(self, path: str, problems: list["SpecProblem"]):
+    def __init__(self, path: str, problems: list["SpecProblem"], *, total: int | None = None):
+        from torc_hpc.limits import MAX_PROBLEMS
+
         self.path = path
-        self.problems = problems
-        lines = [f"{path}: {len(problems)} problem(s) in the workflow spec; nothing was written:"]
-        lines += [f"  - {p}" for p in problems]
+        self.problems = problems[:MAX_PROBLEMS]
+        self.total = max(total or 0, len(problems))
+        lines = [f"{path}: {self.total} problem(s) in the workflow spec; nothing was written:"]
+        lines += [f"  - {p}" for p in self.problems]
+        if self.total > len(self.problems):
+            lines.append(f"  … and {self.total - len(self.problems)} more (only the first {MAX_PROBLEMS} are "
+                         "listed, torc_hpc.limits.MAX_PROBLEMS): fix these and run again")
         super().__init__("\n".join(lines))
 
 

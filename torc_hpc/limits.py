@@ -6,6 +6,35 @@ Grouped by concern so that a new limit has an obvious home.
 from __future__ import annotations
 
 # ---- specs (bad input must fail in bounded time and memory) -----------------------------------
+# Each bound is checked before the work it bounds (sizes are computed, never materialized first) and the
+# error that enforces it cites it. Only the expansion sizes can be raised by a flag (--max-jobs,
+# --max-dependencies on `torc workflows create`, `torc run` and `torc submit-slurm`); the others keep
+# every value storable and every step of validation fast.
+
+# PostgreSQL's column types: counts, priorities, retries, exit codes and seconds are `integer` (int4),
+# memory in bytes is `bigint` (int8).
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
+INT8_MAX = 2**63 - 1
+
+MAX_SPEC_BYTES = 16 * 2**20       # a spec file larger than this is refused before it is read; checking a
+                                  # valid-looking file costs ~1 s of CPU and ~50 MB per MiB of YAML (measured)
+MAX_NESTING_DEPTH = 64            # mappings and lists nested deeper than this (a spec needs about 6)
+MAX_ALIAS_VALUES = 1_000_000      # values that YAML aliases (*name) and merges (<<) stand for, in total
+MAX_PROBLEMS = 100                # problems listed in one error; the rest are counted, not listed
+MAX_JOBS = 10_000_000             # jobs one workflow expands to, and combinations one job iterates
+MAX_DEPENDENCIES = 50_000_000     # dependency edges one workflow expands to (before removing repeats)
+MAX_NAME_LENGTH = 512             # characters in a job, handler, resource or scheduler name: a btree
+                                  # index row must stay under 2,704 bytes, and 512 × 4 UTF-8 bytes does
+MAX_COMMAND_BYTES = 131_071       # UTF-8 bytes of a command or recovery script: Linux's MAX_ARG_STRLEN
+                                  # (128 KiB with its NUL) is the most one `bash -c` argument can hold
+MAX_TEXT_LENGTH = 65_536          # characters of free text (description, sbatch options)
+MAX_VALUE_TEXT_LENGTH = 64        # characters of a number, a memory size or a duration ("2g", "PT30M")
+MAX_PARAMETER_TEXT = 1_048_576    # characters of one parameter's value as written (a range or a list)
+MAX_FORMAT_WIDTH = 256            # width and precision in a placeholder's format spec ({i:>8}, {x:.3f})
+MAX_REGEX_LENGTH = 1_000          # characters of one depends_on_regexes entry
+MAX_REGEX_MEMORY = 8 * 2**20      # bytes RE2 may use to compile one expression
+MAX_DISTINCT_REGEXES = 10_000     # different expressions (after placeholders) in one workflow
+MAX_REGEX_CHECKS = 10_000_000     # name-against-expression matches one workflow may need (RE2: linear each)
 
 # ---- recovery scripts and user code -------------------------------------------------------------
 

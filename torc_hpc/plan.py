@@ -138,7 +138,8 @@ def summarize(ex: "ExpandedWorkflow") -> Plan:
                                max_runtime_s=v[5], max_gpus=v[6], ready=0) for k, v in sched.items()})
 
 
-def plan_file(path: str | Path, *, opts=None, client=None, count: int = 1, slurm: bool | None = None) -> Plan:
+def plan_file(path: str | Path, *, opts=None, client=None, count: int = 1, slurm: bool | None = None,
+              limits=None) -> Plan:
     """Validate and expand a spec file (nothing is written) and plan it. With Slurm (a client, or
     slurm_schedulers in the spec, or slurm=True), add the allocation shapes `torc submit-slurm` would use."""
     from torc_hpc.core.units import parse_duration
@@ -147,7 +148,7 @@ def plan_file(path: str | Path, *, opts=None, client=None, count: int = 1, slurm
     from torc_hpc.spec import expand_workflow, load_spec
 
     spec, locator = load_spec(path)
-    ex = expand_workflow(spec, locator, str(path))
+    ex = expand_workflow(spec, locator, str(path), limits)
     p = summarize(ex)
     want = slurm if slurm is not None else (client is not None or bool(spec.slurm_schedulers))
     if not want:

@@ -7,12 +7,16 @@ import os
 import re
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torc_hpc import logs
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import DecisionRejected, NotFound, SpecError, SpecProblem, TorcError
 from torc_hpc.limits import AGENT_SPEC_MAX_BYTES, SUMMARY_FAILED_JOBS, SUMMARY_STDERR_LINES
 from torc_hpc.reconcile import reconcile
+
+if TYPE_CHECKING:
+    from torc_hpc.spec import ExpansionLimits
 
 
 def spec_sha256(path: str | Path) -> str:
@@ -24,12 +28,13 @@ def spec_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output") -> int:
+def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output",
+                     limits: "ExpansionLimits | None" = None) -> int:
     """Validate and expand the spec completely before writing anything, then insert it in one transaction."""
     from torc_hpc.spec import expand_workflow, load_spec   # here: commands that only read skip pydantic's models
 
     spec, locator = load_spec(path)
-    expanded = expand_workflow(spec, locator, str(path))
+    expanded = expand_workflow(spec, locator, str(path), limits)
     return db.create_workflow(expanded, spec_path=str(Path(path).resolve()), working_dir=os.getcwd(),
                               output_dir=output_dir, spec_sha256=spec_sha256(path))
 

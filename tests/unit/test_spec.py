@@ -234,3 +234,66 @@ def test_memory_and_runtime_errors():
 def test_missing_file():
     with pytest.raises(SpecError, match="file not found"):
         load_spec("/nonexistent/wf.yaml")
+
+
+def test_problems_are_capped_and_counted():
+    with pytest.raises(SpecError) as e:
+        load("""
+            name: w
+            jobs:
+              - name: c_{i}
+                command: x
+                parameters: {i: "0:999"}
+                depends_on: ["missing_{i}"]
+            """)
+    assert e.value.total == 1000 and len(e.value.problems) == 100
+    assert "… and 900 more" in str(e.value)
+
+
+def test_size_is_refused_from_counts_before_expanding():
+    """10¹⁸ combinations would never finish expanding: the count alone refuses them."""
+    (p,) = problems("""
+        name: w
+        jobs:
+          - name: a_{i}_{j}_{k}
+            command: x
+            parameters: {i: "1:1000000", j: "1:1000000", k: "1:1000000"}
+        """)
+    assert p.field == "parameters" and p.line == 6 and "--max-jobs" in p.message
+    assert "1,000,000 values of i × 1,000,000 values of j × 1,000,000 values of k" in p.message
+
+
+def test_duplicate_yaml_keys_are_refused():
+    (p,) = problems("""
+        name: w
+        jobs:
+          - name: a
+            command: x
+            priority: 1
+            priority: 2
+        """)
+    assert p.line == 7 and "'priority' appears twice" in p.message and p.field == "jobs[0].priority"
+
+
+def test_integers_must_fit_their_columns():
+    probs = problems("""
+        name: w
+        jobs:
+          - name: a
+            command: x
+            priority: 2147483648
+            resource_requirements: {num_cpus: 2147483647, memory: 9223372036854775807, runtime: 2147483647}
+        """)
+    assert [(p.field, p.line) for p in probs] == [("priority", 6)]
+
+
+def test_zip_of_huge_and_small_ranges_is_refused_by_counts():
+    (p,) = problems("""
+        name: w
+        jobs:
+          - name: a_{i}_{j}
+            command: x
+            parameter_mode: zip
+            parameters: {i: "0:100000000000000000000", j: "0:1"}
+        """)
+    assert p.field == "parameter_mode" and "i=more than 1,000,000,000,000,000,000, j=2" in p.message

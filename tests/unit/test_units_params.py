@@ -3,7 +3,7 @@
 import pytest
 
 from torc_hpc.core.units import format_duration, parse_duration, parse_memory
-from torc_hpc.spec.params import combinations, parse_values, substitute
+from torc_hpc.spec.params import Template, combination_count, combinations, parameter_values
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -52,23 +52,42 @@ def test_format_duration():
     ("hello", ["hello"]),
 ])
 def test_parse_values(raw, expected):
-    assert parse_values(raw) == expected
+    assert list(parameter_values(raw)) == expected
 
 
-@pytest.mark.parametrize("bad", ["0:5:0", "5:0", "a:b", "[1,", "[]", "1:2:3:4"])
+@pytest.mark.parametrize("bad", ["0:5:0", "5:0", "a:b", "[1,", "[]", "1:2:3:4", "0:nan", "0:inf", "1.0:0.0",
+                                 "[[1, 2]]", "[True]", "['a\\nb']", "[" * 10000, True])
 def test_parse_values_rejects(bad):
     with pytest.raises(ValueError):
-        parse_values(bad)
+        parameter_values(bad)
+
+
+@pytest.mark.parametrize("raw,count", [
+    ("0:100000000", 100_000_001), ("0:1:0.00000001", 100_000_001), ("10:0:-3", 4), ("0:1e999999999", 10**18),
+    ("0:1e30:1e-30", 10**18), ("-5:5", 11),
+])
+def test_counts_without_materializing(raw, count):
+    values = parameter_values(raw)
+    assert combination_count([values], "product") == count
+    assert combination_count([values, values], "product") == min(count * count, 10**18)
 
 
 def test_combinations_product_and_zip():
-    assert combinations({"a": [1, 2], "b": ["x", "y"]}, "product") == [
-        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
-    assert combinations({"a": [1, 2], "b": ["x", "y"]}, "zip") == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
-    with pytest.raises(ValueError, match="equal length"):
-        combinations({"a": [1, 2], "b": ["x"]}, "zip")
+    assert list(combinations([[1, 2], ["x", "y"]], "product")) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
+    assert list(combinations([[1, 2], ["x", "y"]], "zip")) == [(1, "x"), (2, "y")]
+    assert list(combinations([], "product")) == [()]
+    with pytest.raises(ValueError):
+        combination_count([[1, 2], ["x"]], "zip")
 
 
-def test_substitute_leaves_shell_braces_alone():
-    assert substitute("run {i:03d} ${HOME} {a,b} {unknown}", {"i": 7}) == "run 007 ${HOME} {a,b} {unknown}"
-    assert substitute("lr={lr:.3f}", {"lr": 0.001}) == "lr=0.001"
+def test_templates_leave_shell_braces_alone():
+    t = Template("run {i:03d} ${HOME} {a,b} {unknown} awk '{print}'", {"i": 0})
+    assert t.render((7,)) == "run 007 ${HOME} {a,b} {unknown} awk '{print}'"
+    assert t.unknown == ["HOME", "unknown", "print"]  # only names, depends_on… refuse these
+    assert Template("lr={lr:.3f}", {"lr": 0}).render((0.001,)) == "lr=0.001"
+
+
+@pytest.mark.parametrize("spec,ok", [(">8", True), ("08.3f", True), (">1500000000", False), (".999f", False),
+                                     ("x>256", True), ("x>257", False), ("9" * 5000, False)])
+def test_format_widths_are_bounded(spec, ok):
+    assert (Template("{i:" + spec + "}", {"i": 0}).spec_problem() is None) is ok

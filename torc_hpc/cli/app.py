@@ -27,7 +27,7 @@ from torc_hpc.cli import workflows as workflows_cmds
 from torc_hpc.cli.common import state
 from torc_hpc.cli.output import err_console
 from torc_hpc.config import settings
-from torc_hpc.errors import SpecError, TorcError
+from torc_hpc.errors import TorcError
 
 app = typer.Typer(
     help="torc-hpc: run workflows of shell jobs with dependencies and failure handlers, locally or on Slurm.\n\n"
@@ -114,11 +114,8 @@ def command():
 def main() -> None:
     try:
         command()(prog_name="torc")
-    except SpecError as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
-        sys.exit(e.exit_code)
-    except TorcError as e:
-        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
+    except TorcError as e:  # SpecError included (exit code 2); user text is escaped, never read as markup
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
 
 

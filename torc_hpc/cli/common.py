@@ -9,6 +9,7 @@ from torc_hpc import workflows as ops
 from torc_hpc.cli.output import Format
 from torc_hpc.config import settings
 from torc_hpc.db import Database
+from torc_hpc.limits import MAX_DEPENDENCIES, MAX_JOBS
 
 FormatOpt = typer.Option(Format.table, "--format", "-f",
                          help="table for people; json (one document) or jsonl (one object per line) for scripts")
@@ -23,6 +24,10 @@ def WorkflowArg(help: str = WF_HELP):  # noqa: N802 - reads like the typer.Argum
 
 def JobArg(help: str = JOB_HELP):  # noqa: N802
     return typer.Argument(..., metavar="JOB", help=help, show_default=False)
+MaxJobsOpt = typer.Option(MAX_JOBS, "--max-jobs", min=1, show_default=True,
+                          help="refuse a spec that expands to more jobs than this (checked before expanding)")
+MaxDependenciesOpt = typer.Option(MAX_DEPENDENCIES, "--max-dependencies", min=0, show_default=True,
+                                  help="refuse a spec that expands to more dependencies than this")
 
 
 class _State:
@@ -51,3 +56,11 @@ def job(db: Database, workflow_id: int, ref: str) -> dict:
 def config_value(key: str, flag=None):
     """A setting's effective value: the flag if given, else environment, config file, default."""
     return settings.get(key, flag)
+
+
+def expansion_limits(max_jobs: int, max_dependencies: int):
+    """The --max-jobs/--max-dependencies bounds as the spec layer takes them (imported here, when a command
+    creates a workflow: commands that only read skip loading the spec models)."""
+    from torc_hpc.spec import ExpansionLimits
+
+    return ExpansionLimits(max_jobs, max_dependencies)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from torc_hpc.cli.common import FormatOpt, config_value
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, config_value, expansion_limits
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows, fit, human_bytes, human_duration, terminal_width
 from torc_hpc.limits import PLAN_STAGES_SHOWN
 from torc_hpc.plan import Plan, plan_file
@@ -26,6 +26,7 @@ def plan(spec: Path = typer.Argument(..., metavar="SPEC", help="workflow spec, Y
                                                 help="allocation time limit (default: config file, else sized)"),
          num_allocations: int = typer.Option(1, "--num-allocations", "-n", min=1,
                                              help="allocations per scheduler (a fair share of the work each)"),
+         max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
          fmt: Format = FormatOpt):
     """Validate and expand a spec without writing anything, and show what it would run: stages (topological
     levels with job counts), requested CPU-hours, GPU-hours and memory, the largest job, jobs with failure
@@ -34,11 +35,11 @@ def plan(spec: Path = typer.Argument(..., metavar="SPEC", help="workflow spec, Y
     Example: `torc workflows plan sweep.yaml --partition debug --format json`
     """
     show_plan(spec, fmt, slurm=slurm, account=account, partition=partition, walltime=walltime,
-              num_allocations=num_allocations)
+              num_allocations=num_allocations, limits=expansion_limits(max_jobs, max_dependencies))
 
 
 def show_plan(spec: Path | str, fmt: Format, *, slurm=None, account=None, partition=None, walltime=None,
-              num_allocations: int = 1) -> Plan:
+              num_allocations: int = 1, limits=None) -> Plan:
     from torc_hpc.slurm.allocations import SubmitOptions
     from torc_hpc.slurm.client import default_client
 
@@ -46,7 +47,7 @@ def show_plan(spec: Path | str, fmt: Format, *, slurm=None, account=None, partit
                          partition=config_value("slurm.partition", partition),
                          walltime=config_value("slurm.walltime", walltime), qos=config_value("slurm.qos"))
     client = default_client() if slurm is not False else None
-    p = plan_file(spec, opts=opts, client=client, count=num_allocations, slurm=slurm)
+    p = plan_file(spec, opts=opts, client=client, count=num_allocations, slurm=slurm, limits=limits)
     if fmt is not Format.table:
         emit_json({"spec": str(spec), "written": False, **p.as_dict()})
     else:

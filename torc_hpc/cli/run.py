@@ -12,7 +12,8 @@ from rich.text import Text
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import FormatOpt, config_value, open_db, state
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, config_value,
+                                 expansion_limits, open_db, state)
 from torc_hpc.cli.output import Format, console, emit_json, fit, human_duration, terminal_width
 from torc_hpc.db.connection import resolve_url
 from torc_hpc.errors import UnfinishedWorkflow
@@ -37,6 +38,7 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
                                  "made from this same file (same path and content)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="validate and show the plan (stages, "
                                      "CPU-hours, largest job, handlers); create and run nothing"),
+        max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
         fmt: Format = FormatOpt):
     """Run a workflow on this machine until nothing more can run; exit 0 only if every job completed.
 
@@ -53,7 +55,7 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
                                      "`torc workflows status WF`")
         from torc_hpc.cli.plan import show_plan
 
-        show_plan(target, fmt)
+        show_plan(target, fmt, limits=expansion_limits(max_jobs, max_dependencies))
         return
     with open_db() as db:
         if _is_workflow_ref(target):
@@ -62,7 +64,8 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
         else:
             if not new:
                 _refuse_duplicate(db, target)
-            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir))
+            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir),
+                                         limits=expansion_limits(max_jobs, max_dependencies))
             if fmt is Format.table:
                 console.print(f"created workflow [bold]{wf_id}[/bold] from {escape(target)}")
         url = db.url

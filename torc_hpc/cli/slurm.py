@@ -9,7 +9,8 @@ import typer
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import FormatOpt, WideOpt, WorkflowArg, config_value, open_db
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WideOpt, WorkflowArg,
+                                 config_value, expansion_limits, open_db)
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows, err_console
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
@@ -66,6 +67,7 @@ def submit_slurm(
         output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", show_default=False,
                                                  help="where logs and sbatch scripts go (new workflows); default: "
                                                       "output_dir in the config file, else torc_output"),
+        max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
         fmt: Format = FormatOpt):
     """Create a workflow (or take an existing one) and submit Slurm allocations whose workers run its jobs.
 
@@ -82,7 +84,8 @@ def submit_slurm(
             wf_id = common.workflow_id(db, target)
             ops.touch(db, wf_id, client)
         else:
-            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir))
+            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir),
+                                         limits=expansion_limits(max_jobs, max_dependencies))
         result = slurm_ops.submit_for_workflow(db, wf_id, client, opts, num_allocations, submitted_by="submit-slurm")
     if fmt is not Format.table:
         emit_json({"workflow_id": wf_id, **result})

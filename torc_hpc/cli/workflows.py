@@ -9,7 +9,8 @@ import typer
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import FormatOpt, WideOpt, WorkflowArg, config_value, open_db
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WideOpt, WorkflowArg,
+                                 config_value, expansion_limits, open_db)
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
 from torc_hpc.cli.plan import plan as plan_command
 from torc_hpc.cli.run import print_summary
@@ -27,13 +28,18 @@ OutputDirOpt = typer.Option(None, "--output-dir", "-o", show_default=False,
 def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="workflow spec, YAML or JSON",
                                                  show_default=False),
                      output_dir: Optional[str] = OutputDirOpt,
+                     max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
                      fmt: Format = FormatOpt):
     """Validate a spec and store the workflow without running it (nothing is written if the spec has any error).
+
+    Every error names the file, the line, the job and the field (exit code 2). Sizes are bounded (see
+    the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits.
 
     Example: `torc workflows create sweep.yaml && torc run last`
     """
     with open_db() as db:
-        wf_id = ops.create_from_file(db, spec, output_dir=config_value("output_dir", output_dir))
+        wf_id = ops.create_from_file(db, spec, output_dir=config_value("output_dir", output_dir),
+                                     limits=expansion_limits(max_jobs, max_dependencies))
         n = sum(db.status_counts(wf_id).values())
     if fmt is not Format.table:
         emit_json({"id": wf_id})

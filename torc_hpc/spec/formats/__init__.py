@@ -1,0 +1,69 @@
+"""Spec file formats: text → plain data, and key path → line when an error needs one.
+
+A format only parses. It returns plain data (dicts with scalar keys, lists, str, int, float, bool, None)
+and, on request, an index from key paths (``("jobs", 3, "name")``) to 1-based lines. Everything after
+that (bounds, schema, references, expansion) is shared by `torc_hpc.spec.loader`, so every format gets
+the same located errors and the same limits.
+
+What a format must guarantee while parsing (the shared stages rely on it):
+- nesting deeper than `MAX_NESTING_DEPTH` is refused without recursing that deep;
+- a key given twice in one mapping is refused (never "the last one wins");
+- if the format has references (YAML aliases), the values they stand for are counted and capped at
+  `MAX_ALIAS_VALUES`, so nothing downstream walks an exponential tree;
+- every failure is a `FormatError` with a line when it can tell one, never another exception.
+
+To add a format (JSON5, KDL, …): subclass `SpecFormat` in a module of this package, give it `name` and
+`suffixes`, and list it in `FORMATS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FormatError(Exception):
+    """A spec could not be parsed. `key_path` locates it in the data when known (for the field name)."""
+
+    def __init__(self, message: str, *, line: int | None = None, key_path: tuple = ()):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.key_path = key_path
+
+
+class SpecFormat:
+    name: str = ""
+    suffixes: tuple[str, ...] = ()
+
+    def parse(self, text: str):
+        """Plain data from the text (None for an empty document). Raises FormatError."""
+        raise NotImplementedError
+
+    def line_index(self, text: str, wanted: set | None = None) -> dict[tuple, int]:
+        """Key path → 1-based line, for locating errors after parsing succeeded: every path, or only
+        those in `wanted` (the loader passes the paths it needs and all their prefixes, so that a large
+        file costs one pass and no memory per value). Never raises; may be partial (lookups fall back to
+        the nearest enclosing key)."""
+        raise NotImplementedError
+
+
+def line_of(text: str, position: int) -> int:
+    """1-based line of a character offset."""
+    return text.count("\n", 0, max(0, position)) + 1
+
+
+def _formats() -> list[SpecFormat]:
+    from torc_hpc.spec.formats.json_format import JsonFormat
+    from torc_hpc.spec.formats.yaml_format import YamlFormat
+
+    return [JsonFormat(), YamlFormat()]
+
+
+FORMATS: list[SpecFormat] = _formats()
+DEFAULT_FORMAT = next(f for f in FORMATS if f.name == "YAML")  # YAML also reads JSON
+
+
+def format_for(path: str | Path) -> SpecFormat:
+    """The format for a file name, by suffix; YAML for anything else."""
+    suffix = Path(str(path)).suffix.lower()
+    return next((f for f in FORMATS if suffix in f.suffixes), DEFAULT_FORMAT)
