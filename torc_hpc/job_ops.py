@@ -15,7 +15,7 @@ from torc_hpc import logs
 from torc_hpc.core.recovery import adjust, classify
 from torc_hpc.core.states import JobStatus
 from torc_hpc.core.units import format_duration, format_memory, parse_duration, parse_memory
-from torc_hpc.db.repo import Attempt, Database, finish_step
+from torc_hpc.db.repo import Attempt, Database, finish_step, retry_conflicts
 from torc_hpc.errors import DecisionRejected, NotFound, TorcError
 from torc_hpc.limits import (AGENT_LIST_MAX_JOBS, AGENT_LOG_MAX_LINES, AGENT_MAX_ITEMS, AGENT_REASON_MAX_CHARS,
                              AGENT_SCAN_MAX_RESULTS, LOG_TAIL_MAX_BYTES)
@@ -299,23 +299,30 @@ def restart_jobs(db: Database, workflow_id: int, *, failed_only: bool = True, jo
     if job_ids is None:
         row = db.reset_status(workflow_id, failed_only=failed_only)
     else:
-        with db.conn.transaction():
-            ids = [j for j in job_ids if isinstance(j, int) and not isinstance(j, bool)] \
-                if isinstance(job_ids, list) else []
-            rows = {r["id"]: r for r in db.all("lock_jobs_for_decision", job_ids=ids)}
-            _, problems = _check_jobs(job_ids, rows, workflow_id, None, "restarted")
-            if problems:
-                raise DecisionRejected({"workflow_id": workflow_id, "reset": 0, "errors": problems}, problems,
-                                       what="job")
-            row = db.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=ids,
-                         reason=f"restart_jobs via {decider.via} ({decider.name})")
-            db.event(workflow_id, "workflow_reset", run_id=row["run_id"],
-                     detail={"job_ids": ids, "jobs_reset": row["reset"], "decided_by": decider.name,
-                             "via": decider.via})
-            db.notify_ready(workflow_id)
+        row = _restart_given(db, workflow_id, job_ids, decider)
     return {"workflow_id": workflow_id, "run_id": row["run_id"], "reset_count": row["reset"],
             "next_steps": f"`torc run {workflow_id}` runs them here; on Slurm, resubmit_workflow (or "
                           f"`torc watch {workflow_id} --auto-schedule`) gets allocations for them"}
+
+
+@retry_conflicts
+def _restart_given(db: Database, workflow_id: int, job_ids, decider: Decider) -> dict:
+    """Reset the given jobs (and their canceled descendants) at REPEATABLE READ, retried on a conflict."""
+    with db.repeatable_read():
+        ids = [j for j in job_ids if isinstance(j, int) and not isinstance(j, bool)] \
+            if isinstance(job_ids, list) else []
+        rows = {r["id"]: r for r in db.all("lock_jobs_for_decision", job_ids=ids)}
+        _, problems = _check_jobs(job_ids, rows, workflow_id, None, "restarted")
+        if problems:
+            raise DecisionRejected({"workflow_id": workflow_id, "reset": 0, "errors": problems}, problems,
+                                   what="job")
+        row = db.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=ids,
+                     reason=f"restart_jobs via {decider.via} ({decider.name})")
+        db.event(workflow_id, "workflow_reset", run_id=row["run_id"],
+                 detail={"job_ids": ids, "jobs_reset": row["reset"], "decided_by": decider.name,
+                         "via": decider.via})
+        db.notify_ready(workflow_id)
+    return row
 
 
 def resubmit_workflow(db: Database, workflow_id: int, client, *, account=None, partition=None, walltime=None,

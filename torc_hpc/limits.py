@@ -55,6 +55,12 @@ DAG_DRAW_MAX_JOBS = 150        # `torc report` draws every job and edge up to th
 
 # ---- the cluster (connections, allocations) -----------------------------------------------------
 
+# ---- maintenance and retention (each chunk is one short transaction) ------------------------------
+CANCEL_CHUNK_JOBS = 5_000       # jobs looked at (the waiting ones canceled, with their events) per transaction of `workflows cancel`
+DELETE_CHUNK_ROWS = 5_000       # jobs (with their results and incoming edges), or events, per transaction of `workflows delete`
+PRUNE_CHUNK_EVENTS = 20_000     # events deleted per transaction by `db prune`
+ARCHIVE_FETCH_ROWS = 5_000      # rows fetched per round trip while `workflows archive` streams a table
+
 # ---- the MCP server and AI agents (torc mcp, torc watch --ai-recovery) ------------------------------
 AGENT_TAIL_LINES = 30              # lines of stderr/stdout per job in list_pending_failed_jobs
 AGENT_TAIL_MAX_BYTES = 8 * 1024    # bytes read from the end of each of those logs

@@ -1,4 +1,5 @@
-"""`torc db …`: migrations, the schema, the URL in use, the embedded server's status and stop."""
+"""`torc db …`: migrations, the schema, the URL in use, grants, pruning old records, the embedded server's
+status and stop."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from torc_hpc.db import migrate as migrations
 from torc_hpc.errors import TorcError
 from torc_hpc.db.connection import redact, resolve_url
 
-app = typer.Typer(help="Database: migrations, the schema, the URL in use, grants, the embedded server "
-                       "(status, stop).",
+app = typer.Typer(help="Database: migrations, the schema, the URL in use, grants, pruning old records, the "
+                       "embedded server (status, stop).",
                   no_args_is_help=True)
 
 
@@ -179,3 +180,34 @@ def db_grants(fmt: Format = FormatOpt):
         rows = grants.list_grants(db.conn)
     emit_rows(rows, ["role", "kind", "granted_at", "granted_by"], fmt,
               empty="no grants: only the database owner uses torc here (torc db grant ROLE)")
+
+
+@app.command("prune")
+def db_prune(events_before: str = typer.Option(
+                 ..., "--events-before",
+                 help="delete events older than this: a date (2024-06-01, local midnight), a time "
+                      "(2024-06-01T12:30, 2024-06-01T12:30+02:00) or an age (90d, 12h, 2w)"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="count what would be deleted; delete nothing"),
+             fmt: Format = FormatOpt):
+    """Delete old events (the audit log) of every workflow you can see, in short transactions.
+
+    Jobs, results and workflows stay; `torc workflows archive WF` exports and removes a whole workflow
+    (results and events of deleted or archived workflows never remain). Events of a workflow's current run
+    feed its retry count: prune well behind running work.
+
+    Example (for cron): `torc db prune --events-before 180d`
+    """
+    from datetime import datetime, timezone
+
+    from torc_hpc import retention
+
+    cutoff = retention.parse_cutoff(events_before, datetime.now(timezone.utc))
+    with Database(state.url) as db:
+        out = retention.prune_events(db, cutoff, dry_run=dry_run)
+    if fmt is not Format.table:
+        emit_json(out)
+    elif dry_run:
+        console.print(f"{out['events_older']} event(s) older than {out['before']} would be deleted")
+    else:
+        console.print(f"deleted {out['events_deleted']} event(s) older than {out['before']} "
+                      f"in {out['chunks']} transaction(s)")

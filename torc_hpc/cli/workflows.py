@@ -1,4 +1,4 @@
-"""`torc workflows …`: create, plan, list, status, cancel, delete, reset-status."""
+"""`torc workflows …`: create, plan, list, status, cancel, delete, archive, reset-status."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from torc_hpc import retention
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
 from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WideOpt, WorkflowArg,
@@ -17,7 +18,7 @@ from torc_hpc.cli.run import print_summary
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
 
-app = typer.Typer(help="Create, plan, list, cancel, delete and reset workflows.", no_args_is_help=True)
+app = typer.Typer(help="Create, plan, list, cancel, delete, archive and reset workflows.", no_args_is_help=True)
 app.command("plan")(plan_command)
 
 OutputDirOpt = typer.Option(None, "--output-dir", "-o", show_default=False,
@@ -82,6 +83,10 @@ def workflows_status(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
 def workflows_cancel(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
     """Cancel every job that has not started; workers stop running ones (recorded as terminated, 143).
 
+    The workflow is marked canceled first (nothing more is claimed, idle workers leave at once), then its
+    waiting jobs are canceled in short transactions of a few thousand jobs. If it is interrupted, run it
+    again: it carries on where it stopped.
+
     Example: `torc workflows cancel 3`
     """
     with open_db() as db:
@@ -97,8 +102,13 @@ def workflows_cancel(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
 
 @app.command("delete")
 def workflows_delete(workflow_id: str = WorkflowArg(),
-                     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")):
+                     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+                     fmt: Format = FormatOpt):
     """Delete a workflow with its jobs, results and events (log files stay on disk).
+
+    It is marked first (nothing more is claimed from it, other commands refuse it), then its rows go in
+    short transactions. If it is interrupted, run it again to finish. To keep a copy, use
+    `torc workflows archive WF` instead.
 
     Example: `torc workflows delete 3 --yes`
     """
@@ -106,8 +116,41 @@ def workflows_delete(workflow_id: str = WorkflowArg(),
         wf_id = common.workflow_id(db, workflow_id)
         if not yes and not typer.confirm(f"delete workflow {wf_id} and all its records?"):
             raise typer.Exit(1)
-        db.delete_workflow(wf_id)
-    console.print(f"workflow {wf_id} deleted")
+        counts = db.delete_workflow(wf_id)
+    if fmt is not Format.table:
+        emit_json({"id": wf_id, "deleted": counts})
+    else:
+        console.print(f"workflow {wf_id} deleted ({counts['jobs']} jobs, {counts['results']} results, "
+                      f"{counts['events']} events)")
+
+
+@app.command("archive")
+def workflows_archive(workflow_id: str = WorkflowArg(),
+                      output: Optional[Path] = typer.Option(
+                          None, "--output", "-o",
+                          help="file to write (.json, or .json.gz compressed); default torc_archive_wfN.json.gz"),
+                      keep: bool = typer.Option(False, "--keep", help="export only; do not delete the workflow"),
+                      fmt: Format = FormatOpt):
+    """Export everything about a finished workflow to one JSON file, then delete it from the database.
+
+    The file holds the workflow row and every row of its failure handlers, rules, Slurm shapes, watcher
+    state, workers, allocations, jobs, dependencies, results and events, each table a list of objects with
+    the database's column names (one row per line; `jq` reads it, and `torc_hpc.retention.read_archive`
+    streams it back in Python). It is written in bounded memory from one consistent snapshot, made durable,
+    and only then is the workflow deleted. Refused while jobs run or workers are alive.
+
+    Example: `torc workflows archive 3 -o sweep.json.gz`
+    """
+    with open_db() as db:
+        wf_id = common.workflow_id(db, workflow_id)
+        ops.touch(db, wf_id)
+        r = retention.archive_workflow(db, wf_id, output, delete=not keep)
+    if fmt is not Format.table:
+        emit_json({"id": wf_id, "path": r.path, "bytes": r.bytes, "counts": r.counts, "deleted": r.deleted})
+    else:
+        console.print(f"workflow {wf_id} archived to {r.path} ({r.bytes / 2**20:.1f} MiB: "
+                      f"{r.counts['jobs']} jobs, {r.counts['results']} results, {r.counts['events']} events)"
+                      + ("; deleted from the database" if r.deleted else "; kept in the database (--keep)"))
 
 
 @app.command("reset-status")
@@ -118,7 +161,8 @@ def workflows_reset_status(workflow_id: str = WorkflowArg(),
                            fmt: Format = FormatOpt):
     """Start a new run: reset jobs (all, or only the failed ones) so `torc run WF` carries on.
 
-    The run id increments and attempt ids start again at 1; completed jobs keep their results.
+    The run id increments and attempt ids start again at 1; completed jobs keep their results. Only the
+    jobs reset and their waiting children (which wait for them again) are rewritten.
 
     Example: `torc workflows reset-status 3 --failed-only && torc run 3`
     """

@@ -15,12 +15,13 @@ from psycopg.types.json import Jsonb
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from torc_hpc.core.failure import FailureRule
-from torc_hpc.core.states import JobStatus, can_transition
+from torc_hpc import limits
+from torc_hpc.core.states import RESETTABLE_FAILED, JobStatus, can_transition
 from torc_hpc.core.units import parse_duration
 from torc_hpc.db import migrate as migrations
 from torc_hpc.db.connection import connect, resolve_url
 from torc_hpc.db.queries import q
-from torc_hpc.errors import DatabaseError, NotFound
+from torc_hpc.errors import DatabaseError, NotFound, TorcError
 
 log = logging.getLogger("torc.db")
 
@@ -28,7 +29,7 @@ _CREATE_LOCK = 7_415_002  # serialises job-id reservation between concurrent cre
 NO_LIMIT_S = 2**31 - 1
 
 # Lock-order conflicts between concurrent completions are rare and harmless to retry.
-_retry_conflicts = retry(
+retry_conflicts = retry(
     retry=retry_if_exception_type((psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)),
     stop=stop_after_attempt(8), wait=wait_random_exponential(multiplier=0.01, max=0.5), reraise=True)
 
@@ -216,10 +217,13 @@ class Database:
             "to_status": to_status, "attempt_id": attempt_id, "run_id": run_id, "worker_id": worker_id,
             "detail": Jsonb(detail) if detail is not None else None})
 
-    def workflow(self, workflow_id: int) -> dict:
+    def workflow(self, workflow_id: int, *, deleting_ok: bool = False) -> dict:
         row = self.one("get_workflow", workflow_id=workflow_id)
         if row is None:
             raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
+        if row.get("deleting_at") is not None and not deleting_ok:
+            raise NotFound(f"workflow {workflow_id} is being deleted (since {row['deleting_at']:%Y-%m-%d %H:%M:%S}); "
+                           f"finish with `torc workflows delete {workflow_id} --yes`")
         return row
 
     def failure_rules(self, workflow_id: int) -> dict[int, tuple[FailureRule, ...]]:
@@ -237,35 +241,114 @@ class Database:
             counts[r["status"]] = r["n"]
         return counts
 
-    def cancel_workflow(self, workflow_id: int) -> int:
+    def cancel_workflow(self, workflow_id: int, *, chunk: int = limits.CANCEL_CHUNK_JOBS) -> int:
+        """Cancel a workflow: first mark it (claims stop, idle workers wake through NOTIFY and leave, busy
+        ones stop their jobs at the next heartbeat), then cancel the jobs that have not started in chunks of
+        at most `chunk`, each chunk's updates and events in one short transaction. A crash between chunks
+        leaves a canceled workflow with jobs still waiting; a re-run finishes it. Returns jobs canceled."""
         self.workflow(workflow_id)
         with self.conn.transaction():
-            row = self.one("cancel_workflow", workflow_id=workflow_id)
+            wf = self.one("mark_workflow_canceled", workflow_id=workflow_id)
+            if wf is None:
+                raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
+            self.event(workflow_id, "workflow_canceled", run_id=wf["run_id"], detail={"chunk": chunk})
             self.notify_ready(workflow_id)  # idle workers wake, see the cancel and leave
-        return row["canceled"]
+        total, passes = 0, 0
+        while True:
+            after = ""
+            while True:  # one pass over the workflow's jobs, in name order
+                with self.conn.transaction():
+                    row = self.one("cancel_jobs_chunk", workflow_id=workflow_id, chunk=chunk, after=after)
+                total += row["canceled"]
+                if row["scanned"] < chunk:
+                    break
+                after = row["last"]
+            # A job a finisher held during the pass (turning it ready) may be left: another pass, after a
+            # moment. A reset that un-canceled the workflow meanwhile ends the loop (left is false).
+            passes += 1
+            if not self.one("cancel_jobs_left", workflow_id=workflow_id)["left"] or passes >= 50:
+                break
+            time.sleep(0.05)
+        return total
 
-    def delete_workflow(self, workflow_id: int) -> None:
-        if self.one("delete_workflow", workflow_id=workflow_id) is None:
-            raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
-
-    def reset_status(self, workflow_id: int, *, failed_only: bool) -> dict:
-        self.workflow(workflow_id)
+    def delete_workflow(self, workflow_id: int, *, chunk: int = limits.DELETE_CHUNK_ROWS,
+                        unchanged_since_event: int | None = None) -> dict:
+        """Delete a workflow and everything it owns in bounded transactions: mark it (deleting_at and
+        canceled_at: nobody claims, commands refuse it), then its jobs in chunks of `chunk` (each with their
+        results and incoming edges), its events in chunks of `chunk`, then the workflow row with its small
+        tables. A crash at any point leaves a marked workflow that a re-run of delete finishes. With
+        `unchanged_since_event` (archive), the mark is refused if the workflow has an event newer than that
+        id. Returns rows deleted per table."""
+        self.workflow(workflow_id, deleting_ok=True)
         with self.conn.transaction():
+            if self.one("mark_workflow_deleting", workflow_id=workflow_id,
+                        unchanged_since_event=unchanged_since_event) is None:
+                if unchanged_since_event is not None:
+                    raise TorcError(f"workflow {workflow_id} changed while it was being exported; it was not "
+                                    f"deleted. Run the archive again once nothing runs in it.")
+                raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
+            self.notify_ready(workflow_id)  # idle workers wake, see the cancel and leave
+        counts = {"jobs": 0, "results": 0, "dependencies": 0, "events": 0}
+        after = ""
+        while True:  # jobs in name order, each chunk with their results and incoming edges
+            with self.conn.transaction():
+                row = self.one("delete_workflow_jobs_chunk", workflow_id=workflow_id, chunk=chunk, after=after)
+            for k in ("jobs", "results", "dependencies"):
+                counts[k] += row[k]
+            if row["jobs"] < chunk:
+                break
+            after = row["last"]
+        after_id = 0
+        while True:
+            with self.conn.transaction():
+                row = self.one("delete_workflow_events_chunk", workflow_id=workflow_id, chunk=chunk, after=after_id)
+            counts["events"] += row["events"]
+            if row["events"] < chunk:
+                break
+            after_id = row["last"]
+        with self.conn.transaction():
+            self.one("delete_workflow_row", workflow_id=workflow_id)
+        return counts
+
+    @retry_conflicts
+    def reset_status(self, workflow_id: int, *, failed_only: bool) -> dict:
+        """Start a new run: reset the failed, canceled, terminated and pending_failed jobs (failed_only), or
+        every job that ran or waits for a retry. Only those jobs and their blocked or ready children are
+        rewritten. Returns run_id, reset (jobs reset) and recounted (children whose count changed)."""
+        self.workflow(workflow_id)
+        with self.repeatable_read():
             running = self.one("count_running", workflow_id=workflow_id)["n"]
             if running and not failed_only:
                 raise DatabaseError(
                     f"workflow {workflow_id} has {running} running job(s); wait for them or "
                     f"`torc workflows cancel {workflow_id}` before a full reset")
             if failed_only:
-                statuses = ["failed", "canceled", "terminated", "pending_failed"]
+                statuses = sorted(s.value for s in RESETTABLE_FAILED)
             else:
                 statuses = [s.value for s in JobStatus if s not in (JobStatus.RUNNING, JobStatus.DISABLED)]
-            row = self.one("reset_jobs", workflow_id=workflow_id, statuses=statuses, job_ids=None,
-                           reason="reset-status --failed-only" if failed_only else "reset-status")
+            reason = "reset-status --failed-only" if failed_only else "reset-status"
+            row = self.one("reset_jobs", workflow_id=workflow_id, statuses=statuses, job_ids=None, reason=reason)
+            if row["run_id"] is None:
+                raise NotFound(f"workflow {workflow_id} is being deleted; finish with "
+                               f"`torc workflows delete {workflow_id} --yes`")
             self.event(workflow_id, "workflow_reset", run_id=row["run_id"],
-                       detail={"failed_only": failed_only, "jobs_reset": row["reset"]})
+                       detail={"failed_only": failed_only, "jobs_reset": row["reset"],
+                               "children_recounted": row["recounted"]})
             self.notify_ready(workflow_id)
         return row
+
+    @contextlib.contextmanager
+    def repeatable_read(self):
+        """A transaction at REPEATABLE READ: what every reset needs, so that a worker completing a parent
+        meanwhile cannot lose its decrement (wrap the caller in retry_conflicts)."""
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield
+
+    def reset_jobs(self, workflow_id: int, job_ids: list[int], *, reason: str) -> dict:
+        """Reset the given jobs and their canceled descendants (within the caller's transaction if one is
+        open; REPEATABLE READ is the caller's to set there). Returns run_id, reset and recounted."""
+        return self.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=job_ids, reason=reason)
 
     def release_jobs(self, workflow_id: int, worker_id: int, job_ids: list[int]) -> list[int]:
         """Give jobs a worker claimed but never ran back: ready again, same attempt, event `released`."""
@@ -315,7 +398,7 @@ class Database:
                         memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
                         scheduler=scheduler)
 
-    @_retry_conflicts
+    @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
                claim: dict | None = None) -> dict:
         """Apply several finish_* steps in one transaction (a worker batches its completions), and

@@ -15,7 +15,7 @@ from typing import Callable
 
 from torc_hpc.core import autoschedule as auto
 from torc_hpc.core.recovery import adjust, classify
-from torc_hpc.db.repo import Database
+from torc_hpc.db.repo import Database, retry_conflicts
 from torc_hpc.errors import SlurmError, TorcError
 from torc_hpc.reconcile import reconcile
 from torc_hpc.slurm import allocations as allocs
@@ -243,34 +243,7 @@ def _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now)
             node = client.partition_shape(_submit_options(db, workflow_id, cfg, state).partition)
         except SlurmError:
             node = None
-    fixed = []
-    with db.conn.transaction():
-        for j in candidates:
-            cause = classify(return_code=j["return_code"], peak_memory_bytes=j["peak_memory_bytes"],
-                             memory_bytes=j["memory_bytes"], exec_time_s=j["exec_time_s"], runtime_s=j["runtime_s"])
-            if cause is None:
-                report.left_alone.append({"id": j["id"], "name": j["name"], "return_code": j["return_code"]})
-                continue
-            new = adjust(cause, memory_bytes=j["memory_bytes"], runtime_s=j["runtime_s"],
-                         memory_multiplier=cfg.memory_multiplier, runtime_multiplier=cfg.runtime_multiplier,
-                         max_memory_bytes=node.mem_mb_per_node * 2**20 if node else None,
-                         max_runtime_s=(node.max_walltime_s - (cfg.submit.walltime_buffer_s if cfg.submit else 60)
-                                        if node and node.max_walltime_s else None))
-            if new is None:
-                report.left_alone.append({"id": j["id"], "name": j["name"], "return_code": j["return_code"],
-                                          "why": f"{cause.value}: already at the node's limit"})
-                continue
-            db.run("resize_job", job_id=j["id"], memory_bytes=new.memory_bytes, runtime_s=new.runtime_s)
-            db.event(workflow_id, "recovery_resized", job_id=j["id"],
-                     detail={"cause": cause.value, "memory_bytes": [j["memory_bytes"], new.memory_bytes],
-                             "runtime_s": [j["runtime_s"], new.runtime_s], "return_code": j["return_code"]})
-            fixed.append(j["id"])
-            report.recovered.append({"id": j["id"], "name": j["name"], "cause": cause.value,
-                                     "memory_bytes": new.memory_bytes, "runtime_s": new.runtime_s})
-        if fixed:
-            db.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=fixed, reason="watch --recover")
-            db.one("bump_recovery_round", workflow_id=workflow_id)
-            db.notify_ready(workflow_id)
+    fixed = _resize_and_reset(db, workflow_id, cfg, candidates, node, report)
     if report.left_alone:
         report.attention.append("not recovered (unknown cause): " +
                                 ", ".join(f"{j['name']} (exit {j['return_code']})" for j in report.left_alone))
@@ -285,6 +258,48 @@ def _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now)
             report.attention.append(f"recovered jobs could not be submitted: {e}")
     return bool(fixed)
 
+
+
+def _resize_and_reset(db, workflow_id, cfg, candidates, node, report) -> list[int]:
+    """Decide each candidate's new size (pure), then resize and reset them in one REPEATABLE READ
+    transaction (retried on a conflict: a worker finishing a parent meanwhile must not lose its
+    decrement). Returns the ids reset."""
+    plans = []
+    for j in candidates:
+        cause = classify(return_code=j["return_code"], peak_memory_bytes=j["peak_memory_bytes"],
+                         memory_bytes=j["memory_bytes"], exec_time_s=j["exec_time_s"], runtime_s=j["runtime_s"])
+        if cause is None:
+            report.left_alone.append({"id": j["id"], "name": j["name"], "return_code": j["return_code"]})
+            continue
+        new = adjust(cause, memory_bytes=j["memory_bytes"], runtime_s=j["runtime_s"],
+                     memory_multiplier=cfg.memory_multiplier, runtime_multiplier=cfg.runtime_multiplier,
+                     max_memory_bytes=node.mem_mb_per_node * 2**20 if node else None,
+                     max_runtime_s=(node.max_walltime_s - (cfg.submit.walltime_buffer_s if cfg.submit else 60)
+                                    if node and node.max_walltime_s else None))
+        if new is None:
+            report.left_alone.append({"id": j["id"], "name": j["name"], "return_code": j["return_code"],
+                                      "why": f"{cause.value}: already at the node's limit"})
+            continue
+        plans.append((j, cause, new))
+    if not plans:
+        return []
+
+    @retry_conflicts
+    def apply() -> None:
+        with db.repeatable_read():
+            for j, cause, new in plans:
+                db.run("resize_job", job_id=j["id"], memory_bytes=new.memory_bytes, runtime_s=new.runtime_s)
+                db.event(workflow_id, "recovery_resized", job_id=j["id"],
+                         detail={"cause": cause.value, "memory_bytes": [j["memory_bytes"], new.memory_bytes],
+                                 "runtime_s": [j["runtime_s"], new.runtime_s], "return_code": j["return_code"]})
+            db.reset_jobs(workflow_id, [j["id"] for j, _, _ in plans], reason="watch --recover")
+            db.one("bump_recovery_round", workflow_id=workflow_id)
+            db.notify_ready(workflow_id)
+
+    apply()
+    report.recovered.extend({"id": j["id"], "name": j["name"], "cause": cause.value,
+                             "memory_bytes": new.memory_bytes, "runtime_s": new.runtime_s} for j, cause, new in plans)
+    return [j["id"] for j, _, _ in plans]
 
 def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: datetime | None = None) -> CycleReport:
     """run_once under the workflow's advisory lock; a busy workflow is skipped, not waited for."""

@@ -38,7 +38,8 @@ ORDER BY h.id, r.position;
 
 -- name: get_workflow
 -- One workflow.
-SELECT id, name, description, spec_path, run_id, use_pending_failed, output_dir, working_dir, created_at, canceled_at
+SELECT id, name, description, spec_path, run_id, use_pending_failed, output_dir, working_dir, created_at, canceled_at,
+       deleting_at
 FROM workflows WHERE id = %(workflow_id)s;
 
 -- name: list_workflows
@@ -49,20 +50,72 @@ SELECT w.id, w.name, w.run_id, w.created_at, w.canceled_at IS NOT NULL AS cancel
 FROM workflows w JOIN workflow_progress p ON p.workflow_id = w.id
 ORDER BY w.id DESC;
 
--- name: delete_workflow
--- Delete a workflow and everything it owns (cascades).
-DELETE FROM workflows WHERE id = %(workflow_id)s RETURNING id;
+-- name: mark_workflow_deleting
+-- First step of a delete or archive: mark it (commands refuse it from now on) and cancel it (claims stop,
+-- heartbeats tell its workers to stop). Idempotent: a re-run after a crash finds it marked.
+UPDATE workflows SET deleting_at = coalesce(deleting_at, now()), canceled_at = coalesce(canceled_at, now())
+WHERE id = %(workflow_id)s AND (%(unchanged_since_event)s::bigint IS NULL OR NOT EXISTS (
+    SELECT 1 FROM events e WHERE e.workflow_id = %(workflow_id)s AND e.id > %(unchanged_since_event)s))
+RETURNING id;
 
--- name: cancel_workflow
--- Cancel a workflow: mark it, and cancel every job that has not started (running ones are stopped by workers).
+-- name: delete_workflow_jobs_chunk
+-- Delete the next %(chunk)s jobs of a workflow being deleted, in name order after %(after)s (the
+-- (workflow_id, name) index: each job is read once however many chunks run), with their results and the
+-- edges into them. Returns the counts and the last name deleted.
+WITH j AS (
+    SELECT id, name FROM jobs WHERE workflow_id = %(workflow_id)s AND name > %(after)s ORDER BY name LIMIT %(chunk)s
+), r AS (
+    DELETE FROM results WHERE workflow_id = %(workflow_id)s AND job_id = ANY (ARRAY(SELECT id FROM j)) RETURNING 1
+), d AS (
+    DELETE FROM job_dependencies WHERE child_id = ANY (ARRAY(SELECT id FROM j)) RETURNING 1
+), gone AS (
+    DELETE FROM jobs WHERE id = ANY (ARRAY(SELECT id FROM j)) RETURNING id
+)
+SELECT (SELECT count(*) FROM gone) AS jobs, (SELECT count(*) FROM r) AS results,
+       (SELECT count(*) FROM d) AS dependencies, (SELECT max(name) FROM j) AS last;
+
+-- name: delete_workflow_events_chunk
+-- Delete the next %(chunk)s events of a workflow being deleted after id %(after)s (events_workflow_idx).
+WITH gone AS (
+    DELETE FROM events WHERE id = ANY (ARRAY(
+        SELECT id FROM events WHERE workflow_id = %(workflow_id)s AND id > %(after)s
+        ORDER BY workflow_id, id LIMIT %(chunk)s))
+    RETURNING id
+)
+SELECT count(*) AS events, max(id) AS last FROM gone;
+
+-- name: delete_workflow_row
+-- Last step of a delete: the workflow row; its small tables (workers, handlers, allocations, schedulers,
+-- watch state) and anything written since the chunks ran go with it (ON DELETE CASCADE, all indexed).
+DELETE FROM workflows WHERE id = %(workflow_id)s AND deleting_at IS NOT NULL RETURNING id;
+
+-- name: mark_workflow_canceled
+-- First step of a cancel: claims stop (claim_jobs needs canceled_at IS NULL) and heartbeats tell workers
+-- to stop their running jobs. Idempotent.
+UPDATE workflows SET canceled_at = coalesce(canceled_at, now())
+WHERE id = %(workflow_id)s AND deleting_at IS NULL
+RETURNING run_id, canceled_at;
+
+-- name: cancel_jobs_chunk
+-- Cancel the next %(chunk)s jobs (in name order after %(after)s) of a canceled workflow that have not
+-- started (blocked, ready, pending_failed), each with its event, in one short transaction. The
+-- (workflow_id, name) index makes a pass over all chunks read each job once. SKIP LOCKED: never waits for
+-- a worker finishing a parent; the caller makes another pass while cancel_jobs_left says one is left.
 WITH wf AS (
-    UPDATE workflows SET canceled_at = coalesce(canceled_at, now()) WHERE id = %(workflow_id)s RETURNING id, run_id
+    SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NOT NULL
+), scanned AS (
+    SELECT j.id, j.name, j.status FROM jobs j
+    WHERE j.workflow_id = %(workflow_id)s AND j.name > %(after)s AND EXISTS (SELECT 1 FROM wf)
+    ORDER BY j.name
+    LIMIT %(chunk)s
 ), old AS (
-    SELECT j.id, j.status, j.attempt_id FROM jobs j
-    WHERE j.workflow_id = %(workflow_id)s AND j.status IN ('blocked', 'ready', 'pending_failed')
-    FOR UPDATE
+    SELECT j.id, j.status FROM jobs j
+    WHERE j.id = ANY (ARRAY(SELECT id FROM scanned WHERE status IN ('blocked', 'ready', 'pending_failed')))
+      AND j.status IN ('blocked', 'ready', 'pending_failed')
+    FOR UPDATE SKIP LOCKED
 ), upd AS (
-    UPDATE jobs j SET status = 'canceled' FROM old WHERE j.id = old.id
+    UPDATE jobs j SET status = 'canceled' FROM old
+    WHERE j.id = old.id AND j.id = ANY (ARRAY(SELECT id FROM old))  -- primary-key probes, never a scan
     RETURNING j.id, old.status AS from_status, j.attempt_id
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
@@ -70,52 +123,85 @@ WITH wf AS (
            '{"reason": "workflow canceled"}'::jsonb
     FROM upd
 )
-SELECT (SELECT count(*) FROM wf) AS found, (SELECT count(*) FROM upd) AS canceled;
+SELECT (SELECT count(*) FROM upd) AS canceled, (SELECT count(*) FROM scanned) AS scanned,
+       (SELECT max(name) FROM scanned) AS last;
+
+-- name: cancel_jobs_left
+-- Whether a canceled workflow still has a job that has not started (one locked during the last chunk).
+SELECT EXISTS (
+    SELECT 1 FROM jobs j JOIN workflows w ON w.id = j.workflow_id AND w.canceled_at IS NOT NULL
+    WHERE j.workflow_id = %(workflow_id)s AND j.status IN ('blocked', 'ready', 'pending_failed')
+) AS left;
 
 -- name: reset_jobs
--- Start a new run for some jobs: those whose status is in %(statuses)s, or (when %(job_ids)s is given)
--- those jobs and their canceled descendants. Targets get attempt 1; they and every blocked or ready job
--- (a parent may be reset under it) are recounted: ready when no unfinished parent remains, blocked
--- otherwise. A parent counts as finished when completed or disabled and not itself being reset.
+-- Start a new run for some jobs: those whose status is in %(statuses)s (blocked and ready jobs still on
+-- their first attempt have nothing to reset and are skipped), or (when %(job_ids)s is given) those jobs
+-- and their canceled descendants. Targets get attempt 1; targets and their blocked or ready children are
+-- recounted (ready when no unfinished parent remains, blocked otherwise), and a child is rewritten only
+-- when its count or status changes. Nothing else is read or written. A parent counts as finished when
+-- completed or disabled and not itself being reset. Run it REPEATABLE READ (Database.reset_jobs): a
+-- finisher changing a child meanwhile makes it fail and retry instead of losing that change.
 WITH RECURSIVE chosen(id) AS (
     SELECT unnest(%(job_ids)s::bigint[])
     UNION
     SELECT d.child_id FROM chosen JOIN job_dependencies d ON d.parent_id = chosen.id
     JOIN jobs c ON c.id = d.child_id AND c.status = 'canceled'
 ), wf AS (
-    UPDATE workflows SET run_id = run_id + 1, canceled_at = NULL WHERE id = %(workflow_id)s RETURNING id, run_id
-), targets AS (
+    UPDATE workflows SET run_id = run_id + 1, canceled_at = NULL
+    WHERE id = %(workflow_id)s AND deleting_at IS NULL
+    RETURNING id, run_id
+), by_status AS (
     SELECT id, status FROM jobs
-    WHERE workflow_id = %(workflow_id)s
-      AND CASE WHEN %(job_ids)s::bigint[] IS NULL THEN status = ANY (%(statuses)s::job_status[])
-               ELSE id IN (SELECT id FROM chosen) END
+    WHERE workflow_id = %(workflow_id)s AND %(job_ids)s::bigint[] IS NULL AND EXISTS (SELECT 1 FROM wf)
+      AND status = ANY (%(statuses)s::job_status[])
+      AND (status NOT IN ('blocked', 'ready') OR attempt_id > 1)
     FOR UPDATE
+), by_id AS (
+    SELECT id, status FROM jobs
+    WHERE id = ANY (ARRAY(SELECT id FROM chosen)) AND workflow_id = %(workflow_id)s AND EXISTS (SELECT 1 FROM wf)
+    FOR UPDATE
+), targets AS (
+    SELECT id, status FROM by_status UNION ALL SELECT id, status FROM by_id
+), affected AS (
+    SELECT id FROM targets
+    UNION
+    SELECT d.child_id FROM targets t JOIN job_dependencies d ON d.parent_id = t.id
 ), recount AS (
-    SELECT j.id,
+    SELECT j.id, j.status AS old_status, t.id IS NOT NULL AS is_target,
            count(d.parent_id) FILTER (WHERE p.status NOT IN ('completed', 'disabled')
                                          OR p.id IN (SELECT id FROM targets)) AS n
-    FROM jobs j
+    FROM affected a
+    JOIN jobs j ON j.id = a.id
+    LEFT JOIN targets t ON t.id = j.id
     LEFT JOIN job_dependencies d ON d.child_id = j.id
     LEFT JOIN jobs p ON p.id = d.parent_id
-    WHERE j.workflow_id = %(workflow_id)s AND (j.id IN (SELECT id FROM targets) OR j.status IN ('blocked', 'ready'))
-    GROUP BY j.id
+    WHERE t.id IS NOT NULL OR j.status IN ('blocked', 'ready')
+    GROUP BY j.id, j.status, t.id
 ), upd AS (
     UPDATE jobs j
     SET unfinished_parents = r.n,
         status = CASE WHEN r.n = 0 THEN 'ready'::job_status ELSE 'blocked'::job_status END,
-        ready_at = CASE WHEN r.n > 0 THEN NULL WHEN j.status = 'ready' AND t.id IS NULL THEN j.ready_at ELSE now() END,
-        attempt_id = CASE WHEN t.id IS NOT NULL THEN 1 ELSE j.attempt_id END,
-        return_code = CASE WHEN t.id IS NOT NULL THEN NULL ELSE j.return_code END
-    FROM recount r LEFT JOIN targets t ON t.id = r.id
-    WHERE j.id = r.id
-    RETURNING j.id, j.status, t.status AS from_status, t.id IS NOT NULL AS was_target
+        ready_at = CASE WHEN r.n > 0 THEN NULL WHEN j.status = 'ready' AND NOT r.is_target THEN j.ready_at
+                        ELSE now() END,
+        attempt_id = CASE WHEN r.is_target THEN 1 ELSE j.attempt_id END,
+        return_code = CASE WHEN r.is_target THEN NULL ELSE j.return_code END
+    FROM recount r
+    WHERE j.id = r.id AND j.id = ANY (ARRAY(SELECT id FROM recount))  -- primary-key probes, never a scan
+      AND (r.is_target OR j.unfinished_parents <> r.n
+           OR j.status <> CASE WHEN r.n = 0 THEN 'ready'::job_status ELSE 'blocked'::job_status END)
+    RETURNING j.id, j.status, j.attempt_id, r.old_status, r.is_target
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
-    SELECT %(workflow_id)s, id, 'reset', from_status, status, 1, (SELECT run_id FROM wf),
-           jsonb_build_object('by', %(reason)s::text)
-    FROM upd WHERE was_target
+    SELECT %(workflow_id)s, id,
+           CASE WHEN is_target THEN 'reset' WHEN status = 'blocked' THEN 'reblocked' ELSE 'unblocked' END,
+           old_status, status, attempt_id, (SELECT run_id FROM wf),
+           CASE WHEN is_target THEN jsonb_build_object('by', %(reason)s::text)
+                ELSE jsonb_build_object('by', %(reason)s::text, 'because', 'a parent was reset') END
+    FROM upd WHERE is_target OR old_status <> status
 )
-SELECT (SELECT run_id FROM wf) AS run_id, (SELECT count(*) FROM upd WHERE was_target) AS reset;
+SELECT (SELECT run_id FROM wf) AS run_id,
+       (SELECT count(*) FROM upd WHERE is_target) AS reset,
+       (SELECT count(*) FROM upd WHERE NOT is_target) AS recounted;
 
 -- name: status_counts
 -- Job counts by status for one workflow (index-only scan on jobs_workflow_status_idx).
