@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# --new: every `make demo` runs a fresh workflow, even when an earlier one from this file is unfinished.
 demo: setup
-	$(BIN)/torc run examples/yaml/failure_handler_simulation.yaml
+	@$(BIN)/torc run --new examples/yaml/failure_handler_simulation.yaml; status=$$?; \
+	echo; \
+	echo "torc is installed in .venv: run it as .venv/bin/torc, or 'source .venv/bin/activate' and then 'torc'."; \
+	echo "Try next:"; \
+	echo "  .venv/bin/torc workflows status last        # counts, the failed jobs and what to do next"; \
+	echo "  .venv/bin/torc logs last sim_m0_s0          # stderr and stdout of a job's latest attempt"; \
+	echo "  .venv/bin/torc report last -o report.html   # timeline, resources and failures in one HTML file"; \
+	exit $$status
 
 # Brings up a one-node Slurm cluster where it can (root + apt); Slurm tests skip elsewhere.
 slurm-up:

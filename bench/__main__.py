@@ -4,7 +4,7 @@ import importlib
 import sys
 
 BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "workers", "idle", "pooler", "stale",
-           "maintenance", "vacuum"]
+           "maintenance", "vacuum", "cli"]
 
 
 def main() -> None:

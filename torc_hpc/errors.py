@@ -57,6 +57,20 @@ class SpecProblem:
                 "line": self.line, "path": self.path}
 
 
+class ConfigError(TorcError):
+    """The config file (~/.config/torc/config.toml or TORC_CONFIG) cannot be used; names the file and key."""
+
+    exit_code = 2
+
+
+class UnfinishedWorkflow(TorcError):
+    """`torc run SPEC` found an unfinished workflow created from the same file with the same content."""
+
+    def __init__(self, message: str, workflow_id: int):
+        self.workflow_id = workflow_id
+        super().__init__(message)
+
+
 class DatabaseError(TorcError):
     """The database could not be reached or answered with an error torc cannot handle."""
 

@@ -2,25 +2,90 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from torc_hpc import logs
 from torc_hpc.db.repo import Database
-from torc_hpc.errors import DecisionRejected, SpecError, SpecProblem, TorcError
-from torc_hpc.limits import AGENT_SPEC_MAX_BYTES
-from torc_hpc.spec import ExpansionLimits, expand_workflow, load_spec, load_spec_text
+from torc_hpc.errors import DecisionRejected, NotFound, SpecError, SpecProblem, TorcError
+from torc_hpc.limits import AGENT_SPEC_MAX_BYTES, SUMMARY_FAILED_JOBS, SUMMARY_STDERR_LINES
 from torc_hpc.reconcile import reconcile
+
+if TYPE_CHECKING:
+    from torc_hpc.spec import ExpansionLimits
+
+
+def spec_sha256(path: str | Path) -> str:
+    """The content hash stored with a workflow: same path and same hash mean "this file was run already"."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_output",
-                     limits: ExpansionLimits | None = None) -> int:
+                     limits: "ExpansionLimits | None" = None) -> int:
     """Validate and expand the spec completely before writing anything, then insert it in one transaction."""
+    from torc_hpc.spec import expand_workflow, load_spec   # here: commands that only read skip pydantic's models
+
     spec, locator = load_spec(path)
     expanded = expand_workflow(spec, locator, str(path), limits)
     check_external_inputs(expanded, os.getcwd(), locator, str(path))
     return db.create_workflow(expanded, spec_path=str(Path(path).resolve()), working_dir=os.getcwd(),
-                              output_dir=output_dir)
+                              output_dir=output_dir, spec_sha256=spec_sha256(path))
+
+
+def unfinished_from_spec(db: Database, path: str | Path) -> list[dict]:
+    """Workflows made from this very file (same path, same content) that still have work, newest first."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    return db.all("unfinished_from_spec", spec_path=str(p.resolve()), spec_sha256=spec_sha256(p))
+
+
+# ---- what the user names: `last`, job ids and names ----------------------------------------------------
+
+def resolve_workflow(db: Database, ref: str | int) -> int:
+    """A workflow id from what the user typed: a number, or `last` (the most recent workflow they created)."""
+    text = str(ref).strip()
+    if text.lower() == "last":
+        row = db.one("last_workflow")
+        if row is None:
+            raise NotFound("you have no workflow yet, so `last` means nothing: create one with `torc run SPEC`")
+        return row["id"]
+    if text.isdigit():
+        return int(text)
+    raise NotFound(f"'{text}' is not a workflow: give its id (see `torc workflows list`) or `last`")
+
+
+def resolve_job(db: Database, workflow_id: int, ref: str | int) -> dict:
+    """A job of the workflow from what the user typed: its id or its name (a name made of digits that is not
+    an id of this workflow is looked up as a name)."""
+    text = str(ref).strip()
+    row = None
+    if text.isdigit():
+        row = db.one("job_by_id", workflow_id=workflow_id, job_id=int(text))
+    if row is None:
+        row = db.one("job_by_name", workflow_id=workflow_id, name=text)
+    if row is None:
+        db.workflow(workflow_id)
+        raise NotFound(f"workflow {workflow_id} has no job '{text}' (give an id or a name; "
+                       f"see `torc jobs list {workflow_id}`)")
+    return row
+
+
+def shell_word(text: str) -> str:
+    """text as one word for a command we print for the user to paste."""
+    return text if _SAFE_WORD.fullmatch(text) else shlex.quote(text)
+
+
+_SAFE_WORD = re.compile(r"[\w.,:@%+=/-]+")
 
 
 def create_from_text(db: Database, text: str, *, label: str = "spec", output_dir: str = "torc_output") -> int:
@@ -28,6 +93,8 @@ def create_from_text(db: Database, text: str, *, label: str = "spec", output_dir
     Errors are located by line in that text; relative paths resolve against the current directory."""
     if len(text.encode("utf-8", "replace")) > AGENT_SPEC_MAX_BYTES:
         raise SpecError(label, [SpecProblem(f"the spec is larger than {AGENT_SPEC_MAX_BYTES} bytes")])
+    from torc_hpc.spec import expand_workflow, load_spec_text   # here: commands that only read skip the models
+
     path = f"{label}.json" if text.lstrip().startswith("{") else f"{label}.yaml"
     spec, locator = load_spec_text(text, path)
     expanded = expand_workflow(spec, locator, path)
@@ -127,33 +194,87 @@ def touch(db: Database, workflow_id: int, client=None) -> dict:
     return wf
 
 
-def summary(db: Database, workflow_id: int) -> dict:
+def summary(db: Database, workflow_id: int, *, failures: bool = True) -> dict:
+    """Counts by status, retries, where the logs are, and (with `failures`) the first failed jobs with
+    their return codes, the handler's decisions and the last lines of their stderr."""
     wf = db.workflow(workflow_id)
     counts = db.status_counts(workflow_id)
     total = sum(counts.values())
     retries = db.one("retry_count", workflow_id=workflow_id, run_id=wf["run_id"])["n"]
-    out_dir = Path(wf["working_dir"] or ".") / wf["output_dir"]
-    return {"workflow_id": workflow_id, "name": wf["name"], "run_id": wf["run_id"], "total": total,
-            "counts": {k: v for k, v in counts.items() if v}, "retries": retries,
-            "logs": str(out_dir / "job_stdio"),
-            "all_completed": total > 0 and counts["completed"] + counts["disabled"] == total,
-            "canceled": wf["canceled_at"] is not None}
+    out = {"workflow_id": workflow_id, "name": wf["name"], "run_id": wf["run_id"], "total": total,
+           "counts": {k: v for k, v in counts.items() if v}, "retries": retries,
+           "logs": str(logs.stdio_dir(wf)),
+           "all_completed": total > 0 and counts["completed"] + counts["disabled"] == total,
+           "canceled": wf["canceled_at"] is not None}
+    if failures:
+        out["failures"] = failure_report(db, wf)
+    return out
 
 
-def next_steps(s: dict) -> list[str]:
-    """Plain advice for the end of a run, from its summary."""
+def describe_decision(kind: str, detail: dict | None) -> str:
+    """What the failure handling decided, in words, from a failure event (kind and detail)."""
+    d = detail or {}
+    reason = d.get("reason")
+    if kind == "retry":
+        if "recovery_return_code" in d:
+            return "retried after its recovery script exited 0"
+        return f"retried: {reason}" if reason else "retried"
+    if kind == "recovery_failed":
+        return f"failed: the recovery script exited {d.get('recovery_return_code')}"
+    if kind == "recovery_interrupted":
+        return f"recovery interrupted: {reason or 'stopped'}"
+    if d.get("decided_by"):
+        return f"{kind}: decided by {d['decided_by']}"
+    return f"{kind}: {reason}" if reason else kind
+
+
+def failure_report(db: Database, wf: dict, *, limit: int = SUMMARY_FAILED_JOBS,
+                   tail_lines: int = SUMMARY_STDERR_LINES) -> dict:
+    """The first `limit` failed, terminated and pending_failed jobs (and how many there are in all), each with
+    its return code, the handler's last decision, its log files and the last lines of its stderr."""
+    workflow_id = wf["id"]
+    total = db.one("count_failed_jobs", workflow_id=workflow_id)["n"]
+    if not total:
+        return {"total": 0, "jobs": []}
+    rows = db.all("failed_jobs", workflow_id=workflow_id, limit=limit)
+    decisions = {r["job_id"]: r for r in db.all("failure_decisions", workflow_id=workflow_id,
+                                                  job_ids=[r["id"] for r in rows])}
+    jobs = []
+    for r in rows:
+        run_id = r["run_id"] or wf["run_id"]
+        attempt = r["result_attempt_id"] or r["attempt_id"]
+        paths = logs.attempt_logs(wf, r["id"], run_id, attempt)
+        ev = decisions.get(r["id"])
+        jobs.append({"id": r["id"], "name": r["name"], "status": r["status"], "return_code": r["return_code"],
+                     "run_id": run_id, "attempt_id": attempt,
+                     "decision": describe_decision(ev["kind"], ev["detail"]) if ev else None,
+                     "stderr_tail": logs.tail(paths.stderr, lines=tail_lines), "logs": paths.as_dict()})
+    return {"total": total, "jobs": jobs}
+
+
+def next_steps(s: dict) -> list[dict]:
+    """The exact commands to inspect or carry on after a run, from its summary: [{command, why}]."""
     wf, c = s["workflow_id"], s["counts"]
-    tips = []
+    steps = []
+    failed = (s.get("failures") or {}).get("jobs") or []
+    if failed:
+        first = shell_word(failed[0]["name"])
+        steps.append({"command": f"torc logs {wf} {first}", "why": "stderr of its latest attempt"})
+        steps.append({"command": f"torc results list {wf} --job {first}", "why": "every attempt of it"})
+    pending = [j for j in failed if j["status"] == "pending_failed"]
     if c.get("pending_failed"):
-        tips.append(f"{c['pending_failed']} job(s) await a decision: `torc jobs list {wf} --status pending_failed`, "
-                    f"then `torc jobs retry {wf} JOB` or `torc jobs fail {wf} JOB`")
-    bad = sum(c.get(k, 0) for k in ("failed", "terminated", "canceled"))
-    if bad:
-        tips.append(f"read the logs in {s['logs']}; after a fix, `torc workflows reset-status {wf} --failed-only` "
-                    f"and `torc run {wf}` carry on")
-    if c.get("ready") or c.get("blocked") and not c.get("pending_failed"):
-        tips.append(f"jobs are still waiting: `torc run {wf}` continues")
-    return tips
+        name = shell_word(pending[0]["name"]) if pending else "JOB"
+        steps.append({"command": f"torc jobs retry {wf} {name}",
+                      "why": f"{c['pending_failed']} job(s) pending_failed await a decision; or "
+                             f"`torc jobs fail {wf} {name}`"})
+    if sum(c.get(k, 0) for k in ("failed", "terminated", "canceled")):
+        steps.append({"command": f"torc workflows reset-status {wf} --failed-only && torc run {wf}",
+                      "why": "after a fix, run the failed jobs again"})
+    elif (c.get("ready") or c.get("blocked")) and not c.get("pending_failed"):
+        steps.append({"command": f"torc run {wf}", "why": "jobs are still waiting"})
+    if failed or s.get("retries"):
+        steps.append({"command": f"torc report {wf} -o report.html", "why": "timeline, resources and failures"})
+    return steps
 
 
 def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool, reason: str | None = None,
@@ -170,3 +291,57 @@ def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool, 
     except DecisionRejected as e:
         raise TorcError(e.problems[0]) from None
     return report["results"][0]
+
+
+def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: int | None = None,
+               run: int | None = None) -> dict:
+    """Which attempt's logs `torc logs` shows: the latest (the running one, else the last that finished), or
+    the attempt/run asked for. Returns the job, the attempt, whether it is still running and its log files."""
+    wf = db.workflow(workflow_id)
+    job = resolve_job(db, workflow_id, job_ref)
+    known = [(a["run_id"], a["attempt_id"]) for a in db.all("job_attempts", job_id=job["id"], limit=1000)]
+    current = (wf["run_id"], job["attempt_id"])
+    if job["status"] == "running" and current not in known:
+        known.insert(0, current)
+    if not known and attempt is None and run is None:
+        if job["status"] in ("blocked", "ready"):
+            raise NotFound(f"job {job['name']} ({job['id']}) has not run yet (it is {job['status']}); "
+                           f"`torc logs {workflow_id} {shell_word(job['name'])} --follow` waits for it to start")
+        raise NotFound(f"job {job['name']} ({job['id']}) never ran (it is {job['status']}), so it has no logs")
+    if attempt is None and run is None:
+        run, attempt = known[0]
+    elif attempt is None:
+        attempt = next((a for r, a in known if r == run), None)
+        if attempt is None:
+            raise NotFound(f"job {job['name']} has no attempt in run {run}; it ran in: "
+                           f"{', '.join(sorted({str(r) for r, _ in known})) or 'none'}")
+    elif run is None:
+        run = next((r for r, a in known if a == attempt), wf["run_id"])
+    if (run, attempt) not in known and not (run, attempt) == current:
+        tried = ", ".join(f"run {r} attempt {a}" for r, a in known) or "none"
+        raise NotFound(f"job {job['name']} has no attempt {attempt} in run {run} (its attempts: {tried})")
+    return {"workflow_id": workflow_id, "job_id": job["id"], "job_name": job["name"], "status": job["status"],
+            "run_id": run, "attempt_id": attempt,
+            "running": job["status"] == "running" and (run, attempt) == current,
+            "logs": logs.attempt_logs(wf, job["id"], run, attempt)}
+
+
+def attempt_running(db: Database, workflow_id: int, job_id: int, run_id: int, attempt_id: int) -> bool:
+    """Is this attempt of the job still running (for `torc logs --follow`)?"""
+    wf = db.workflow(workflow_id)
+    job = db.one("job_by_id", workflow_id=workflow_id, job_id=job_id)
+    return bool(job and job["status"] == "running" and wf["run_id"] == run_id and job["attempt_id"] == attempt_id)
+
+
+def watch_details(db: Database, workflow_id: int, *, running: int = 8, failures: int = 5,
+                  allocations: int = 6) -> dict:
+    """What `torc watch` shows beside the cycle's counts and decision: the longest-running jobs, the latest
+    failures with the handler's decisions, and the allocations (active first) with their Slurm states.
+    Each read is bounded (partial indexes and LIMITs), whatever the workflow's size."""
+    fails = db.all("recent_failure_events", workflow_id=workflow_id, limit=failures)
+    for e in fails:
+        e["decision"] = describe_decision(e["kind"], e["detail"])
+        e["failed_attempt"] = e["attempt_id"] - 1 if e["kind"] == "retry" and e["attempt_id"] else e["attempt_id"]
+    return {"running": db.all("running_jobs", workflow_id=workflow_id, limit=running),
+            "failures": fails,
+            "allocations": db.all("recent_allocations", workflow_id=workflow_id, limit=allocations)}

@@ -54,3 +54,23 @@ def test_run_on_embedded_postgres(embedded_env, tmp_path):
                               "print(psycopg.connect(sys.argv[1]).execute('show server_version_num').fetchone()[0])",
                               url.stdout.strip()], capture_output=True, text=True)
     assert int(version.stdout) >= 180000
+
+
+def test_db_status_and_stop_without_starting_the_server(embedded_env, tmp_path):
+    env, data = embedded_env
+    before = json.loads(torc(env, tmp_path, "db", "status", "--format", "json").stdout)
+    assert before["kind"] == "embedded" and not before["running"] and not before["initialized"]
+    assert before["data_dir"] == str(data / "pgdata") and not (data / "pgdata").exists()   # status starts nothing
+    assert torc(env, tmp_path, "db", "url").returncode == 0                                   # this does
+    running = json.loads(torc(env, tmp_path, "db", "status", "--format", "json").stdout)
+    assert running["running"] and running["answers"] and running["pid"] > 0
+    assert running["size_bytes"] > 1_000_000 and running["database_size_bytes"] > 0
+    table = torc(env, tmp_path, "db", "status").stdout
+    assert "running (pid" in table and str(data / "pgdata") in table
+    stop = torc(env, tmp_path, "db", "stop")
+    assert stop.returncode == 0 and "stopped the embedded PostgreSQL" in stop.stdout
+    after = json.loads(torc(env, tmp_path, "db", "status", "--format", "json").stdout)
+    assert after["initialized"] and not after["running"]
+    assert "not running" in torc(env, tmp_path, "db", "stop").stdout
+    mine = torc({**env, "TORC_DATABASE_URL": "postgresql://me:pw@example.invalid/torc"}, tmp_path, "db", "stop")
+    assert mine.returncode == 1 and "only stops its embedded server" in mine.stderr and "pw" not in mine.stderr

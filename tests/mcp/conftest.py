@@ -51,7 +51,7 @@ def make_pending_workflow(torc) -> tuple[int, dict[str, dict]]:
     torc.write("fetch.sh", FETCH, executable=True)
     torc.write("parse.sh", PARSE, executable=True)
     torc.write("triage.yaml", SPEC)
-    proc = torc("run", "triage.yaml", "--format", "json", check=False)
+    proc = torc("run", "triage.yaml", "--new", "--format", "json", check=False)   # --new: called twice per test
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["counts"] == {"pending_failed": 2, "blocked": 2}, summary
     jobs = jobs_of(torc, summary["workflow_id"])

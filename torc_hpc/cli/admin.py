@@ -57,7 +57,10 @@ def admin_usage(since: Optional[str] = typer.Option(None, "--since", help="only 
                                                     "duration back from now (7d, 24h); default: all time"),
                 fmt: Format = FormatOpt):
     """Per owner: workflows, attempts by outcome, CPU-hours and GPU-hours (runtime × requested CPUs/GPUs),
-    CPU-hours used (rusage), jobs by status now, and failed attempts by return code."""
+    CPU-hours used (rusage), jobs by status now, and failed attempts by return code.
+
+    Example: `torc admin usage --since 7d`
+    """
     start = _since(since, datetime.now(timezone.utc))
     with open_db() as db, db.conn.transaction():
         _window(db, start)
@@ -69,7 +72,7 @@ def admin_usage(since: Optional[str] = typer.Option(None, "--since", help="only 
         u["jobs"] = statuses.get(u["owner"], {})
         for k in ("cpu_hours", "gpu_hours", "cpu_hours_used"):
             u[k] = float(u[k])
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json({"since": start, "usage": usage, "failures": failures})
         return
     console.print(f"usage since {start:%Y-%m-%d %H:%M} UTC" if start else "usage, all time")
@@ -88,7 +91,10 @@ def admin_stuck(heartbeat_timeout: float = typer.Option(120, "--heartbeat-timeou
                                                     help="seconds an allocation may wait in Slurm before it counts"),
                 fmt: Format = FormatOpt):
     """What needs a person: running jobs whose worker stopped or went silent, pending_failed jobs older than
-    a day, allocations pending in Slurm for long."""
+    a day, allocations pending in Slurm for long.
+
+    Example: `torc admin stuck --format json`
+    """
     with open_db() as db, db.conn.transaction():
         _window(db, None, heartbeat_timeout, pending_after)
         (rows,) = _read(db, "admin_stuck")

@@ -1,14 +1,29 @@
-"""Shared by every command module: the database handle, the --format option and the root state."""
+"""Shared by every command module: the database handle, common arguments and options, and the resolvers
+that turn what a person types (`last`, a job name) into ids."""
 
 from __future__ import annotations
 
 import typer
 
+from torc_hpc import workflows as ops
 from torc_hpc.cli.output import Format
+from torc_hpc.config import settings
 from torc_hpc.db import Database
 from torc_hpc.limits import MAX_DEPENDENCIES, MAX_JOBS
 
-FormatOpt = typer.Option(Format.table, "--format", "-f", help="table for people, json for scripts")
+FormatOpt = typer.Option(Format.table, "--format", "-f",
+                         help="table for people; json (one document) or jsonl (one object per line) for scripts")
+WideOpt = typer.Option(False, "--wide", "-w", help="every column (default: the compact ones)")
+WF_HELP = "workflow id, or `last` for your most recent workflow"
+JOB_HELP = "job id or job name"
+
+
+def WorkflowArg(help: str = WF_HELP):  # noqa: N802 - reads like the typer.Argument it returns
+    return typer.Argument(..., metavar="WF", help=help, show_default=False)
+
+
+def JobArg(help: str = JOB_HELP):  # noqa: N802
+    return typer.Argument(..., metavar="JOB", help=help, show_default=False)
 MaxJobsOpt = typer.Option(MAX_JOBS, "--max-jobs", min=1, show_default=True,
                           help="refuse a spec that expands to more jobs than this (checked before expanding)")
 MaxDependenciesOpt = typer.Option(MAX_DEPENDENCIES, "--max-dependencies", min=0, show_default=True,
@@ -23,5 +38,29 @@ state = _State()
 
 
 def open_db() -> Database:
-    """A connection for one command (the URL from --database-url, TORC_DATABASE_URL or the embedded server)."""
+    """A connection for one command (the URL from --database-url, TORC_DATABASE_URL, the config file, or
+    the embedded server)."""
     return Database(state.url)
+
+
+def workflow_id(db: Database, ref: str) -> int:
+    """The id behind a WF argument (`last` or a number); raises NotFound with how to find one."""
+    return ops.resolve_workflow(db, ref)
+
+
+def job(db: Database, workflow_id: int, ref: str) -> dict:
+    """The job behind a JOB argument (an id or a name)."""
+    return ops.resolve_job(db, workflow_id, ref)
+
+
+def config_value(key: str, flag=None):
+    """A setting's effective value: the flag if given, else environment, config file, default."""
+    return settings.get(key, flag)
+
+
+def expansion_limits(max_jobs: int, max_dependencies: int):
+    """The --max-jobs/--max-dependencies bounds as the spec layer takes them (imported here, when a command
+    creates a workflow: commands that only read skip loading the spec models)."""
+    from torc_hpc.spec import ExpansionLimits
+
+    return ExpansionLimits(max_jobs, max_dependencies)

@@ -1,24 +1,29 @@
-"""`torc db …`: migrations, the schema, the URL in use, grants, pruning old records."""
+"""`torc db …`: migrations, the schema, the URL in use, grants, pruning old records, the embedded server's
+status and stop."""
 
 from __future__ import annotations
 
 import typer
 
 from torc_hpc.cli.common import FormatOpt, state
-from torc_hpc.cli.output import Format, console, emit_json, emit_rows
+from torc_hpc.cli.output import Format, console, emit_json, emit_rows, human_bytes
+from torc_hpc.config import settings
 from torc_hpc.db import Database, grants
 from torc_hpc.db import migrate as migrations
 from torc_hpc.errors import TorcError
 from torc_hpc.db.connection import redact, resolve_url
 
-app = typer.Typer(help="Database: apply migrations, print the schema, show the URL in use, grant roles, prune old "
-                       "records.",
+app = typer.Typer(help="Database: migrations, the schema, the URL in use, grants, pruning old records, the "
+                       "embedded server (status, stop).",
                   no_args_is_help=True)
 
 
 @app.command("migrate")
 def db_migrate():
-    """Apply pending schema migrations (torc also does this on first use)."""
+    """Apply pending schema migrations (torc also does this on first use).
+
+    Example: `torc db migrate`
+    """
     with Database(state.url, migrate=False) as db:
         applied = migrations.migrate(db.conn)
         version = migrations.current_version(db.conn)
@@ -29,7 +34,10 @@ def db_migrate():
 @app.command("schema")
 def db_schema():
     """Print the schema SQL (every migration, in order) without connecting: for admins who install it
-    themselves, e.g. `torc db schema | psql -d torc`."""
+    themselves.
+
+    Example: `torc db schema | psql -d torc`
+    """
     for version, name, path in migrations.migrations():
         print(f"-- {version:04d}_{name}")
         print(path.read_text())
@@ -41,8 +49,80 @@ def db_schema():
 
 @app.command("url")
 def db_url():
-    """Print the database URL in use (password removed); starts the embedded server if needed."""
+    """Print the database URL in use (password removed); starts the embedded server if needed.
+
+    Example: `psql "$(torc db url)"`
+    """
     print(redact(resolve_url(state.url)))
+
+
+@app.command("status")
+def db_status(fmt: Format = FormatOpt):
+    """Which server torc uses and whether it answers: for the embedded one, its data directory, whether it is
+    running and its size on disk (it is not started by this command); for yours, its URL (no password),
+    version and database size.
+
+    Example: `torc db status`
+    """
+    from torc_hpc.db import embedded
+    from torc_hpc.db.connection import connect
+
+    configured = settings.all()["database_url"]
+    if state.url:
+        out = {"kind": "server", "url": redact(state.url), "source": configured.source, "running": None}
+        url = state.url
+    else:
+        out = {**embedded.status(), "source": "embedded (no database_url set)"}
+        url = out["url"]
+    if url:
+        try:
+            with connect(url) as conn:
+                from torc_hpc.db.queries import q
+
+                row = conn.execute(q("server_status")).fetchone()
+            out.update(running=True, answers=True, server_version=row["version"], database=row["database"],
+                       user=row["user"], database_size_bytes=row["size_bytes"], connections=row["connections"])
+            out["url"] = redact(url)
+        except Exception as e:  # noqa: BLE001 - status reports any failure to answer
+            out.update(answers=False, error=str(e).strip().splitlines()[0])
+    if fmt is not Format.table:
+        emit_json(out)
+        return
+    if out["kind"] == "embedded":
+        state_text = (f"[green]running[/green] (pid {out['pid']}, since {out['started_at']})" if out["running"]
+                      else "[yellow]stopped[/yellow] (the next torc command starts it)" if out["initialized"]
+                      else "not created yet (the first torc command creates it)")
+        console.print(f"server: embedded PostgreSQL {out['version'] or ''}".rstrip(), highlight=False)
+        console.print(f"data directory: {out['data_dir']} · {human_bytes(out['size_bytes'])} on disk", highlight=False)
+        console.print(f"state: {state_text}", highlight=False)
+        console.print(f"log: {out['log']}", highlight=False)
+    else:
+        console.print(f"server: {out['url']} (from {out['source']})", highlight=False)
+    if out.get("answers"):
+        console.print(f"database {out['database']} as {out['user']}: PostgreSQL {out['server_version']}, "
+                      f"{human_bytes(out['database_size_bytes'])}, {out['connections']} connection(s)",
+                      highlight=False)
+    elif url:
+        console.print(f"[red]does not answer:[/red] {out['error']}", highlight=False)
+
+
+@app.command("stop")
+def db_stop():
+    """Stop the embedded PostgreSQL (your data stays in its data directory; the next torc command starts it
+    again). A server you configured yourself is yours to manage: this command leaves it alone.
+
+    Example: `torc db stop`
+    """
+    from torc_hpc.db import embedded
+    from torc_hpc.errors import TorcError
+
+    if state.url:
+        raise TorcError(f"torc only stops its embedded server; the database in use is {redact(state.url)} "
+                        f"(from {settings.all()['database_url'].source}), which is managed outside torc")
+    if embedded.stop():
+        console.print(f"stopped the embedded PostgreSQL; its data stays in {embedded.pgdata()}", highlight=False)
+    else:
+        console.print(f"the embedded PostgreSQL is not running ({embedded.pgdata()})", highlight=False)
 
 
 @app.command("grant")
@@ -60,13 +140,15 @@ def db_grant(role: str = typer.Argument(..., help="an existing PostgreSQL role (
     `--admin`: reads everything (also the admin_* views behind `torc admin`) and may cancel anything.
     Grants are per database; granting again replaces the earlier kind. See README "Running torc for a
     whole cluster".
+
+    Example: `torc db grant alice` · `torc db grant cron_watcher --watcher`
     """
     if admin and watcher:
         raise TorcError("choose one of --admin and --watcher")
     kind = "admin" if admin else "watcher" if watcher else "user"
     with Database(state.url) as db:
         out = grants.grant(db.conn, role, kind)
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json(out)
         return
     console.print(f"granted {role} torc {kind} on database {out['database']}")
@@ -76,10 +158,13 @@ def db_grant(role: str = typer.Argument(..., help="an existing PostgreSQL role (
 
 @app.command("revoke")
 def db_revoke(role: str = typer.Argument(..., help="a role granted earlier"), fmt: Format = FormatOpt):
-    """Take every torc privilege on this database from a role (its workflows stay, still owned by it)."""
+    """Take every torc privilege on this database from a role (its workflows stay, still owned by it).
+
+    Example: `torc db revoke alice`
+    """
     with Database(state.url) as db:
         out = grants.revoke(db.conn, role)
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json(out)
     else:
         console.print(f"revoked torc {out['was'] or 'access'} from {role} on database {out['database']}")
@@ -87,7 +172,10 @@ def db_revoke(role: str = typer.Argument(..., help="a role granted earlier"), fm
 
 @app.command("grants")
 def db_grants(fmt: Format = FormatOpt):
-    """The roles granted on this database, and as what."""
+    """The roles granted on this database, and as what.
+
+    Example: `torc db grants --format json`
+    """
     with Database(state.url) as db:
         rows = grants.list_grants(db.conn)
     emit_rows(rows, ["role", "kind", "granted_at", "granted_by"], fmt,
@@ -105,7 +193,9 @@ def db_prune(events_before: str = typer.Option(
 
     Jobs, results and workflows stay; `torc workflows archive WF` exports and removes a whole workflow
     (results and events of deleted or archived workflows never remain). Events of a workflow's current run
-    feed its retry count: prune well behind running work. For cron: `torc db prune --events-before 180d`.
+    feed its retry count: prune well behind running work.
+
+    Example (for cron): `torc db prune --events-before 180d`
     """
     from datetime import datetime, timezone
 
@@ -114,7 +204,7 @@ def db_prune(events_before: str = typer.Option(
     cutoff = retention.parse_cutoff(events_before, datetime.now(timezone.utc))
     with Database(state.url) as db:
         out = retention.prune_events(db, cutoff, dry_run=dry_run)
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json(out)
     elif dry_run:
         console.print(f"{out['events_older']} event(s) older than {out['before']} would be deleted")

@@ -13,8 +13,9 @@ def mcp():
     agent sees and changes exactly what you may. Tools: get_workflow_status, list_pending_failed_jobs,
     classify_and_resolve_failures, list_failed_jobs, list_jobs_by_status, get_job_details, get_job_logs,
     check_resource_utilization, update_job_resources, restart_jobs, cancel_jobs, resubmit_workflow,
-    create_workflow_from_spec. Register it once, e.g. `claude mcp add torc -- torc mcp` (see README,
-    "AI-assisted recovery").
+    create_workflow_from_spec. Register it once (see README, "AI-assisted recovery").
+
+    Example: `claude mcp add torc -- torc mcp`
     """
     from torc_hpc.mcp.server import serve_stdio
 

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Optional
 
 import typer
+from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from torc_hpc import workflows as ops
+from torc_hpc.cli import common
 from torc_hpc.cli.common import FormatOpt, open_db
-from torc_hpc.cli.output import Format, console, emit_json, err_console
+from torc_hpc.cli.output import Format, console, emit_json, err_console, human_duration, human_time
+from torc_hpc.cli.run import progress_line
 from torc_hpc.limits import AI_AGENT_TIMEOUT_S
 from torc_hpc.slurm.client import default_client
 
+DEFAULT_POLL_S = 5.0     # a 20-second workflow is seen running and finishing
+MIN_REFRESH_S = 1.0      # NOTIFY wakes the view at most this often
+
 
 def watch(
-        workflow_id: Optional[int] = typer.Argument(None, help="the workflow to watch (or --all)"),
+        workflow_id: Optional[str] = typer.Argument(None, metavar="[WF]", show_default=False,
+                                                    help="the workflow to watch: its id or `last` (or --all)"),
         all_workflows: bool = typer.Option(False, "--all", help="every workflow that has work (cron mode)"),
         once: bool = typer.Option(False, "--once", help="one cycle, then exit (cron mode)"),
-        poll_interval: float = typer.Option(60, "--poll-interval", help="seconds between cycles"),
+        poll_interval: float = typer.Option(DEFAULT_POLL_S, "--poll-interval", min=0.5,
+                                            help="seconds between cycles; a new ready job (NOTIFY) refreshes "
+                                                 "sooner"),
         auto_schedule: bool = typer.Option(False, "--auto-schedule",
                                            help="submit allocations when ready jobs have none, or retries pile up"),
         threshold: int = typer.Option(5, "--auto-schedule-threshold",
@@ -37,13 +48,18 @@ def watch(
         resume: bool = typer.Option(False, "--resume", help="clear a paused auto-schedule, then watch"),
         recover: bool = typer.Option(False, "--recover", help="when nothing can run: give out-of-memory jobs more "
                                      "memory and timed-out jobs more time, reset and resubmit them"),
-        memory_multiplier: float = typer.Option(1.5, "--memory-multiplier"),
-        runtime_multiplier: float = typer.Option(1.5, "--runtime-multiplier"),
-        max_recovery_rounds: int = typer.Option(3, "--max-recovery-rounds"),
+        memory_multiplier: float = typer.Option(1.5, "--memory-multiplier",
+                                                help="--recover: new memory = old × this"),
+        runtime_multiplier: float = typer.Option(1.5, "--runtime-multiplier",
+                                                 help="--recover: new runtime = old × this"),
+        max_recovery_rounds: int = typer.Option(3, "--max-recovery-rounds",
+                                                help="--recover gives up after this many rounds"),
         account: Optional[str] = typer.Option(None, "--account", "-A",
                                               help="sbatch --account (default: what submit-slurm used)"),
-        partition: Optional[str] = typer.Option(None, "--partition", "-p"),
-        walltime: Optional[str] = typer.Option(None, "--walltime", "-t"),
+        partition: Optional[str] = typer.Option(None, "--partition", "-p",
+                                                help="sbatch --partition (default: what submit-slurm used)"),
+        walltime: Optional[str] = typer.Option(None, "--walltime", "-t",
+                                               help="allocation time limit (default: sized from the jobs)"),
         ai_recovery: bool = typer.Option(False, "--ai-recovery", help="when jobs turn pending_failed, run an AI "
                                          "agent that reads their stderr and retries or fails them through "
                                          "`torc mcp` (one run per workflow at a time)"),
@@ -55,6 +71,10 @@ def watch(
         fmt: Format = FormatOpt):
     """Watch a workflow: reconcile allocations, auto-schedule allocations for stranded work, recover
     out-of-memory and timed-out jobs.
+
+    On a terminal it shows a live view (counts, running jobs, recent failures, allocations with their Slurm
+    states, the next decision with its countdown), refreshed every few seconds and at once when jobs become
+    ready. Example: `torc watch last --auto-schedule --recover`
 
     Cron mode, one cycle for every workflow with work, quiet unless a person is needed:
 
@@ -91,34 +111,166 @@ def watch(
                 raise typer.BadParameter("--all runs one cycle per workflow: add --once (and run it from cron)")
             needs_person = [r for r in reports if r.attention]
             for r in reports:
-                if fmt is Format.json:
+                if fmt is not Format.table:
                     emit_json(r.as_dict())
                 elif r.attention:
                     print(f"workflow {r.workflow_id}: " + "; ".join(r.attention))
             raise typer.Exit(1 if needs_person else 0)
-        db.workflow(workflow_id)
+        workflow_id = common.workflow_id(db, workflow_id)
+        wf = db.workflow(workflow_id)
         if resume:
             cycle.resume(db, workflow_id)
         if once:
             r = cycle.run_locked(db, workflow_id, client, cfg)
             _print_cycle(r, fmt)
             raise typer.Exit(1 if r.attention else 0)
-        live = None
+        view = None
         if fmt is Format.table and console.is_terminal:
-            live = Live(Text("first cycle…"), console=console, refresh_per_second=2)
-            live.start()
+            view = WatchView(wf, poll_interval, auto_schedule)
+            view.live.start()
+
+        def on_cycle(r):
+            if view:
+                view.update(r, ops.watch_details(db, workflow_id))
+            else:
+                _print_cycle(r, fmt)
+
         try:
-            final = cycle.loop(db, workflow_id, client, cfg, poll_interval,
-                               on_cycle=lambda r: live.update(_cycle_view(r)) if live else _print_cycle(r, fmt))
+            cycle.loop(db, workflow_id, client, cfg, poll_interval, on_cycle=on_cycle,
+                       sleep=notify_sleep(db, workflow_id, view))
         except KeyboardInterrupt:
             raise typer.Exit(130)
         finally:
-            if live:
-                live.stop()
-        if live:
-            console.print(_cycle_view(final))
-        s = ops.summary(db, workflow_id)
+            if view:
+                view.next_cycle_at = None   # the last frame stays on screen, without a countdown
+                view.live.stop()
+        s = ops.summary(db, workflow_id, failures=False)
         raise typer.Exit(0 if s["all_completed"] else 1)
+
+
+def notify_sleep(db, workflow_id: int, view=None):
+    """A sleep for the watch loop that ends early when the workflow's ready-jobs NOTIFY arrives (at most one
+    cycle per MIN_REFRESH_S, so a busy workflow does not turn the watcher into a busy loop)."""
+    db.conn.execute(f"LISTEN torc_ready_{int(workflow_id)}")
+
+    def sleep(seconds: float) -> None:
+        start = time.monotonic()
+        if view:
+            view.next_cycle_at = start + seconds
+        for _ in db.conn.notifies(timeout=seconds, stop_after=1):
+            break
+        rest = MIN_REFRESH_S - (time.monotonic() - start)
+        if rest > 0:
+            time.sleep(rest)
+    return sleep
+
+
+class WatchView:
+    """The live view. Data changes once per cycle; the countdowns are computed whenever rich redraws."""
+
+    def __init__(self, wf: dict, poll_interval: float, auto_schedule: bool):
+        self.wf = wf
+        self.poll_interval = poll_interval
+        self.auto_schedule = auto_schedule
+        self.report = None
+        self.details: dict = {}
+        self.cycle_at = None
+        self.next_cycle_at = None
+        self.live = Live(self, console=console, refresh_per_second=2, transient=False)
+
+    def update(self, report, details: dict) -> None:
+        self.report, self.details = report, details
+        self.cycle_at = time.monotonic()
+        self.next_cycle_at = None
+        self.live.refresh()
+
+    def __rich__(self):
+        return self.render()
+
+    def render(self):
+        return render_watch(self.wf, self.report, self.details, auto_schedule=self.auto_schedule,
+                            now=datetime.now(timezone.utc),
+                            next_cycle_in=(None if self.next_cycle_at is None
+                                           else max(0.0, self.next_cycle_at - time.monotonic())),
+                            width=console.width)
+
+
+def render_watch(wf: dict, r, details: dict, *, auto_schedule: bool, now: datetime,
+                 next_cycle_in: float | None, width: int) -> Group:
+    """The watch view as rich renderables (a function of its inputs, so tests can render it)."""
+    lines = []
+    head = f"[bold]workflow {wf['id']}[/bold] ({escape(wf['name'])}) · {now.astimezone():%H:%M:%S}"
+    if next_cycle_in is not None:
+        head += f" · refresh in {next_cycle_in:.0f}s"
+    lines.append(Text.from_markup(head))
+    if r is None:
+        lines.append(Text("first cycle…"))
+        return Group(*lines)
+    lines.append(Text.from_markup(progress_line(wf["id"], r.counts, None, width, label="jobs")))
+    if r.skipped:
+        lines.append(Text(f"skipped: {r.skipped}", style="yellow"))
+    # the next decision and its countdown
+    if r.decision:
+        d = r.decision
+        when = ""
+        if d.get("wait_until"):
+            left = (d["wait_until"] - now).total_seconds()
+            when = f" (in {human_duration(max(0, left))})" if left > 0 else " (due now)"
+        verb = "SUBMIT" if d["submit"] else "wait"
+        lines.append(Text.from_markup(f"next decision: [bold]{verb}[/bold]{when} — {escape(d['reason'])}"))
+    elif not auto_schedule:
+        lines.append(Text("next decision: none (auto-schedule is off; --auto-schedule submits allocations)",
+                          style="dim"))
+    for a in r.submitted:
+        lines.append(Text(f"submitted allocation {a['id']} (Slurm {a['slurm_job_id']}): {a.get('reason', '')}",
+                          style="green"))
+    for a in r.recovered:
+        lines.append(Text(f"recovered {a['name']}: {a['cause']}", style="green"))
+    if getattr(r, "ai_agent", None):
+        lines.append(Text(f"AI agent: {r.ai_agent.get('message') or r.ai_agent['reason']}", style="magenta"))
+    for msg in r.attention:
+        lines.append(Text.from_markup(f"[red]needs you:[/red] {escape(msg)}"))
+    allocs = details.get("allocations") or []
+    if allocs:
+        lines.append(Text(f"allocations ({r.allocations_active} active of {allocs[0]['total']})", style="bold"))
+        t = Table(box=None, pad_edge=False, header_style="dim")
+        for c, w in (("id", 3), ("slurm", 8), ("state", 7), ("sacct", 9), ("shape", None), ("walltime", 7),
+                     ("submitted", 8)):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=w)
+        for a in allocs:
+            t.add_row(str(a["id"]), a["slurm_job_id"] or "-", a["state"], a["sacct_state"] or "",
+                      f"{a['nodes']}×{a['cpus_per_node'] or '?'} CPUs {a['mem'] or ''}".strip(),
+                      human_duration(a["walltime_s"]), human_time(a["submitted_at"], now))
+        lines.append(t)
+    running = details.get("running") or []
+    n_running = r.counts.get("running", 0)
+    if running:
+        lines.append(Text(f"running ({len(running)} of {n_running}, longest first)", style="bold"))
+        t = Table(box=None, pad_edge=False, header_style="dim")
+        job_w = min(24, max(len(j["name"]) for j in running))
+        for c, w in (("job", job_w), ("att", 3), ("for", 6), ("where", None)):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=w)
+        for j in running:
+            since = human_duration((now - j["started_at"]).total_seconds()) if j["started_at"] else ""
+            where = j["hostname"] or ""
+            if j["slurm_job_id"]:
+                where += f" (Slurm {j['slurm_job_id']})"
+            t.add_row(j["name"], str(j["attempt_id"]), since, where)
+        lines.append(t)
+    failures = details.get("failures") or []
+    if failures:
+        lines.append(Text("recent failures", style="bold"))
+        t = Table(box=None, pad_edge=False, header_style="dim")
+        job_w = min(24, max(len(e["job_name"] or "") for e in failures))
+        for c, w in (("when", 8), ("job", job_w), ("att", 3), ("rc", 3), ("decision", None)):
+            t.add_column(c, no_wrap=True, overflow="ellipsis", min_width=w)
+        for e in failures:
+            t.add_row(human_time(e["ts"], now), e["job_name"] or str(e["job_id"]), str(e["failed_attempt"]),
+                      str((e["detail"] or {}).get("return_code", "")), e["decision"])
+        lines.append(t)
+    if r.done:
+        lines.append(Text("done: nothing left to run and no allocation alive", style="green"))
+    return Group(*lines)
 
 
 def _ai_options(enabled: bool, agent: Optional[str], timeout_s: int):
@@ -135,8 +287,8 @@ def _ai_options(enabled: bool, agent: Optional[str], timeout_s: int):
 
 def _cycle_view(r) -> Table:
     t = Table(title=f"workflow {r.workflow_id} · {time.strftime('%H:%M:%S')}", show_header=False)
-    t.add_column("what", style="bold")
-    t.add_column("")
+    t.add_column("what", style="bold", no_wrap=True)
+    t.add_column("", overflow="ellipsis")
     t.add_row("jobs", ", ".join(f"{k} {v}" for k, v in r.counts.items()) or "-")
     t.add_row("allocations active", str(r.allocations_active))
     if r.decision:
@@ -155,8 +307,7 @@ def _cycle_view(r) -> Table:
 
 
 def _print_cycle(r, fmt: Format) -> None:
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json(r.as_dict())
     else:
         console.print(_cycle_view(r))
-

@@ -1,4 +1,4 @@
-"""`torc workflows …`: create, list, status, cancel, delete, archive, reset-status."""
+"""`torc workflows …`: create, plan, list, status, cancel, delete, archive, reset-status."""
 
 from __future__ import annotations
 
@@ -11,32 +11,41 @@ from rich.markup import escape
 
 from torc_hpc import retention
 from torc_hpc import workflows as ops
-from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, open_db
+from torc_hpc.cli import common
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WideOpt, WorkflowArg,
+                                 config_value, expansion_limits, open_db)
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
-from torc_hpc.cli.run import _print_summary
+from torc_hpc.cli.plan import plan as plan_command
+from torc_hpc.cli.run import print_summary
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
-from torc_hpc.spec import ExpansionLimits
 
-app = typer.Typer(help="Create, list, cancel, delete, archive and reset workflows.", no_args_is_help=True)
+app = typer.Typer(help="Create, plan, list, cancel, delete, archive and reset workflows.", no_args_is_help=True)
+app.command("plan")(plan_command)
+
+OutputDirOpt = typer.Option(None, "--output-dir", "-o", show_default=False,
+                            help="where job logs go; default: output_dir in the config file, else torc_output")
 
 
 @app.command("create")
-def workflows_create(spec: Path = typer.Argument(..., help="workflow spec: YAML, JSON, JSON5 or KDL"),
-                     output_dir: str = typer.Option("torc_output", "--output-dir", "-o"),
+def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="workflow spec: YAML, JSON, JSON5 or KDL",
+                                                 show_default=False),
+                     output_dir: Optional[str] = OutputDirOpt,
                      max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
                      fmt: Format = FormatOpt):
-    """Validate a spec and store the workflow (nothing is written if the spec has any error).
+    """Validate a spec and store the workflow without running it (nothing is written if the spec has any error).
 
     Every error names the file, the line, the job and the field (exit code 2). Sizes are bounded (see
     the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits. Files
     that jobs read and no job writes must exist (paths relative to the current directory).
+
+    Example: `torc workflows create sweep.yaml && torc run last`
     """
     with open_db() as db:
-        wf_id = ops.create_from_file(db, spec, output_dir=output_dir,
-                                     limits=ExpansionLimits(max_jobs, max_dependencies))
+        wf_id = ops.create_from_file(db, spec, output_dir=config_value("output_dir", output_dir),
+                                     limits=expansion_limits(max_jobs, max_dependencies))
         n = sum(db.status_counts(wf_id).values())
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json({"id": wf_id})
     else:
         console.print(f"created workflow [bold]{wf_id}[/bold] with {n} jobs · run it: torc run {wf_id}")
@@ -44,26 +53,32 @@ def workflows_create(spec: Path = typer.Argument(..., help="workflow spec: YAML,
 
 @app.command("list")
 def workflows_list(project: Optional[str] = typer.Option(None, "--project", help="only this project's workflows"),
-                   fmt: Format = FormatOpt):
-    """All workflows with job counts by status."""
+                   wide: bool = WideOpt, fmt: Format = FormatOpt):
+    """All workflows with job counts by status, newest first.
+
+    Example: `torc workflows list --wide`, `torc workflows list --project climate`
+    """
     with open_db() as db:
         rows = db.all("list_workflows", project=project)
-    emit_rows(rows, ["id", "name", "project", "run_id", "total", "completed", "running", "ready", "blocked",
-                     "failed", "terminated", "canceled_jobs", "pending_failed", "canceled", "created_at"], fmt,
-              empty="no workflows yet: torc workflows create SPEC")
+    emit_rows(rows, ["id", "name", "total", "completed", "running", "ready", "blocked", "failed", "pending_failed",
+                     "created_at"], fmt,
+              wide_columns=["project", "run_id", "terminated", "canceled_jobs", "canceled"], wide=wide, flex="name",
+              empty="no workflows yet: torc run SPEC (or torc workflows create SPEC)")
 
 
 @app.command("show")
-def workflows_show(workflow_id: int, fmt: Format = FormatOpt):
+def workflows_show(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
     """What the spec said beyond its jobs: project, user, metadata, slurm_defaults, env, execution_config,
     resource_monitor, files, user_data and actions.
 
     The spec's `user` is shown as written; the workflow belongs to its owner (the database role that
     created it), never to that field.
+
+    Example: `torc workflows show last`
     """
     with open_db() as db:
-        d = ops.details(db, workflow_id)
-    if fmt is Format.json:
+        d = ops.details(db, common.workflow_id(db, workflow_id))
+    if fmt is not Format.table:
         emit_json(d)
         return
     plain = ["id", "name", "description", "owner", "spec_user", "project", "run_id", "jobs", "working_dir",
@@ -85,57 +100,69 @@ def workflows_show(workflow_id: int, fmt: Format = FormatOpt):
 
 
 @app.command("status")
-def workflows_status(workflow_id: int, fmt: Format = FormatOpt):
-    """Counts by status, retries and where the logs are."""
+def workflows_status(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
+    """Counts by status, retries, where the logs are, the failed jobs (with their stderr) and what to do next.
+
+    Example: `torc workflows status last`
+    """
     with open_db() as db:
-        ops.touch(db, workflow_id)
-        s = ops.summary(db, workflow_id)
-    if fmt is Format.json:
+        wf_id = common.workflow_id(db, workflow_id)
+        ops.touch(db, wf_id)
+        s = ops.summary(db, wf_id)
+    s["next_steps"] = ops.next_steps(s)
+    if fmt is not Format.table:
         emit_json(s)
     else:
-        _print_summary(s)
+        print_summary(s)
 
 
 @app.command("cancel")
-def workflows_cancel(workflow_id: int, fmt: Format = FormatOpt):
+def workflows_cancel(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
     """Cancel every job that has not started; workers stop running ones (recorded as terminated, 143).
 
     The workflow is marked canceled first (nothing more is claimed, idle workers leave at once), then its
     waiting jobs are canceled in short transactions of a few thousand jobs. If it is interrupted, run it
     again: it carries on where it stopped.
+
+    Example: `torc workflows cancel 3`
     """
     with open_db() as db:
-        n = db.cancel_workflow(workflow_id)
-        scanceled = slurm_ops.cancel_allocations(db, workflow_id, default_client())
-    if fmt is Format.json:
-        emit_json({"id": workflow_id, "canceled_jobs": n, "scanceled_allocations": scanceled})
+        wf_id = common.workflow_id(db, workflow_id)
+        n = db.cancel_workflow(wf_id)
+        scanceled = slurm_ops.cancel_allocations(db, wf_id, default_client())
+    if fmt is not Format.table:
+        emit_json({"id": wf_id, "canceled_jobs": n, "scanceled_allocations": scanceled})
     else:
-        console.print(f"workflow {workflow_id} canceled: {n} job(s) canceled; running jobs are being stopped"
+        console.print(f"workflow {wf_id} canceled: {n} job(s) canceled; running jobs are being stopped"
                       + (f"; scancel sent to {len(scanceled)} allocation(s)" if scanceled else ""))
 
 
 @app.command("delete")
-def workflows_delete(workflow_id: int, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+def workflows_delete(workflow_id: str = WorkflowArg(),
+                     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
                      fmt: Format = FormatOpt):
     """Delete a workflow with its jobs, results and events (log files stay on disk).
 
     It is marked first (nothing more is claimed from it, other commands refuse it), then its rows go in
     short transactions. If it is interrupted, run it again to finish. To keep a copy, use
     `torc workflows archive WF` instead.
+
+    Example: `torc workflows delete 3 --yes`
     """
-    if not yes and not typer.confirm(f"delete workflow {workflow_id} and all its records?"):
-        raise typer.Exit(1)
     with open_db() as db:
-        counts = db.delete_workflow(workflow_id)
-    if fmt is Format.json:
-        emit_json({"id": workflow_id, "deleted": counts})
+        wf_id = common.workflow_id(db, workflow_id)
+        if not yes and not typer.confirm(f"delete workflow {wf_id} and all its records?"):
+            raise typer.Exit(1)
+        counts = db.delete_workflow(wf_id)
+    if fmt is not Format.table:
+        emit_json({"id": wf_id, "deleted": counts})
     else:
-        console.print(f"workflow {workflow_id} deleted ({counts['jobs']} jobs, {counts['results']} results, "
+        console.print(f"workflow {wf_id} deleted ({counts['jobs']} jobs, {counts['results']} results, "
                       f"{counts['events']} events)")
 
 
 @app.command("archive")
-def workflows_archive(workflow_id: int,
+def workflows_archive(workflow_id: str = WorkflowArg(),
                       output: Optional[Path] = typer.Option(
                           None, "--output", "-o",
                           help="file to write (.json, or .json.gz compressed); default torc_archive_wfN.json.gz"),
@@ -148,20 +175,23 @@ def workflows_archive(workflow_id: int,
     the database's column names (one row per line; `jq` reads it, and `torc_hpc.retention.read_archive`
     streams it back in Python). It is written in bounded memory from one consistent snapshot, made durable,
     and only then is the workflow deleted. Refused while jobs run or workers are alive.
+
+    Example: `torc workflows archive 3 -o sweep.json.gz`
     """
     with open_db() as db:
-        ops.touch(db, workflow_id)
-        r = retention.archive_workflow(db, workflow_id, output, delete=not keep)
-    if fmt is Format.json:
-        emit_json({"id": workflow_id, "path": r.path, "bytes": r.bytes, "counts": r.counts, "deleted": r.deleted})
+        wf_id = common.workflow_id(db, workflow_id)
+        ops.touch(db, wf_id)
+        r = retention.archive_workflow(db, wf_id, output, delete=not keep)
+    if fmt is not Format.table:
+        emit_json({"id": wf_id, "path": r.path, "bytes": r.bytes, "counts": r.counts, "deleted": r.deleted})
     else:
-        console.print(f"workflow {workflow_id} archived to {r.path} ({r.bytes / 2**20:.1f} MiB: "
+        console.print(f"workflow {wf_id} archived to {r.path} ({r.bytes / 2**20:.1f} MiB: "
                       f"{r.counts['jobs']} jobs, {r.counts['results']} results, {r.counts['events']} events)"
                       + ("; deleted from the database" if r.deleted else "; kept in the database (--keep)"))
 
 
 @app.command("reset-status")
-def workflows_reset_status(workflow_id: int,
+def workflows_reset_status(workflow_id: str = WorkflowArg(),
                            failed_only: bool = typer.Option(
                                False, "--failed-only",
                                help="reset only failed, canceled, terminated and pending_failed jobs"),
@@ -170,13 +200,15 @@ def workflows_reset_status(workflow_id: int,
 
     The run id increments and attempt ids start again at 1; completed jobs keep their results. Only the
     jobs reset and their waiting children (which wait for them again) are rewritten.
+
+    Example: `torc workflows reset-status 3 --failed-only && torc run 3`
     """
     with open_db() as db:
-        ops.touch(db, workflow_id)
-        row = db.reset_status(workflow_id, failed_only=failed_only)
-    if fmt is Format.json:
-        emit_json({"id": workflow_id, "run_id": row["run_id"], "reset": row["reset"]})
+        wf_id = common.workflow_id(db, workflow_id)
+        ops.touch(db, wf_id)
+        row = db.reset_status(wf_id, failed_only=failed_only)
+    if fmt is not Format.table:
+        emit_json({"id": wf_id, "run_id": row["run_id"], "reset": row["reset"]})
     else:
-        console.print(f"workflow {workflow_id}: {row['reset']} job(s) reset, now run {row['run_id']} · "
-                      f"continue with: torc run {workflow_id}")
-
+        console.print(f"workflow {wf_id}: {row['reset']} job(s) reset, now run {row['run_id']} · "
+                      f"continue with: torc run {wf_id}")

@@ -58,6 +58,39 @@ def format_duration(seconds: int) -> str:
     return f"{d}-{h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
 
 
+def human_bytes(n: int | float | None) -> str:
+    """Bytes as people read them: 512 B, 1.5 GiB, 12 MiB ("" for None)."""
+    if n is None:
+        return ""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{int(n)} B"
+            return f"{n:.1f} {unit}" if abs(n) < 10 else f"{n:.0f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover - the loop always returns
+
+
+def human_duration(seconds: int | float | None) -> str:
+    """Seconds as people read them: 250ms, 3.2s, 45s, 3m05s, 2h03m, 3d04h ("" for None)."""
+    if seconds is None:
+        return ""
+    s = float(seconds)
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 10:
+        return f"{s:.1f}s"
+    if s < 60:
+        return f"{s:.0f}s"
+    s = int(round(s))
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 def format_memory(n: int) -> str:
     """Bytes → the shortest exact size that parse_memory reads back ('2g', '1536m', '100k', else bytes)."""
     for unit in "ptgmk":

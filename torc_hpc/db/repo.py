@@ -112,6 +112,20 @@ class Database:
     def __exit__(self, *exc):
         self.close()
 
+    def stream(self, query: str, /, *, itersize: int = 2000, first: int = 50, **params):
+        """Rows of a named query as they arrive: a server-side (named) cursor inside one read transaction.
+        The first `first` rows come in a small fetch (they are on screen at once), then `itersize` at a time,
+        so a million-row listing starts immediately and holds one batch in memory. Leave the loop (or close
+        the generator) to end the transaction."""
+        with self.conn.transaction():
+            self.conn.execute(q("no_jit_for_this_transaction"))
+            with self.conn.cursor(name="torc_stream") as cur:
+                cur.execute(q(query), params)
+                size = first
+                while rows := cur.fetchmany(size):
+                    yield from rows
+                    size = itersize
+
     def one(self, query: str, /, **params) -> dict | None:
         return self.conn.execute(q(query), params).fetchone()
 
@@ -125,15 +139,16 @@ class Database:
     # ---- workflows -------------------------------------------------------------------------
 
     def create_workflow(self, expanded, *, spec_path: str | None, working_dir: str,
-                        output_dir: str = "torc_output") -> int:
-        """Insert a whole expanded workflow in one transaction; jobs and edges go through COPY."""
+                        output_dir: str = "torc_output", spec_sha256: str | None = None) -> int:
+        """Insert a whole expanded workflow in one transaction; jobs and edges go through COPY.
+        spec_sha256: the spec file's content hash (finds an unfinished run of the same file)."""
         spec = expanded.spec
         jobs = expanded.jobs
         with self.conn.transaction():
             wf = self.one("insert_workflow", name=spec.name, description=spec.description,
                           spec=Jsonb(spec.model_dump(mode="json", exclude_defaults=True)),
                           spec_path=spec_path, use_pending_failed=spec.use_pending_failed,
-                          output_dir=output_dir, working_dir=working_dir)
+                          output_dir=output_dir, working_dir=working_dir, spec_sha256=spec_sha256)
             wf_id = wf["id"]
             self._store_workflow_fields(wf_id, spec)
             handler_ids = {}

@@ -56,7 +56,7 @@ def _status(db, a, _d):
     return {"workflow_id": s["workflow_id"], "name": s["name"], "description": wf["description"],
             "run_id": s["run_id"], "total_jobs": s["total"], "job_counts_by_status": s["counts"],
             "retries": s["retries"], "all_completed": s["all_completed"], "canceled": s["canceled"],
-            "logs": s["logs"], "next_steps": ops.next_steps(s)}
+            "logs": s["logs"], "next_steps": [f"{x['command']}  ({x['why']})" for x in ops.next_steps(s)]}
 
 
 def _logs(db, a, _d):

@@ -7,7 +7,7 @@ import re
 import shlex
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -146,32 +146,42 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
         elif name:
             scripts.check_value("jobs.scheduler", name, f"workflow {workflow_id}")
         partition = opts.partition or (sch and sch["partition"])
-        node = client.partition_shape(partition)
-        walltime_s = (parse_duration(opts.walltime) if opts.walltime else (sch["walltime_s"] if sch else None))
-        derived = derive_shape(w, node_cpus=node.cpus_per_node, node_mem_mb=node.mem_mb_per_node,
-                               allocations=count, buffer_s=opts.walltime_buffer_s,
-                               max_walltime_s=node.max_walltime_s)
-        cpus = (sch and sch["cpus_per_node"]) or derived.cpus_per_node
-        mem = opts.mem or (sch and sch["mem"])
-        mem_mb = parse_memory(mem) // 2**20 if mem else derived.mem_mb_per_node
-        shape = Shape(nodes=opts.nodes or (sch["nodes"] if sch else 1), cpus_per_node=cpus,
-                      mem_mb_per_node=mem_mb, walltime_s=walltime_s or derived.walltime_s,
-                      gpus_per_node=derived.gpus_per_node)
-        problems = fits(w, shape, opts.walltime_buffer_s)
+        request, problems = request_for(name, w, sch, opts, client.partition_shape(partition), count, defaults)
         if problems:
             label = f"scheduler '{name}'" if name else "jobs without a scheduler"
             raise TorcError(f"{label}: {'; '.join(problems)}. Give a larger --walltime/--mem, or lower the "
                             f"jobs' resource_requirements; nothing was submitted")
-        extra = shlex.split(opts.extra or "") + shlex.split((sch and sch["extra"]) or "")
-        requests.extend(AllocationRequest(
-            scheduler=name, account=opts.account or (sch and sch["account"]) or defaults.get("account"),
-            partition=partition, shape=shape,
-            qos=opts.qos or (sch and sch["qos"]), gres=opts.gres or (sch and sch["gres"]), extra=extra,
-            tmp=sch and sch.get("tmp"), ntasks_per_node=sch and sch.get("ntasks_per_node"),
-            serialize=bool(sch and sch.get("serialize_allocations")),
-            defaults={k: v for k, v in defaults.items() if k != "account"})
-            for _ in range(count))
+        requests.extend(replace(request) for _ in range(count))   # one object per allocation
     return requests
+
+
+def request_for(name: str | None, w: Waiting, sch: dict | None, opts: SubmitOptions, node,
+                count: int, defaults: dict | None = None) -> tuple[AllocationRequest, list[str]]:
+    """The allocation submit-slurm would ask for, for one scheduler's waiting work (pure; `node` is the
+    partition's PartitionShape, or None when Slurm cannot be asked: then nothing caps the size). Returns the
+    request and why such jobs could not run in it (empty: they can). `torc workflows plan` shows the same."""
+    partition = opts.partition or (sch and sch["partition"])
+    walltime_s = (parse_duration(opts.walltime) if opts.walltime else (sch["walltime_s"] if sch else None))
+    derived = derive_shape(w, node_cpus=node.cpus_per_node if node else max(1, w.max_cpus),
+                           node_mem_mb=node.mem_mb_per_node if node else max(1, -(-w.max_memory_bytes // 2**20)),
+                           allocations=count, buffer_s=opts.walltime_buffer_s,
+                           max_walltime_s=node.max_walltime_s if node else None)
+    cpus = (sch and sch["cpus_per_node"]) or derived.cpus_per_node
+    mem = opts.mem or (sch and sch["mem"])
+    mem_mb = parse_memory(mem) // 2**20 if mem else derived.mem_mb_per_node
+    shape = Shape(nodes=opts.nodes or (sch["nodes"] if sch else 1), cpus_per_node=cpus,
+                  mem_mb_per_node=mem_mb, walltime_s=walltime_s or derived.walltime_s,
+                  gpus_per_node=derived.gpus_per_node)
+    extra = shlex.split(opts.extra or "") + shlex.split((sch and sch["extra"]) or "")
+    defaults = defaults or {}  # the workflow's slurm_defaults: under everything else
+    request = AllocationRequest(
+        scheduler=name, account=opts.account or (sch and sch["account"]) or defaults.get("account"),
+        partition=partition, shape=shape,
+        qos=opts.qos or (sch and sch["qos"]), gres=opts.gres or (sch and sch["gres"]), extra=extra,
+        tmp=sch and sch.get("tmp"), ntasks_per_node=sch and sch.get("ntasks_per_node"),
+        serialize=bool(sch and sch.get("serialize_allocations")),
+        defaults={k: v for k, v in defaults.items() if k != "account"})
+    return request, fits(w, shape, opts.walltime_buffer_s)
 
 
 def _check_scheduler(workflow_id: int, sch: dict) -> None:

@@ -8,8 +8,9 @@ SELECT torc_reserve_job_ids(%(count)s) AS first_id;
 
 -- name: insert_workflow
 -- Create the workflow row.
-INSERT INTO workflows (name, description, spec, spec_path, use_pending_failed, output_dir, working_dir)
-VALUES (%(name)s, %(description)s, %(spec)s, %(spec_path)s, %(use_pending_failed)s, %(output_dir)s, %(working_dir)s)
+INSERT INTO workflows (name, description, spec, spec_path, use_pending_failed, output_dir, working_dir, spec_sha256)
+VALUES (%(name)s, %(description)s, %(spec)s, %(spec_path)s, %(use_pending_failed)s, %(output_dir)s, %(working_dir)s,
+        %(spec_sha256)s)
 RETURNING id, run_id;
 
 -- name: insert_failure_handler
