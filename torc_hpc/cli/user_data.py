@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from torc_hpc import workflows as ops
+from torc_hpc.cli import common
 from torc_hpc.cli.common import FormatOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
 from torc_hpc.errors import TorcError
@@ -20,15 +21,17 @@ app = typer.Typer(help="Read and write a workflow's user_data (named JSON values
                   no_args_is_help=True)
 
 TargetArg = typer.Argument(..., metavar="[WF] NAME",
-                           help="the workflow id (default: TORC_WORKFLOW_ID, set in every job) and the value's name")
+                           help="the workflow (an id or `last`; default: TORC_WORKFLOW_ID, set in every job) and "
+                                "the value's name")
 
 
-def _target(args: list[str]) -> tuple[int | None, str]:
+def _target(db, args: list[str]) -> tuple[int | None, str]:
+    """(workflow, name) from `NAME` (the workflow: TORC_WORKFLOW_ID) or `WF NAME` (an id or `last`)."""
     if len(args) == 1:
         return None, args[0]
-    if len(args) == 2 and args[0].isdigit():
-        return int(args[0]), args[1]
-    raise TorcError("give NAME, or WF NAME (a workflow id and a name)")
+    if len(args) == 2:
+        return common.workflow_id(db, args[0]), args[1]
+    raise TorcError("give NAME, or WF NAME (a workflow id or `last`, and a name)")
 
 
 @app.command("get")
@@ -37,10 +40,10 @@ def user_data_get(target: List[str] = TargetArg, fmt: Format = FormatOpt):
 
     Example inside a job: `threads=$(torc user-data get knobs | jq .threads)`.
     """
-    wf, name = _target(target)
     with open_db() as db:
+        wf, name = _target(db, target)
         row = ops.get_user_data(db, wf, name)
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json(row)
     else:
         print(json.dumps(row["data"]))
@@ -54,10 +57,10 @@ def user_data_set(target: List[str] = TargetArg,
 
     Example: `torc user-data set knobs --data '{"threads": 4}'`.
     """
-    wf, name = _target(target)
     with open_db() as db:
+        wf, name = _target(db, target)
         row = ops.set_user_data(db, wf, name, data)
-    if fmt is Format.json:
+    if fmt is not Format.table:
         emit_json(row)
     else:
         console.print(f"user_data '{name}' of workflow {row['workflow_id']} set")
@@ -67,11 +70,12 @@ app.command("update", help="The same as set (Torc's name for it).")(user_data_se
 
 
 @app.command("list")
-def user_data_list(workflow_id: Optional[int] = typer.Argument(None, help="default: TORC_WORKFLOW_ID"),
+def user_data_list(workflow_id: Optional[str] = typer.Argument(None, metavar="[WF]",
+                                                                help="workflow id or `last`; default: TORC_WORKFLOW_ID"),
                    fmt: Format = FormatOpt):
     """Every user_data value of a workflow."""
     with open_db() as db:
-        wf = ops.user_data_workflow(db, workflow_id)
+        wf = ops.user_data_workflow(db, common.workflow_id(db, workflow_id) if workflow_id else None)
         rows = db.all("list_user_data", workflow_id=wf)
     emit_rows(rows, ["name", "data", "is_ephemeral", "updated_at", "updated_by_job"], fmt,
               empty="no user_data in this workflow (declare values in the spec's user_data)")
