@@ -66,14 +66,19 @@ def user_data_set(target: List[str] = TargetArg,
         console.print(f"user_data '{name}' of workflow {row['workflow_id']} set")
 
 
-app.command("update", help="The same as set (Torc's name for it).")(user_data_set)
+app.command("update", help="The same as set (Torc's name for it).\n\n"
+                            "Example: `torc user-data update knobs --data '{\"threads\": 8}'`")(user_data_set)
 
 
 @app.command("list")
 def user_data_list(workflow_id: Optional[str] = typer.Argument(None, metavar="[WF]",
                                                                 help="workflow id or `last`; default: TORC_WORKFLOW_ID"),
                    fmt: Format = FormatOpt):
-    """Every user_data value of a workflow."""
+    """Every user_data value of a workflow: its JSON, whether it is ephemeral, when and by which job it was
+    last written.
+
+    Example: `torc user-data list last`
+    """
     with open_db() as db:
         wf = ops.user_data_workflow(db, common.workflow_id(db, workflow_id) if workflow_id else None)
         rows = db.all("list_user_data", workflow_id=wf)
