@@ -36,11 +36,26 @@ def ensure_user(name: str) -> pwd.struct_passwd:
 
 
 def write_pgpass(user: str, lines: list[str]) -> Path:
+    """Add these lines to the user's ~/.pgpass, replacing earlier ones for the same host:port. Lines of
+    other servers stay: concurrent test runs (each with its own private server on its own port) share
+    these Unix users and must not take each other's passwords away."""
+    import fcntl
+
     pw = pwd.getpwnam(user)
     path = Path(pw.pw_dir) / ".pgpass"
-    path.write_text("\n".join(lines) + "\n")
-    os.chown(path, pw.pw_uid, pw.pw_gid)
-    os.chmod(path, 0o600)
+    ours = {ln.split(":")[0] + ":" + ln.split(":")[1] for ln in lines}
+    with open(Path(pw.pw_dir) / ".pgpass.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            old = path.read_text().splitlines()
+        except FileNotFoundError:
+            old = []
+        kept = [ln for ln in old if ln.strip() and ":".join(ln.split(":")[:2]) not in ours][-50:]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(kept + lines) + "\n")
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
     return path
 
 
