@@ -57,10 +57,10 @@ def _field_key(problem, fmt: str) -> str:
     msg = problem.message or ""
     fld = problem.field
     if fld is None:
-        if fmt in ("json5", "kdl") and (msg.startswith(("invalid YAML", "invalid JSON"))
+        if fmt in ("json5", "kdl") and (msg.startswith(("invalid YAML", "invalid JSON", "invalid KDL"))
                                         or "must be a mapping" in msg):
             return f"<format {fmt}>"
-        if msg.startswith(("invalid YAML", "invalid JSON")):
+        if msg.startswith(("invalid YAML", "invalid JSON", "invalid KDL")):
             return "<syntax>"
         return "<spec>"
     m = re.match(r"unknown key '([^']+)'", msg)

@@ -37,6 +37,7 @@ MAX_DISTINCT_REGEXES = 10_000     # different expressions (after placeholders) i
 MAX_REGEX_CHECKS = 10_000_000     # name-against-expression matches one workflow may need (RE2: linear each)
 
 # ---- recovery scripts and user code -------------------------------------------------------------
+MAX_USER_DATA_BYTES = 1_048_576  # one user_data value written with `torc user-data set` (JSON text)
 
 # ---- logs shown to people and agents --------------------------------------------------------------
 LOG_TAIL_LINES = 50            # default lines of a log tail (summaries, MCP, `torc logs --tail`)

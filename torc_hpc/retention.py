@@ -33,8 +33,9 @@ ARCHIVE_FORMAT = "torc-archive"
 ARCHIVE_VERSION = 1
 
 # Small tables first (read whole), then the large ones (streamed); the order a re-import would follow.
-_SMALL = ("failure_handlers", "failure_handler_rules", "slurm_schedulers", "watch_state", "workers", "allocations")
-_LARGE = ("jobs", "job_dependencies", "results", "events")
+_SMALL = ("failure_handlers", "failure_handler_rules", "slurm_schedulers", "watch_state", "workers", "allocations",
+          "files", "user_data", "datasets", "workflow_actions")
+_LARGE = ("jobs", "job_dependencies", "job_files", "job_user_data", "job_datasets", "action_jobs", "results", "events")
 TABLES = _SMALL + _LARGE
 
 _AGO_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)

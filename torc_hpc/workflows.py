@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -35,6 +36,7 @@ def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_
 
     spec, locator = load_spec(path)
     expanded = expand_workflow(spec, locator, str(path), limits)
+    check_external_inputs(expanded, os.getcwd(), locator, str(path))
     return db.create_workflow(expanded, spec_path=str(Path(path).resolve()), working_dir=os.getcwd(),
                               output_dir=output_dir, spec_sha256=spec_sha256(path))
 
@@ -96,7 +98,88 @@ def create_from_text(db: Database, text: str, *, label: str = "spec", output_dir
     path = f"{label}.json" if text.lstrip().startswith("{") else f"{label}.yaml"
     spec, locator = load_spec_text(text, path)
     expanded = expand_workflow(spec, locator, path)
+    check_external_inputs(expanded, os.getcwd(), locator, path)
     return db.create_workflow(expanded, spec_path=None, working_dir=os.getcwd(), output_dir=output_dir)
+
+
+def check_external_inputs(expanded, working_dir: str, locator=None, path: str = "<spec>") -> None:
+    """Files some job reads and no job writes must exist before the run (Torc calls them inputs). Raises
+    SpecError naming each missing file, its path and the first job that reads it; nothing is written."""
+    problems = []
+    for f in expanded.files:
+        if f.name not in expanded.external_inputs:
+            continue
+        full = f.path if os.path.isabs(f.path) else os.path.join(working_dir, f.path)
+        if os.path.exists(full):
+            continue
+        reader = expanded.external_inputs[f.name]
+        why = (f"job '{reader}' reads it and no job writes it" if reader else "it is marked must_exist")
+        problems.append(SpecProblem(
+            f"input file '{f.name}' ({f.path}) does not exist: {why}, so it must exist before the workflow "
+            f"is created (paths are relative to {working_dir}); create it, or list it in some job's output_files",
+            field=f"files[{f.spec_index}].path", path=path,
+            line=locator.line(("files", f.spec_index, "path")) if locator else None))
+    if problems:
+        raise SpecError(path, problems)
+
+
+def details(db: Database, workflow_id: int) -> dict:
+    """`torc workflows show`: the stored Torc fields, files, user_data and actions of one workflow."""
+    row = db.one("workflow_details", workflow_id=workflow_id)
+    if row is None:
+        raise TorcError(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
+    out = dict(row)
+    out["files"] = db.all("list_files", workflow_id=workflow_id) if row["files"] else []
+    out["user_data"] = db.all("list_user_data", workflow_id=workflow_id) if row["user_data"] else []
+    out["actions"] = db.all("list_actions", workflow_id=workflow_id) if row["actions"] else []
+    return out
+
+
+def user_data_workflow(db: Database, workflow_id: int | None) -> int:
+    """The workflow a user-data command means: the one given, else TORC_WORKFLOW_ID (inside a job)."""
+    if workflow_id is None:
+        env = os.environ.get("TORC_WORKFLOW_ID")
+        if not env or not env.isdigit():
+            raise TorcError("no workflow given: name it (torc user-data get WF NAME) or run inside a job, where "
+                            "TORC_WORKFLOW_ID says which workflow it belongs to")
+        workflow_id = int(env)
+    db.workflow(workflow_id)
+    return workflow_id
+
+
+def get_user_data(db: Database, workflow_id: int | None, name: str) -> dict:
+    """One user_data value (the workflow from TORC_WORKFLOW_ID when not given)."""
+    wf = user_data_workflow(db, workflow_id)
+    row = db.one("get_user_data", workflow_id=wf, name=name)
+    if row is None:
+        known = ", ".join(r["name"] for r in db.all("list_user_data", workflow_id=wf)[:20]) or "none"
+        raise TorcError(f"workflow {wf} has no user_data '{name}' (it has: {known}); user_data values are "
+                        "declared in the spec's user_data")
+    return {"workflow_id": wf, **row}
+
+
+def set_user_data(db: Database, workflow_id: int | None, name: str, data_text: str) -> dict:
+    """Write one user_data value from JSON text; records the writing job (TORC_JOB_ID) and an event."""
+    from torc_hpc.limits import MAX_USER_DATA_BYTES
+
+    wf = user_data_workflow(db, workflow_id)
+    if len(data_text.encode()) > MAX_USER_DATA_BYTES:
+        raise TorcError(f"the value is larger than {MAX_USER_DATA_BYTES:,} bytes (torc_hpc.limits.MAX_USER_DATA_BYTES): "
+                        "keep large data in a file and store its path")
+    try:
+        value = json.loads(data_text)
+    except ValueError as e:
+        raise TorcError(f"--data must be JSON ({e}); e.g. --data '{{\"threads\": 4}}' or --data '\"text\"'") from None
+    job = os.environ.get("TORC_JOB_ID")
+    job_id = int(job) if job and job.isdigit() and os.environ.get("TORC_WORKFLOW_ID") == str(wf) else None
+    from psycopg.types.json import Jsonb
+
+    with db.conn.transaction():
+        row = db.one("set_user_data", workflow_id=wf, name=name, data=Jsonb(value), job_id=job_id,
+                     bytes=len(data_text.encode()))
+    if row is None:
+        get_user_data(db, wf, name)  # raises the "no such value" error with the known names
+    return {"workflow_id": wf, "name": name, "data": value}
 
 
 def touch(db: Database, workflow_id: int, client=None) -> dict:

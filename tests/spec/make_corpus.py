@@ -246,6 +246,30 @@ jobs:
     "resource_unnamed.yaml": "name: n\nresource_requirements:\n  - {num_cpus: 2}\njobs:\n  - {name: a, command: 'true', resource_requirements: big}\n",
     "unknown_handler.yaml": "name: n\njobs:\n  - {name: a, command: 'true', failure_handler: nope}\n",
     "twenty_jobs.yaml": "name: n\njobs:\n  - name: a_{i}\n    command: 'true'\n    parameters: {i: '1:20'}\n",
+    # ---- JSON5 and KDL (Torc's other formats): the same bounds, located errors -----------------------
+    "json5_invalid.json5": "{\n  name: 'x',\n  jobs: [\n    {name: 'a' command: 'b'},\n  ],\n}\n",
+    "json5_duplicate_key.json5": "{name: 'a',\n name: 'b', jobs: [{name: 'a', command: 'true'}]}\n",
+    "json5_nan.json5": "{name: 'n', jobs: [{name: 'a', command: 'true', priority: NaN}]}\n",
+    "json5_deep.json5": "{name: 'd', jobs: [{name: 'a', command: 'true', parameters: {x: " + "[" * 10000 + "]" * 10000
+                        + "}}]}\n",
+    "json5_long_number.json5": "{name: 'n',\n jobs: [{name: 'a', command: 'true', priority: " + "9" * 100 + "}]}\n",
+    "json5_unknown_key.json5": "{\n  /* a comment\n     over lines */\n  name: 'x', // and one here\n"
+                               "  jobs: [{name: 'a', command: 'true',\n    comand: 'y'}],\n}\n",
+    "kdl_invalid.kdl": 'name "x"\njob "a" {\n    command "true"\n    priority 1 2=\n}\n',
+    "kdl_unclosed.kdl": 'name "x"\njob "a" {\n    command "true"\n',
+    "kdl_unknown_node.kdl": 'name "x"\njob "a" {\n    command "echo a"\n    comand "typo"\n}\n',
+    "kdl_twice.kdl": 'name "x"\njob "a" {\n    command "a"\n    command "b"\n}\n',
+    "kdl_duplicate_property.kdl": 'name "x"\nfile "f" path="a" path="b"\njob "a" {\n    command "true"\n}\n',
+    "kdl_deep.kdl": 'name "x"\nresource_monitor ' + "a {" * 100 + "}" * 100 + '\njob "a" {\n    command "true"\n}\n',
+    "kdl_user_data_json.kdl": 'name "x"\nuser_data "u" {\n    data "{not json"\n}\njob "a" {\n    command "true"\n}\n',
+    "kdl_nan.kdl": 'name "x"\njob "a" {\n    command "true"\n    priority #nan\n}\n',
+    "kdl_long_number.kdl": 'name "x"\njob "a" {\n    command "true"\n    priority ' + "9" * 100 + '\n}\n',
+    # ---- Torc's fields -----------------------------------------------------------------------------------
+    "env_torc_variable.yaml": "name: e\njobs:\n  - name: a\n    command: 'true'\n    env: {TORC_JOB_ID: '7'}\n",
+    "parameters_file_missing.yaml": "name: p\njobs:\n  - name: a_{x}\n    command: 'true'\n"
+                                    "    parameters_file: no_such_table.csv\n",
+    "input_file_unknown.yaml": "name: f\nfiles:\n  - {name: f1, path: out/f1}\njobs:\n  - name: a\n"
+                               "    command: cat ${files.input.f2}\n",
 }
 
 

@@ -131,6 +131,26 @@ EXPECTED = {
     "resource_unnamed.yaml": "resource_unnamed.yaml:3, field 'resource_requirements[0]': a named resource_requirements entry needs a name",
     "unknown_handler.yaml": "unknown failure handler 'nope'",
     "twenty_jobs.yaml": "expands to 20 jobs (20 values of i), more than the limit of 10 (torc_hpc.limits.MAX_JOBS); raise it with --max-jobs N",
+    # JSON5 and KDL
+    "json5_invalid.json5": 'json5_invalid.json5:4: invalid JSON5: Unexpected "c" at column 16',
+    "json5_duplicate_key.json5": "json5_duplicate_key.json5:2, field 'name': key 'name' appears twice in this object (lines 1 and 2)",
+    "json5_nan.json5": "json5_nan.json5:1: invalid JSON5: NaN is not a number any spec field takes",
+    "json5_deep.json5": "json5_deep.json5:1, field 'jobs[0].parameters.x.…(58 more)…[0][0]': arrays and objects are nested more than 64 levels deep",
+    "json5_long_number.json5": "json5_long_number.json5:2: a number of 100 characters is too long",
+    "json5_unknown_key.json5": "json5_unknown_key.json5:6, job 'a', field 'comand': unknown key 'comand'",
+    "kdl_invalid.kdl": "kdl_invalid.kdl:4: invalid KDL: Unexpected token",
+    "kdl_unclosed.kdl": "kdl_unclosed.kdl:2: invalid KDL: Unexpected end of data (unclosed lists of children)",
+    "kdl_unknown_node.kdl": "kdl_unknown_node.kdl:4, job 'a', field 'comand': unknown key 'comand'",
+    "kdl_twice.kdl": "kdl_twice.kdl:4, field 'jobs[0].command': 'command' is given twice here",
+    "kdl_duplicate_property.kdl": "kdl_duplicate_property.kdl:2: property 'path' appears twice on this node",
+    "kdl_deep.kdl": "kdl_deep.kdl:2: nodes are nested more than 64 levels deep (torc_hpc.limits.MAX_NESTING_DEPTH)",
+    "kdl_user_data_json.kdl": "kdl_user_data_json.kdl:3, field 'user_data[0].data': user_data 'data' must hold JSON",
+    "kdl_nan.kdl": "kdl_nan.kdl:4, field 'jobs[0].priority': invalid KDL: nan is not a number any spec field takes",
+    "kdl_long_number.kdl": "kdl_long_number.kdl:4: a number of 100 characters is too long",
+    # Torc's fields
+    "env_torc_variable.yaml": "env_torc_variable.yaml:5, job 'a', field 'env': env cannot set TORC_JOB_ID",
+    "parameters_file_missing.yaml": "parameters_file_missing.yaml:5, job 'a_{x}', field 'parameters_file': no_such_table.csv not found",
+    "input_file_unknown.yaml": "input_file_unknown.yaml:6, job 'a', field 'command': ${files.input.f2} names no entry of 'files' (known: f1)",
 }
 
 # Extra arguments for a case (the corpus file is only bad under them).
@@ -138,7 +158,7 @@ ARGS = {"twenty_jobs.yaml": ["--max-jobs", "10"]}
 
 # Cases also run through `torc run` (the path that creates and runs).
 RUN = ["range_100m.yaml", "alias_bomb.yaml", "regex_redos.yaml", "deep.json", "nul_escape.json",
-       "memory_petabytes.yaml", "twenty_jobs.yaml"]
+       "memory_petabytes.yaml", "twenty_jobs.yaml", "json5_deep.json5", "kdl_deep.kdl"]
 
 
 def _generated(tmp: Path) -> dict[str, tuple[Path, str]]:

@@ -14,20 +14,20 @@ TOOL = ROOT / "tools" / "torc_compat_check.py"
 def test_reports_per_file_per_format_and_fields(tmp_path):
     (tmp_path / "good.yaml").write_text("name: ok\njobs:\n  - {name: a, command: echo a}\n")
     (tmp_path / "bad.yaml").write_text(
-        "name: bad\nproject: p\njobs:\n  - {name: a, command: echo a, label: x}\n")
-    (tmp_path / "bad.json").write_text('{"name": "b", "project": "p", "jobs": [{"name": "a", "command": "x"}]}')
+        "name: bad\nnot_a_torc_key: p\njobs:\n  - {name: a, command: echo a, no_such_field: x}\n")
+    (tmp_path / "bad.json").write_text('{"name": "b", "not_a_torc_key": "p", "jobs": [{"name": "a", "command": "x"}]}')
     out = subprocess.run([sys.executable, str(TOOL), str(tmp_path), "--json"],
                          capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(out.stdout)
     by_name = {Path(f["path"]).name: f for f in report["files"]}
     assert by_name["good.yaml"]["accepted"] and by_name["good.yaml"]["jobs"] == 1
     assert not by_name["bad.yaml"]["accepted"]
-    assert by_name["bad.yaml"]["first_error_field"] in ("project", "jobs.label")
-    assert by_name["bad.yaml"]["fields"] == ["jobs.label", "project"]
+    assert by_name["bad.yaml"]["first_error_field"] in ("not_a_torc_key", "jobs.no_such_field")
+    assert by_name["bad.yaml"]["fields"] == ["jobs.no_such_field", "not_a_torc_key"]
     assert report["by_format"]["yaml"] == {"accepted": 1, "total": 2, "rate": 0.5}
     assert report["overall"]["accepted"] == 1 and report["overall"]["total"] == 3
     ranked = dict(map(tuple, report["any_problem_fields"]))
-    assert ranked["project"] == 2 and ranked["jobs.label"] == 1
+    assert ranked["not_a_torc_key"] == 2 and ranked["jobs.no_such_field"] == 1
 
     table = subprocess.run([sys.executable, str(TOOL), str(tmp_path)],
                            capture_output=True, text=True, timeout=120, check=True).stdout

@@ -158,9 +158,38 @@ def test_duplicate_names_from_parameters():
         jobs:
           - name: job_{i}
             command: x
-            parameters: {i: "0:1", k: "0:1"}
+            parameters: {i: "0:1"}
+          - name: job_1
+            command: y
         """)
-    assert any("duplicate job name 'job_0'" in p.message for p in probs)
+    assert any("duplicate job name 'job_1'" in p.message for p in probs)
+
+
+def test_name_using_some_parameters_is_one_job_per_value_of_those():
+    """Torc's docs: a name without a parameter's placeholder stands for every value of it (the union of
+    the dependencies); its command may use only the name's parameters."""
+    wf = load("""
+        name: w
+        jobs:
+          - name: sim_{i}_{k}
+            command: x
+            parameters: {i: "0:1", k: "0:2"}
+          - name: report_{i}
+            command: echo {i}
+            depends_on: ["sim_{i}_{k}"]
+            parameters: {i: "0:1", k: "0:2"}
+        """)
+    names = [j.name for j in wf.jobs]
+    assert names[-2:] == ["report_0", "report_1"] and len(names) == 8
+    assert sorted(names[p] for p, c in wf.edges if names[c] == "report_1") == ["sim_1_0", "sim_1_1", "sim_1_2"]
+    (p,) = problems("""
+        name: w
+        jobs:
+          - name: report_{i}
+            command: echo {k}
+            parameters: {i: "0:1", k: "0:2"}
+        """)
+    assert "does not use {k}" in p.message and p.field == "command"
 
 
 def test_bad_range():

@@ -22,6 +22,7 @@ from torc_hpc.cli import mcp as mcp_cmds
 from torc_hpc.cli import report as report_cmds
 from torc_hpc.cli import run as run_cmds
 from torc_hpc.cli import slurm as slurm_cmds
+from torc_hpc.cli import user_data as user_data_cmds
 from torc_hpc.cli import watch as watch_cmds
 from torc_hpc.cli import workflows as workflows_cmds
 from torc_hpc.cli.common import state
@@ -54,6 +55,7 @@ app.add_typer(db_cmds.app, name="db")
 app.add_typer(slurm_cmds.app, name="slurm")
 app.add_typer(config_cmds.app, name="config")
 app.add_typer(admin_cmds.app, name="admin")
+app.add_typer(user_data_cmds.app, name="user-data")
 
 
 @app.callback()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from torc_hpc import retention
 from torc_hpc import workflows as ops
@@ -26,7 +28,7 @@ OutputDirOpt = typer.Option(None, "--output-dir", "-o", show_default=False,
 
 
 @app.command("create")
-def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="workflow spec, YAML or JSON",
+def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="workflow spec: YAML, JSON, JSON5 or KDL",
                                                  show_default=False),
                      output_dir: Optional[str] = OutputDirOpt,
                      max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
@@ -34,7 +36,8 @@ def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="work
     """Validate a spec and store the workflow without running it (nothing is written if the spec has any error).
 
     Every error names the file, the line, the job and the field (exit code 2). Sizes are bounded (see
-    the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits.
+    the spec reference in README); --max-jobs and --max-dependencies raise the expansion limits. Files
+    that jobs read and no job writes must exist (paths relative to the current directory).
 
     Example: `torc workflows create sweep.yaml && torc run last`
     """
@@ -49,17 +52,51 @@ def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="work
 
 
 @app.command("list")
-def workflows_list(wide: bool = WideOpt, fmt: Format = FormatOpt):
+def workflows_list(project: Optional[str] = typer.Option(None, "--project", help="only this project's workflows"),
+                   wide: bool = WideOpt, fmt: Format = FormatOpt):
     """All workflows with job counts by status, newest first.
 
-    Example: `torc workflows list --wide`
+    Example: `torc workflows list --wide`, `torc workflows list --project climate`
     """
     with open_db() as db:
-        rows = db.all("list_workflows")
+        rows = db.all("list_workflows", project=project)
     emit_rows(rows, ["id", "name", "total", "completed", "running", "ready", "blocked", "failed", "pending_failed",
                      "created_at"], fmt,
-              wide_columns=["run_id", "terminated", "canceled_jobs", "canceled"], wide=wide, flex="name",
+              wide_columns=["project", "run_id", "terminated", "canceled_jobs", "canceled"], wide=wide, flex="name",
               empty="no workflows yet: torc run SPEC (or torc workflows create SPEC)")
+
+
+@app.command("show")
+def workflows_show(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
+    """What the spec said beyond its jobs: project, user, metadata, slurm_defaults, env, execution_config,
+    resource_monitor, files, user_data and actions.
+
+    The spec's `user` is shown as written; the workflow belongs to its owner (the database role that
+    created it), never to that field.
+
+    Example: `torc workflows show last`
+    """
+    with open_db() as db:
+        d = ops.details(db, common.workflow_id(db, workflow_id))
+    if fmt is not Format.table:
+        emit_json(d)
+        return
+    plain = ["id", "name", "description", "owner", "spec_user", "project", "run_id", "jobs", "working_dir",
+             "output_dir", "spec_path", "created_at"]
+    for k in plain:
+        if d.get(k) is not None:
+            label = "user (from the spec; not the owner)" if k == "spec_user" else k
+            console.print(f"[bold]{label}[/bold]: {escape(str(d[k]))}", highlight=False)
+    for k in ("metadata", "slurm_defaults", "env", "execution_config", "resource_monitor"):
+        if d.get(k):
+            console.print(f"[bold]{k}[/bold]: {escape(json.dumps(d[k]))}", highlight=False)
+    if d["files"]:
+        emit_rows(d["files"], ["name", "path", "writers", "readers"], fmt, title="files")
+    if d["user_data"]:
+        emit_rows(d["user_data"], ["name", "data", "is_ephemeral", "updated_at"], fmt, title="user_data")
+    if d["actions"]:
+        emit_rows(d["actions"], ["position", "trigger_type", "action_type", "config", "selected_count", "fired_at"],
+                  fmt, title="actions (run by the worker and the watcher)")
 
 
 @app.command("status")

@@ -57,3 +57,4 @@ class ExitCode:
     NODE_FAIL = 153       # Slurm NODE_FAIL / BOOT_FAIL: the node died under the job
     WORKER_LOST = 154     # the worker vanished (kill -9, lost node) and no scheduler said why
     SLURM_FAILED = 155    # the allocation ended FAILED / PREEMPTED / DEADLINE with no better cause
+    OUTPUT_MISSING = 156  # the job exited 0 but a file it declared in output_files does not exist

@@ -10,7 +10,8 @@ What each kind gets (default deny: anything not listed here is refused by Postgr
 
 - user: every torc table, all columns except `owner` (always current_user) and `workflow_id` on
   update; row-level security keeps it to its own workflows. Views workflow_progress and job_attempts.
-- watcher: reads every table (except jobs.command and workflows.spec, which scheduling never needs) and
+- watcher: reads every table (except jobs.command, jobs.invocation_script, jobs.env, workflows.spec and
+  workflows.env, which scheduling never needs) and
   every view; records allocations, watch state, events and results; finishes, resizes (memory, runtime)
   and resets jobs; declares workers lost. It holds no privilege on a command, a recovery script, a
   working directory, an output directory or an environment.
@@ -51,8 +52,8 @@ WATCHER_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
                   "started_at", "memory_bytes", "runtime_s")),
     "workflows": ((), ("run_id", "canceled_at")),
 }
-# Columns the watcher may not even read.
-WATCHER_HIDDEN = {"jobs": {"command"}, "workflows": {"spec"}}
+# Columns the watcher may not even read: what a job runs and with which environment.
+WATCHER_HIDDEN = {"jobs": {"command", "invocation_script", "env"}, "workflows": {"spec", "env"}}
 
 ADMIN_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "events": ("*", ()),

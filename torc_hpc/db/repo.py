@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -149,6 +150,7 @@ class Database:
                           spec_path=spec_path, use_pending_failed=spec.use_pending_failed,
                           output_dir=output_dir, working_dir=working_dir, spec_sha256=spec_sha256)
             wf_id = wf["id"]
+            self._store_workflow_fields(wf_id, spec)
             handler_ids = {}
             for h in spec.failure_handlers:
                 hid = self.one("insert_failure_handler", workflow_id=wf_id, name=h.name)["id"]
@@ -163,7 +165,8 @@ class Database:
                     "workflow_id": wf_id, "name": sch.name, "account": sch.account, "partition": sch.partition,
                     "walltime_s": parse_duration(sch.walltime), "nodes": sch.nodes,
                     "cpus_per_node": sch.cpus_per_node, "mem": sch.mem, "qos": sch.qos, "gres": sch.gres,
-                    "extra": sch.extra})
+                    "extra": sch.extra, "tmp": sch.tmp, "ntasks_per_node": sch.ntasks_per_node,
+                    "serialize_allocations": sch.serialize_allocations})
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
             first = self.one("reserve_job_ids", count=len(jobs))["first_id"]
             in_degree = expanded.in_degree
@@ -174,20 +177,31 @@ class Database:
             if staged:
                 self.run("stage_jobs")
                 self.run("stage_edges")
+            # Torc's per-job fields are columns only when some job uses them: plain workflows COPY as before.
+            extras = any(j.extra is not None for j in jobs)
+            wf_env = spec.env or None
             with self.conn.cursor().copy(
                 f"COPY {'torc_stage_jobs' if staged else 'jobs'} (id, workflow_id, name, command, status, unfinished_parents, priority, num_cpus, "
                 "num_gpus, num_nodes, memory_bytes, runtime_s, resource_requirements, failure_handler_id, "
-                "cancel_on_blocking_job_failure, scheduler, ready_at) FROM STDIN") as copy:
+                "cancel_on_blocking_job_failure, scheduler, ready_at"
+                + (", invocation_script, env, label, stdio_mode, delete_stdio_on_success" if extras else "")
+                + ") FROM STDIN") as copy:
                 chunk = []
                 for i, j in enumerate(jobs):
                     n = in_degree[i]
                     hid = handler_ids.get(j.failure_handler) if j.failure_handler else None
+                    tail = "\n"
+                    if extras:
+                        env = None if j.env is None or j.env == wf_env else json.dumps(j.env)
+                        tail = (f"\t{_copy_text(j.invocation_script)}\t{_copy_text(env)}\t{_copy_text(j.label)}\t"
+                                f"{_NULL if j.stdio_mode == 'separate' else j.stdio_mode}\t"
+                                f"{'t' if j.delete_stdio_on_success else 'f'}\n")
                     chunk.append(
                         f"{first + i}\t{wf_id}\t{_copy_text(j.name)}\t{_copy_text(j.command)}\t"
                         f"{'blocked' if n else 'ready'}\t{n}\t{j.priority}\t{j.num_cpus}\t{j.num_gpus}\t"
                         f"{j.num_nodes}\t{j.memory_bytes}\t{j.runtime_s}\t{_copy_text(j.resource_requirements)}\t"
                         f"{_NULL if hid is None else hid}\t{'t' if j.cancel_on_blocking_job_failure else 'f'}\t"
-                        f"{_copy_text(j.scheduler)}\t{_NULL if n else 'now'}\n")
+                        f"{_copy_text(j.scheduler)}\t{_NULL if n else 'now'}{tail}")
                     if len(chunk) >= 20_000:
                         copy.write("".join(chunk))
                         chunk = []
@@ -206,9 +220,63 @@ class Database:
             if staged:
                 self.run("unstage_jobs")
                 self.run("unstage_edges")
+            self._store_workflow_data(wf_id, expanded, first)
             self.event(wf_id, "created", detail={"jobs": len(jobs), "dependencies": expanded.edge_count,
                                                  "spec_path": spec_path})
         return wf_id
+
+    def _store_workflow_fields(self, wf_id: int, spec) -> None:
+        """Torc's workflow-level fields (stored and shown; the spec's `user` never decides ownership)."""
+        def dumped(model):
+            return Jsonb(model.model_dump(mode="json")) if model is not None else None
+
+        self.run("set_workflow_compat", workflow_id=wf_id, project=spec.project, spec_user=spec.user,
+                 metadata=Jsonb(spec.metadata) if spec.metadata is not None else None,
+                 slurm_defaults=Jsonb(spec.slurm_defaults) if spec.slurm_defaults else None,
+                 env=Jsonb(spec.env) if spec.env else None,
+                 execution_config=dumped(spec.execution_config), resource_monitor=dumped(spec.resource_monitor))
+
+    def _store_workflow_data(self, wf_id: int, expanded, first_job_id: int) -> None:
+        """Files, user_data, datasets (with who reads and writes them) and actions: one statement per table."""
+        jobs = expanded.jobs
+        kinds = (("files", "insert_files", "insert_job_files", "input_files", "output_files"),
+                 ("user_data", "insert_user_data", "insert_job_user_data", "input_user_data", "output_user_data"),
+                 ("datasets", "insert_datasets", "insert_job_datasets", "input_datasets", "output_datasets"))
+        for kind, insert, insert_refs, inputs, outputs in kinds:
+            items = getattr(expanded, kind)
+            if not items:
+                continue
+            names = [x.name for x in items]
+            if kind == "files":
+                params = {"paths": [x.path for x in items], "mtimes": [x.st_mtime for x in items],
+                          "must_exist": [x.must_exist for x in items]}
+            elif kind == "user_data":
+                params = {"datas": [Jsonb(x.data) if x.data is not None else None for x in items],
+                          "ephemeral": [x.is_ephemeral for x in items]}
+            else:
+                params = {"paths": [x.path for x in items], "hash_modes": [x.hash_mode for x in items],
+                          "descriptions": [x.description for x in items]}
+            ids = {r["name"]: r["id"] for r in self.all(insert, workflow_id=wf_id, names=names, **params)}
+            job_ids, item_ids, directions = [], [], []
+            for n, j in enumerate(jobs):
+                for direction, attr in (("input", inputs), ("output", outputs)):
+                    for name in getattr(j, attr):
+                        job_ids.append(first_job_id + n)
+                        item_ids.append(ids[name])
+                        directions.append(direction)
+            if job_ids:
+                self.run(insert_refs, workflow_id=wf_id, job_ids=job_ids, item_ids=item_ids, directions=directions)
+        for a in expanded.actions:
+            config = {"commands": a.commands, "scheduler": a.scheduler, "num_allocations": a.num_allocations,
+                      "start_one_worker_per_node": a.start_one_worker_per_node,
+                      "max_parallel_jobs": a.max_parallel_jobs, "persistent": a.persistent}
+            action_id = self.one("insert_action", workflow_id=wf_id, position=a.spec_index,
+                                 trigger_type=a.trigger_type, action_type=a.action_type,
+                                 config=Jsonb({k: v for k, v in config.items() if v is not None}),
+                                 selected_count=len(a.job_indexes))["id"]
+            if a.job_indexes:
+                self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id,
+                         job_ids=[first_job_id + k for k in a.job_indexes])
 
     def event(self, workflow_id: int, kind: str, *, job_id=None, from_status=None, to_status=None,
               attempt_id=None, run_id=None, worker_id=None, detail: dict | None = None) -> None:
@@ -331,6 +399,7 @@ class Database:
             if row["run_id"] is None:
                 raise NotFound(f"workflow {workflow_id} is being deleted; finish with "
                                f"`torc workflows delete {workflow_id} --yes`")
+            self.run("reset_ephemeral_user_data", workflow_id=workflow_id)
             self.event(workflow_id, "workflow_reset", run_id=row["run_id"],
                        detail={"failed_only": failed_only, "jobs_reset": row["reset"],
                                "children_recounted": row["recounted"]})

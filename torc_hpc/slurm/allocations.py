@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import socket
 import sys
@@ -70,14 +71,25 @@ class AllocationRequest:
     qos: str | None = None
     gres: str | None = None
     extra: list[str] = field(default_factory=list)
+    tmp: str | None = None
+    ntasks_per_node: int | None = None
+    serialize: bool = False
+    defaults: dict = field(default_factory=dict)  # the workflow's slurm_defaults (sbatch long options)
 
     def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path) -> list[str]:
         s = self.shape
-        args = [f"--job-name=torc_wf{workflow_id}", f"--nodes={s.nodes}", "--ntasks-per-node=1",
-                f"--cpus-per-task={s.cpus_per_node}", f"--mem={s.mem_mb_per_node}M",
+        tasks = self.ntasks_per_node or 1
+        # One allocation of a serialized scheduler at a time: Slurm's singleton dependency on a shared name.
+        name = f"torc_wf{workflow_id}" + (f"_{self.scheduler}" if self.serialize and self.scheduler else "")
+        args = [f"--job-name={name}", f"--nodes={s.nodes}", f"--ntasks-per-node={tasks}",
+                f"--cpus-per-task={max(1, -(-s.cpus_per_node // tasks))}", f"--mem={s.mem_mb_per_node}M",
                 f"--time={format_duration(s.walltime_s)}",
                 f"--output={log_dir}/torc_wf{workflow_id}_a{allocation_id}_%j.o",
                 f"--error={log_dir}/torc_wf{workflow_id}_a{allocation_id}_%j.e"]
+        if self.serialize:
+            args.append("--dependency=singleton")
+        if self.tmp:
+            args.append(f"--tmp={self.tmp}")
         if self.account:
             args.append(f"--account={self.account}")
         if self.partition:
@@ -88,7 +100,23 @@ class AllocationRequest:
             args.append(f"--gres={self.gres}")
         elif s.gpus_per_node:
             args.append(f"--gres=gpu:{s.gpus_per_node}")
-        return args + self.extra
+        return args + default_args(self.defaults, args + self.extra) + self.extra
+
+
+def default_args(defaults: dict, given: list[str]) -> list[str]:
+    """The workflow's slurm_defaults as sbatch arguments, for the options nothing else set: true → --key,
+    false → left out, anything else → --key=value. Keys were checked by the spec ([a-z][a-z0-9-]*, none
+    of the options torc sets itself); values are checked and quoted like every script value."""
+    set_already = {a.split("=", 1)[0] for a in given if a.startswith("--")}
+    out = []
+    for key, value in (defaults or {}).items():
+        option = f"--{key}"
+        if option in set_already or value is False or value is None:
+            continue
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", key):
+            raise scripts.ScriptValueError(f"slurm_defaults key {key!r} is not an sbatch long option")
+        out.append(option if value is True else f"{option}={scripts.check_value(key, value, 'slurm_defaults')}")
+    return out
 
 
 def waiting_work(db: Database, workflow_id: int) -> dict[str | None, Waiting]:
@@ -106,6 +134,7 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
     what neither says is sized from the waiting jobs and the partition's nodes.
     """
     schedulers = {s["name"]: s for s in db.all("list_slurm_schedulers", workflow_id=workflow_id)}
+    defaults = (db.one("workflow_slurm_defaults", workflow_id=workflow_id) or {}).get("slurm_defaults") or {}
     waiting = waiting_work(db, workflow_id)
     if only_scheduler is not False:
         waiting = {k: v for k, v in waiting.items() if k == only_scheduler}
@@ -117,7 +146,7 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
         elif name:
             scripts.check_value("jobs.scheduler", name, f"workflow {workflow_id}")
         partition = opts.partition or (sch and sch["partition"])
-        request, problems = request_for(name, w, sch, opts, client.partition_shape(partition), count)
+        request, problems = request_for(name, w, sch, opts, client.partition_shape(partition), count, defaults)
         if problems:
             label = f"scheduler '{name}'" if name else "jobs without a scheduler"
             raise TorcError(f"{label}: {'; '.join(problems)}. Give a larger --walltime/--mem, or lower the "
@@ -127,7 +156,7 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
 
 
 def request_for(name: str | None, w: Waiting, sch: dict | None, opts: SubmitOptions, node,
-                count: int) -> tuple[AllocationRequest, list[str]]:
+                count: int, defaults: dict | None = None) -> tuple[AllocationRequest, list[str]]:
     """The allocation submit-slurm would ask for, for one scheduler's waiting work (pure; `node` is the
     partition's PartitionShape, or None when Slurm cannot be asked: then nothing caps the size). Returns the
     request and why such jobs could not run in it (empty: they can). `torc workflows plan` shows the same."""
@@ -144,9 +173,14 @@ def request_for(name: str | None, w: Waiting, sch: dict | None, opts: SubmitOpti
                   mem_mb_per_node=mem_mb, walltime_s=walltime_s or derived.walltime_s,
                   gpus_per_node=derived.gpus_per_node)
     extra = shlex.split(opts.extra or "") + shlex.split((sch and sch["extra"]) or "")
+    defaults = defaults or {}  # the workflow's slurm_defaults: under everything else
     request = AllocationRequest(
-        scheduler=name, account=opts.account or (sch and sch["account"]), partition=partition, shape=shape,
-        qos=opts.qos or (sch and sch["qos"]), gres=opts.gres or (sch and sch["gres"]), extra=extra)
+        scheduler=name, account=opts.account or (sch and sch["account"]) or defaults.get("account"),
+        partition=partition, shape=shape,
+        qos=opts.qos or (sch and sch["qos"]), gres=opts.gres or (sch and sch["gres"]), extra=extra,
+        tmp=sch and sch.get("tmp"), ntasks_per_node=sch and sch.get("ntasks_per_node"),
+        serialize=bool(sch and sch.get("serialize_allocations")),
+        defaults={k: v for k, v in defaults.items() if k != "account"})
     return request, fits(w, shape, opts.walltime_buffer_s)
 
 
@@ -154,8 +188,8 @@ def _check_scheduler(workflow_id: int, sch: dict) -> None:
     """The spec's slurm_schedulers entry, as stored: every value that would reach the script."""
     source = f"the spec's slurm_schedulers entry {sch['name']!r} (workflow {workflow_id})"
     scripts.check_value("name", sch["name"], source)
-    for name in ("account", "partition", "mem", "qos", "gres", "extra"):
-        scripts.check_value(name, sch[name], source)
+    for name in ("account", "partition", "mem", "qos", "gres", "extra", "tmp"):
+        scripts.check_value(name, sch.get(name), source)
     if sch["extra"]:
         try:
             tokens = shlex.split(sch["extra"])
@@ -267,7 +301,9 @@ def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, o
         worker_args.append("--scheduler=" + scripts.quote(request.scheduler))
     if opts.max_parallel_jobs:
         worker_args.append(f"--max-parallel-jobs={int(opts.max_parallel_jobs)}")
-    launcher = "srun --ntasks-per-node=1 --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 else "exec "
+    # One worker per node; with ntasks_per_node > 1 the step must still get the node's every CPU.
+    cpus = " --cpus-per-task=$SLURM_CPUS_ON_NODE" if (request.ntasks_per_node or 1) > 1 else ""
+    launcher = f"srun --ntasks-per-node=1{cpus} --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 else "exec "
     values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),
               "allocation_id": str(int(alloc_id)), "database_url": scripts.quote(database_url),
               "launcher": launcher, "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)}

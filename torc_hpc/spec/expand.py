@@ -18,10 +18,14 @@ from pathlib import Path
 from torc_hpc.errors import SpecError, SpecProblem
 from torc_hpc.limits import (MAX_COMMAND_BYTES, MAX_DEPENDENCIES, MAX_DISTINCT_REGEXES, MAX_JOBS, MAX_NAME_LENGTH,
                              MAX_PROBLEMS, MAX_REGEX_CHECKS)
-from torc_hpc.spec.models import ResourceRequirementsSpec, WorkflowSpec, duration_seconds, memory_bytes
-from torc_hpc.spec.params import (COUNT_CAP, Template, combination_count, combinations, parameter_values,
-                                  placeholders, value_count)
+from torc_hpc.spec.models import TRIGGERS, ResourceRequirementsSpec, WorkflowSpec, duration_seconds, memory_bytes
+from torc_hpc.spec.params import (COUNT_CAP, FloatRange, Template, combination_count, combinations,
+                                  parameter_values, placeholders, value_count)
+from torc_hpc.spec.refs import (KINDS, ExpandedAction, ExpandedDataset, ExpandedFile, ExpandedUserData, JobRefs,
+                                expand_entries, external_inputs, implicit_edges, name_index, resolve_actions,
+                                resolve_regexes, substitute_mentions)
 from torc_hpc.spec.regexes import NameIndex, compile_regex, literal_prefix
+from torc_hpc.spec.tables import TableError, load_lines, load_table
 
 DEFAULT_RESOURCES = ResourceRequirementsSpec()
 
@@ -49,6 +53,36 @@ class ExpandedJob:
     scheduler: str | None
     resource_requirements: str | None
     spec_index: int  # which entry of `jobs:` produced it
+    extra: JobExtras | None = None  # Torc's per-job fields; None for plain jobs (one slot, not thirteen)
+
+
+@dataclass(slots=True)
+class JobExtras:
+    """Torc's per-job fields, held apart so that a million plain jobs do not carry them."""
+
+    invocation_script: str | None = None
+    env: dict | None = None            # workflow env merged with the job's (the job's wins); None: none
+    label: str | None = None
+    stdio_mode: str = "separate"       # separate, combined, no_stdout, no_stderr, none
+    delete_stdio_on_success: bool = False
+    # What the job reads and writes (names of files, user_data, datasets).
+    input_files: tuple = ()
+    output_files: tuple = ()
+    input_user_data: tuple = ()
+    output_user_data: tuple = ()
+    input_datasets: tuple = ()
+    output_datasets: tuple = ()
+
+
+_NO_EXTRAS = JobExtras()
+
+
+def _extra_property(name: str) -> property:
+    return property(lambda job: getattr(job.extra or _NO_EXTRAS, name), doc=f"JobExtras.{name}")
+
+
+for _name in JobExtras.__slots__:
+    setattr(ExpandedJob, _name, _extra_property(_name))
 
 
 @dataclass
@@ -61,6 +95,13 @@ class ExpandedWorkflow:
     parents: array = field(default_factory=lambda: array("q"))
     children: array = field(default_factory=lambda: array("q"))
     in_degree: array = field(default_factory=lambda: array("q"))
+    files: list[ExpandedFile] = field(default_factory=list)
+    user_data: list[ExpandedUserData] = field(default_factory=list)
+    datasets: list[ExpandedDataset] = field(default_factory=list)
+    actions: list[ExpandedAction] = field(default_factory=list)
+    # Files some job reads and no job writes (they must exist when the workflow is created): name → the
+    # first job reading it (None: a file marked must_exist that no job reads).
+    external_inputs: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def edges(self) -> list[tuple[int, int]]:
@@ -178,32 +219,170 @@ def validate_references(spec: WorkflowSpec, locator, path: str, base_dir: Path) 
             known = ", ".join(sorted(schedulers)) or "none defined"
             add(f"unknown scheduler '{job.scheduler}' (known: {known})", jloc + ("scheduler",),
                 job.name, "scheduler")
-        for key, raw in job.parameters.items():
-            try:
-                parameter_values(raw)
-            except ValueError as e:
-                add(str(e), jloc + ("parameters", key), job.name, f"parameters.{key}")
         for r, rx in enumerate(job.depends_on_regexes):
             if not placeholders(rx):
                 compiled = compile_regex(rx)
                 if isinstance(compiled, str):
                     add(compiled, jloc + ("depends_on_regexes", r), job.name, "depends_on_regexes")
+    _read_tables(spec, base_dir, problems)
+    for kind in ("jobs",) + KINDS:
+        for i, entry in enumerate(getattr(spec, kind)):
+            resolve_parameters(spec, kind, i, entry, problems)
+    for i, a in enumerate(spec.actions):
+        loc = ("actions", i)
+        if a.trigger_type not in TRIGGERS:
+            add(f"unknown trigger_type '{a.trigger_type}'; the triggers are {', '.join(TRIGGERS)}",
+                loc + ("trigger_type",), None, f"actions[{i}].trigger_type")
+        if a.action_type not in ("run_commands", "schedule_nodes"):
+            add(f"unknown action_type '{a.action_type}'; the action types are run_commands and schedule_nodes",
+                loc + ("action_type",), None, f"actions[{i}].action_type")
+        elif a.action_type == "run_commands" and not a.commands:
+            add("a run_commands action needs commands", loc, None, f"actions[{i}]")
+        elif a.action_type == "schedule_nodes":
+            if not a.scheduler:
+                add("a schedule_nodes action needs scheduler (the name of a slurm_schedulers entry)", loc, None,
+                    f"actions[{i}]")
+            elif a.scheduler not in schedulers:
+                known = ", ".join(sorted(schedulers)) or "none defined"
+                add(f"unknown scheduler '{a.scheduler}' (known: {known})", loc + ("scheduler",), None,
+                    f"actions[{i}].scheduler")
+        if a.trigger_type in ("on_jobs_ready", "on_jobs_complete") and not (a.jobs or a.job_name_regexes):
+            add(f"a {a.trigger_type} action needs jobs or job_name_regexes to say which jobs it waits for", loc,
+                None, f"actions[{i}]")
     problems.raise_if_any()
+
+
+def _read_tables(spec: WorkflowSpec, base_dir: Path, problems: _Problems) -> None:
+    """Read every parameters_file and @file the spec names (once each), relative to base_dir."""
+    tables = spec._tables
+    wanted: list[tuple[str, tuple]] = []
+    if spec.parameters_file:
+        wanted.append((spec.parameters_file, ("parameters_file",)))
+    for kind in ("jobs",) + KINDS:
+        for i, e in enumerate(getattr(spec, kind)):
+            if e.parameters_file:
+                wanted.append((e.parameters_file, (kind, i, "parameters_file")))
+    for path_text, loc in wanted:
+        if path_text in tables:
+            continue
+        try:
+            tables[path_text] = load_table(path_text, base_dir)
+        except TableError as e:
+            tables[path_text] = str(e)
+            problems.add(str(e), loc, _entry_name(spec, loc), loc[-1] if loc[0] == "jobs" else None)
+    params = [((k,), v) for k, v in spec.parameters.items()]
+    for kind in ("jobs",) + KINDS:
+        for i, e in enumerate(getattr(spec, kind)):
+            params.extend(((kind, i, "parameters", k), v) for k, v in e.parameters.items())
+    for loc, raw in params:
+        if isinstance(raw, str) and raw.strip().startswith("@") and raw.strip() not in tables:
+            text = raw.strip()
+            try:
+                tables[text] = load_lines(text[1:], base_dir)
+            except TableError as e:
+                tables[text] = str(e)
+
+
+def _entry_name(spec, loc: tuple) -> str | None:
+    return spec.jobs[loc[1]].name if loc[0] == "jobs" and len(loc) > 1 else None
+
+
+def resolve_parameters(spec: WorkflowSpec, kind: str, i: int, entry, problems: _Problems):
+    """The parameters an entry (job, file, user_data, dataset) expands over: its own, the workflow-level
+    ones it names in use_parameters, or a table's columns (zipped). Returns (names, values, mode), or None
+    after reporting the problem."""
+    loc = (kind, i)
+    job = entry.name if kind == "jobs" else None
+
+    def fld(name: str) -> str:
+        return name if kind == "jobs" else f"{kind}[{i}].{name}"
+
+    table_path = entry.parameters_file or (spec.parameters_file if entry.use_parameters_file else None)
+    if entry.use_parameters_file and not spec.parameters_file:
+        problems.add("use_parameters_file: true needs a workflow-level parameters_file", loc + ("use_parameters_file",),
+                     job, fld("use_parameters_file"))
+        return None
+    if table_path:
+        mixed = [k for k in ("parameters", "use_parameters", "parameter_mode") if k in entry.model_fields_set
+                 and getattr(entry, k)]
+        if mixed or (entry.parameters_file and entry.use_parameters_file):
+            what = ", ".join(mixed) or "use_parameters_file"
+            problems.add(f"parameters_file gives every combination (one per row) and cannot be combined with "
+                         f"{what}: put those values into the table", loc + ("parameters_file",), job,
+                         fld("parameters_file"))
+            return None
+        table = spec._tables.get(table_path)
+        if table is None:
+            try:
+                table = spec._tables[table_path] = load_table(table_path, Path.cwd())
+            except TableError as e:
+                table = spec._tables[table_path] = str(e)
+        if isinstance(table, str):
+            if entry.use_parameters_file:  # reported once, at the workflow-level parameters_file
+                problems.add(table, loc + ("use_parameters_file",), job, fld("use_parameters_file"))
+            return None
+        names = list(table)
+        return names, [parameter_values(table[n]) for n in names], "zip"
+    raw: dict = {}
+    for name in entry.use_parameters:
+        if name not in spec.parameters:
+            known = ", ".join(spec.parameters) or "none defined"
+            problems.add(f"use_parameters names '{name}', which is not a workflow-level parameter (known: {known})",
+                         loc + ("use_parameters",), job, fld("use_parameters"))
+            return None
+        raw[name] = spec.parameters[name]
+    raw.update(entry.parameters)
+    values, ok = [], True
+    for key, value in raw.items():
+        where = loc + ("parameters", key) if key in entry.parameters else ("parameters", key)
+        try:
+            values.append(parameter_values(value, spec._tables))
+        except ValueError as e:
+            problems.add(str(e), where, job, fld(f"parameters.{key}") if key in entry.parameters else None)
+            ok = False
+    return (list(raw), values, entry.parameter_mode) if ok else None
+
+
+# Job fields naming files, user_data and datasets: field → (kind, direction, is a regex).
+_REF_FIELDS = {
+    "input_files": ("files", "input", False), "output_files": ("files", "output", False),
+    "input_file_regexes": ("files", "input", True), "output_file_regexes": ("files", "output", True),
+    "input_user_data": ("user_data", "input", False), "output_user_data": ("user_data", "output", False),
+    "input_user_data_regexes": ("user_data", "input", True), "output_user_data_regexes": ("user_data", "output", True),
+    "input_datasets": ("datasets", "input", False), "output_datasets": ("datasets", "output", False),
+}
 
 
 class _Plan:
     """One `jobs:` entry, ready to expand: its parameters (lazy), counts and templates."""
 
-    __slots__ = ("index", "spec", "names", "values", "count", "single", "jobs", "first", "t_name", "t_cmd",
-                 "t_sched", "t_rr", "t_deps", "t_rxs")
+    __slots__ = ("index", "spec", "names", "values", "mode", "count", "single", "partial", "name_used", "_groups",
+                 "jobs", "first", "t_name", "t_cmd",
+                 "t_sched", "t_rr", "t_deps", "t_rxs", "t_inv", "t_label", "t_env", "t_refs", "mentions")
 
-    def __init__(self, index: int, js, values: list, count: int):
-        self.index, self.spec, self.values, self.count = index, js, values, count
-        self.names = list(js.parameters)
+    def __init__(self, index: int, js, names: list, values: list, mode: str, count: int):
+        self.index, self.spec, self.values, self.mode, self.count = index, js, values, mode, count
+        self.names = names
         positions = {n: k for k, n in enumerate(self.names)}
         # A job whose name uses none of its parameters is one job standing for every combination.
-        self.single = bool(self.names) and not (placeholders(js.name) & set(self.names))
-        self.jobs = 1 if self.single else count
+        # A name using none of the parameters is one job standing for every combination; a name using some
+        # of them is one job per value of those, standing for every value of the others (Torc's docs).
+        self.name_used = {positions[n] for n in placeholders(js.name) if n in positions}
+        self.single = bool(self.names) and not self.name_used
+        self._groups = None
+        jobs = 1 if self.single else count
+        if self.name_used and len(self.name_used) < len(self.names):
+            if mode == "product":
+                jobs = 1
+                for k in self.name_used:
+                    jobs = min(jobs * value_count(values[k]), COUNT_CAP)
+            elif any(isinstance(values[k], (range, FloatRange)) for k in self.name_used):
+                pass  # zip with a range in the name: every value differs, so every name does
+            elif count <= MAX_JOBS:  # zip: combinations share a name only when values repeat
+                keys = sorted(self.name_used)
+                jobs = len({tuple(c[k] for k in keys) for c in self.combos()})
+        self.partial = jobs < count and not self.single
+        self.jobs = jobs
         self.first = 0
         self.t_name = Template(js.name, positions)
         self.t_cmd = Template(js.command, positions)
@@ -212,9 +391,25 @@ class _Plan:
         self.t_rr = Template(rr, positions) if isinstance(rr, str) else None
         self.t_deps = [Template(d, positions) for d in js.depends_on]
         self.t_rxs = [Template(r, positions) for r in js.depends_on_regexes]
+        self.t_inv = Template(js.invocation_script, positions) if js.invocation_script else None
+        self.t_label = Template(js.label, positions) if js.label else None
+        self.t_env = {k: Template(v, positions) for k, v in js.env.items() if "{" in v}
+        # (field, kind, direction, is_regex) → templates
+        self.t_refs = [(f, Template(x, positions)) for f in _REF_FIELDS for x in getattr(js, f)]
+        self.mentions = "${" in js.command or bool(js.invocation_script and "${" in js.invocation_script)
 
     def combos(self):
-        return combinations(self.values, self.spec.parameter_mode)
+        return combinations(self.values, self.mode)
+
+    def groups(self) -> list[list[tuple]]:
+        """For a name using some parameters: the combinations behind each job, in order."""
+        if self._groups is None:
+            keys = sorted(self.name_used)
+            found: dict[tuple, list[tuple]] = {}
+            for c in self.combos():
+                found.setdefault(tuple(c[k] for k in keys), []).append(c)
+            self._groups = list(found.values())
+        return self._groups
 
     def templates(self):
         """(template, field) pairs for every templated field."""
@@ -228,52 +423,61 @@ class _Plan:
             yield t, "depends_on"
         for t in self.t_rxs:
             yield t, "depends_on_regexes"
+        if self.t_inv:
+            yield self.t_inv, "invocation_script"
+        if self.t_label:
+            yield self.t_label, "label"
+        for f, t in self.t_refs:
+            yield t, f
 
 
-def _plan(i: int, js, problems: _Problems) -> _Plan | None:
-    values, ok = [], True
-    for key, raw in js.parameters.items():
-        try:
-            values.append(parameter_values(raw))
-        except ValueError as e:
-            problems.add(str(e), ("jobs", i, "parameters", key), js.name, f"parameters.{key}")
-            ok = False
-    if not ok:
+def _plan(spec: WorkflowSpec, i: int, js, problems: _Problems) -> _Plan | None:
+    resolved = resolve_parameters(spec, "jobs", i, js, problems)
+    if resolved is None:
         return None
+    names, values, mode = resolved
     try:
-        count = combination_count(values, js.parameter_mode)
+        count = combination_count(values, mode)
     except ValueError:
-        detail = ", ".join(f"{k}={_count(value_count(v))}" for k, v in zip(js.parameters, values))
+        detail = ", ".join(f"{k}={_count(value_count(v))}" for k, v in zip(names, values))
         problems.add(f"parameter_mode zip needs parameters with equal numbers of values ({detail})",
                      ("jobs", i, "parameter_mode"), js.name, "parameter_mode")
         return None
-    plan = _Plan(i, js, values, count)
+    plan = _Plan(i, js, names, values, mode, count)
     params = ", ".join(plan.names) if plan.names else None
     for t, fld in plan.templates():
         msg = t.spec_problem()
         if msg:
             problems.add(msg, ("jobs", i, fld), js.name, fld)
             return None
-        if t.unknown and fld != "command":  # commands keep other braces: awk '{print}', ${HOME}
+        if t.unknown and fld not in ("command", "invocation_script"):  # these keep other braces: ${HOME}
             names = ", ".join("{" + u + "}" for u in t.unknown)
             have = f"its parameters are {params}" if params else "it has no parameters"
             problems.add(f"{names} is not a parameter of this job ({have}); placeholders in {fld} must "
                          "name a parameter", ("jobs", i, fld), js.name, fld)
             return None
-    if plan.single:
-        for t, fld in ((plan.t_cmd, "command"), (plan.t_sched, "scheduler"), (plan.t_rr, "resource_requirements")):
-            if t is not None and t.used:
-                used = ", ".join("{" + plan.names[k] + "}" for k in sorted(t.used))
-                problems.add(f"the name '{js.name}' uses no parameter, so this is one job for all "
-                             f"{count:,} combinations and its {fld} cannot use {used}: add the parameter to "
-                             "the name to get one job per value", ("jobs", i, fld), js.name, fld)
+    if plan.single or plan.partial:
+        per_job = [(plan.t_cmd, "command"), (plan.t_sched, "scheduler"), (plan.t_rr, "resource_requirements"),
+                   (plan.t_inv, "invocation_script"), (plan.t_label, "label")]
+        per_job += [(t, "env") for t in plan.t_env.values()]
+        for t, fld in per_job:
+            if t is not None and t.used - plan.name_used:
+                used = ", ".join("{" + plan.names[k] + "}" for k in sorted(t.used - plan.name_used))
+                if plan.single:
+                    problems.add(f"the name '{js.name}' uses no parameter, so this is one job for all "
+                                 f"{count:,} combinations and its {fld} cannot use {used}: add the parameter to "
+                                 "the name to get one job per value", ("jobs", i, fld), js.name, fld)
+                else:
+                    problems.add(f"the name '{js.name}' does not use {used}, so each of its jobs stands for every "
+                                 f"value of it and its {fld} cannot use it: add it to the name to get one job "
+                                 "per value", ("jobs", i, fld), js.name, fld)
                 return None
     return plan
 
 
 def _describe(plan: _Plan) -> str:
     sizes = [f"{_count(value_count(v))} values of {n}" for n, v in zip(plan.names, plan.values)]
-    return (" × " if plan.spec.parameter_mode == "product" else " zipped with ").join(sizes)
+    return (" × " if plan.mode == "product" else " zipped with ").join(sizes)
 
 
 def _count(n: int) -> str:
@@ -319,19 +523,48 @@ def expand_workflow(spec: WorkflowSpec, locator=None, path: str = "<spec>",
     """
     limits = limits or ExpansionLimits()
     problems = _Problems(path, locator)
-    plans = [_plan(i, js, problems) for i, js in enumerate(spec.jobs)]
+    plans = [_plan(spec, i, js, problems) for i, js in enumerate(spec.jobs)]
     problems.raise_if_any()
     _check_sizes(plans, limits, problems)
     problems.raise_if_any()
 
-    jobs = _expand_jobs(spec, plans, problems)
+    # Files, user_data and datasets first: jobs' commands mention them.
+    entries = {kind: expand_entries(kind, getattr(spec, kind),
+                                    lambda i, e, kind=kind: resolve_parameters(spec, kind, i, e, problems),
+                                    problems, limits.max_jobs) for kind in KINDS}
+    problems.raise_if_any()
+    lookup = {kind: (entries[kind], name_index(kind, entries[kind], problems)) for kind in KINDS}
+    problems.raise_if_any()
+
+    refs_by_job: dict[int, JobRefs] = {}
+    jobs = _expand_jobs(spec, plans, problems, lookup, refs_by_job)
     problems.raise_if_any()
     index = _name_index(spec, jobs, problems)
     problems.raise_if_any()
 
+    implicit: dict[int, set[int]] = {}
+    outside: dict[str, str | None] = {}
+    if refs_by_job:
+        _check_ref_names(refs_by_job, lookup, jobs, problems)
+        resolve_regexes(refs_by_job, lookup, jobs, problems, MAX_REGEX_CHECKS)
+        problems.raise_if_any()
+        for j, refs in refs_by_job.items():
+            x = jobs[j].extra
+            x.input_files, x.output_files = _names(refs.inputs["files"]), _names(refs.outputs["files"])
+            x.input_user_data, x.output_user_data = (_names(refs.inputs["user_data"]),
+                                                     _names(refs.outputs["user_data"]))
+            x.input_datasets, x.output_datasets = (_names(refs.inputs["datasets"]), _names(refs.outputs["datasets"]))
+        implicit = implicit_edges(refs_by_job, jobs, limits.max_dependencies, problems)
+        outside = external_inputs(refs_by_job, entries["files"], jobs)
+        problems.raise_if_any()
+    outside.update({f.name: None for f in entries["files"] if f.must_exist and f.name not in outside
+                    and not any(f.name in jobs[j].output_files for j in refs_by_job)})
+
     parents, children = array("q"), array("q")
     in_degree = array("q", bytes(8 * len(jobs)))
-    _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limits, problems)
+    _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limits, problems, implicit)
+    problems.raise_if_any()
+    actions = resolve_actions(spec, jobs, index, problems, MAX_REGEX_CHECKS) if spec.actions else []
     problems.raise_if_any()
 
     cycle = find_cycle(len(jobs), parents, children)
@@ -341,11 +574,44 @@ def expand_workflow(spec: WorkflowSpec, locator=None, path: str = "<spec>",
         problems.add(f"dependency cycle: {chain}", ("jobs", first.spec_index, "depends_on"), first.name,
                      "depends_on")
         problems.raise_if_any()
-    return ExpandedWorkflow(spec=spec, jobs=jobs, parents=parents, children=children, in_degree=in_degree)
+    return ExpandedWorkflow(spec=spec, jobs=jobs, parents=parents, children=children, in_degree=in_degree,
+                            files=entries["files"], user_data=entries["user_data"], datasets=entries["datasets"],
+                            actions=actions, external_inputs=outside)
 
 
-def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems) -> list[ExpandedJob]:
+def _names(items: list) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+def _check_ref_names(refs_by_job: dict[int, JobRefs], lookup: dict, jobs, problems: _Problems) -> None:
+    """Every name a job lists in input_files, output_user_data, … must be an entry of that kind."""
+    for j, refs in refs_by_job.items():
+        for direction, table in (("input", refs.inputs), ("output", refs.outputs)):
+            for kind in KINDS:
+                index = lookup[kind][1]
+                for name in table[kind]:
+                    if name not in index:
+                        fld = f"{direction}_{kind}"
+                        known = ", ".join(sorted(index)[:10]) or f"no {kind} are defined"
+                        problems.add(f"{fld} names '{name}', which is not an entry of '{kind}' (known: {known})",
+                                     ("jobs", jobs[j].spec_index, fld), jobs[j].name, fld)
+
+
+def _stdio(spec: WorkflowSpec, js) -> tuple[str, bool]:
+    """A job's stdio mode and delete_on_success: the job's own, else the workflow's, else separate/False."""
+    wf = spec.execution_config.stdio if spec.execution_config and spec.execution_config.stdio else None
+    own = js.stdio
+    mode = (own and own.mode) or (wf and wf.mode) or "separate"
+    delete = own.delete_on_success if own and own.delete_on_success is not None else \
+        (wf.delete_on_success if wf and wf.delete_on_success is not None else False)
+    return mode, bool(delete)
+
+
+def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems, lookup: dict | None = None,
+                 refs_by_job: dict | None = None) -> list[ExpandedJob]:
     resources = {rr.name: rr for rr in spec.resource_requirements}
+    lookup = lookup or {kind: ([], {}) for kind in KINDS}
+    refs_by_job = {} if refs_by_job is None else refs_by_job
     sized = {}  # id(resource spec) → (memory bytes, runtime s): parse each once, not per job
 
     def size(res):
@@ -359,7 +625,7 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems) ->
     for plan in plans:
         js, i = plan.spec, plan.index
         plan.first = len(jobs)
-        combos = [()] if plan.single else plan.combos()
+        combos = [()] if plan.single else (g[0] for g in plan.groups()) if plan.partial else plan.combos()
         t_name, t_cmd, t_sched, t_rr = plan.t_name, plan.t_cmd, plan.t_sched, plan.t_rr
         check_name = t_name.parts is not None
         check_cmd = t_cmd.parts is not None
@@ -371,6 +637,10 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems) ->
         else:
             rr_name, res = rr.name, rr
         mem, runtime = size(res)
+        stdio_mode, delete_stdio = _stdio(spec, js)
+        base_env = {**spec.env, **js.env} or None
+        extras = bool(plan.t_inv or plan.t_label or plan.t_env or plan.t_refs or plan.mentions or base_env
+                      or stdio_mode != "separate" or delete_stdio)
         values = ()
         try:
             for values in combos:
@@ -395,9 +665,13 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems) ->
                                      name, "resource_requirements")
                         res = DEFAULT_RESOURCES
                     mem, runtime = size(res)
-                append(ExpandedJob(name, command, js.priority, res.num_cpus, res.num_gpus, res.num_nodes, mem,
-                                   runtime, js.failure_handler, js.cancel_on_blocking_job_failure,
-                                   t_sched.render(values) if t_sched else None, rr_name, i))
+                job = ExpandedJob(name, command, js.priority, res.num_cpus, res.num_gpus, res.num_nodes, mem,
+                                  runtime, js.failure_handler, js.cancel_on_blocking_job_failure,
+                                  t_sched.render(values) if t_sched else None, rr_name, i)
+                if extras:
+                    _job_extras(plan, job, values, base_env, stdio_mode, delete_stdio, lookup, refs_by_job,
+                                len(jobs), len(jobs) - plan.first, problems)
+                append(job)
         except (ValueError, TypeError, OverflowError, IndexError, KeyError) as e:
             for t, fld in plan.templates():
                 msg = t.render_problem(values, plan.names)
@@ -409,6 +683,36 @@ def _expand_jobs(spec: WorkflowSpec, plans: list[_Plan], problems: _Problems) ->
         if problems.total > MAX_PROBLEMS:
             break
     return jobs
+
+
+def _job_extras(plan: _Plan, job: ExpandedJob, values: tuple, base_env, stdio_mode: str, delete_stdio: bool,
+                lookup: dict, refs_by_job: dict, n: int, k: int, problems: _Problems) -> None:
+    """Torc's per-job fields: invocation script, env, label, stdio, and what the job reads and writes."""
+    x = job.extra = JobExtras(stdio_mode=stdio_mode, delete_stdio_on_success=delete_stdio)
+    if plan.t_label:
+        x.label = plan.t_label.render(values)
+    if base_env:
+        x.env = base_env if not plan.t_env else {**base_env, **{k: t.render(values) for k, t in plan.t_env.items()}}
+    if plan.t_inv:
+        x.invocation_script = plan.t_inv.render(values)
+    if not (plan.t_refs or plan.mentions):
+        return
+    refs = JobRefs()
+    combos = plan.combos() if plan.single else plan.groups()[k] if plan.partial else [values]
+    for combo in combos:  # a job standing for several combinations reads and writes their union
+        for fld, t in plan.t_refs:
+            kind, direction, is_rx = _REF_FIELDS[fld]
+            table = (refs.input_regexes if is_rx else refs.inputs) if direction == "input" else \
+                (refs.output_regexes if is_rx else refs.outputs)
+            table[kind].append(t.render(combo))
+    if plan.mentions:
+        def problem(msg: str) -> None:
+            problems.add(msg, ("jobs", plan.index, "command"), job.name, "command")
+
+        job.command = substitute_mentions(job.command, lookup, refs, problem)
+        if x.invocation_script:
+            x.invocation_script = substitute_mentions(x.invocation_script, lookup, refs, problem)
+    refs_by_job[n] = refs
 
 
 def _name_index(spec: WorkflowSpec, jobs: list[ExpandedJob], problems: _Problems) -> dict[str, int]:
@@ -424,7 +728,11 @@ def _name_index(spec: WorkflowSpec, jobs: list[ExpandedJob], problems: _Problems
     return index
 
 
-def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limits, problems) -> None:
+def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limits, problems,
+                          implicit: dict[int, set[int]] | None = None) -> None:
+    """Edges from depends_on and depends_on_regexes, merged with the implicit ones (files, user_data,
+    datasets: child → parents); each child's parents are written once, sorted, without repeats."""
+    implicit = dict(implicit or {})
     regex_children = []  # (child, rendered expressions, its parents so far) for the regex pass
     for plan in plans:
         i = plan.index
@@ -434,6 +742,9 @@ def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limi
         if plan.single:  # one job standing for every combination: the union of their dependencies
             rendered = [(dict.fromkeys(t.render(c) for t in t_deps for c in plan.combos()),
                          tuple(dict.fromkeys(t.render(c) for t in t_rxs for c in plan.combos())))]
+        elif plan.partial:  # one job per value of the name's parameters: the union over the others
+            rendered = [(dict.fromkeys(t.render(c) for t in t_deps for c in g),
+                         tuple(dict.fromkeys(t.render(c) for t in t_rxs for c in g))) for g in plan.groups()]
         else:
             rendered = (([t.render(c) for t in t_deps], tuple(t.render(c) for t in t_rxs)) for c in plan.combos())
         for k, (dep_names, rx_texts) in enumerate(rendered):
@@ -449,6 +760,7 @@ def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limi
                                  "depends_on")
                 else:
                     mine.add(parent)
+            mine |= implicit.pop(child, set())
             if rx_texts:
                 regex_children.append((child, rx_texts, mine))
                 continue
@@ -458,6 +770,12 @@ def _resolve_dependencies(plans, jobs, index, parents, children, in_degree, limi
             in_degree[child] = len(mine)
         if problems.total > MAX_PROBLEMS:
             return
+    for child in sorted(implicit):  # jobs whose only parents are implicit
+        mine = implicit[child]
+        for parent in sorted(mine):
+            parents.append(parent)
+            children.append(child)
+        in_degree[child] = len(mine)
     if regex_children:
         _resolve_regexes(jobs, regex_children, parents, children, in_degree, limits, problems)
 
@@ -492,8 +810,8 @@ def _resolve_regexes(jobs, regex_children, parents, children, in_degree, limits,
         child, i = next(iter(distinct.values()))
         problems.add(f"depends_on_regexes need {checks:,} name checks ({len(distinct):,} expressions against "
                      f"{len(jobs):,} names), more than {MAX_REGEX_CHECKS:,} (torc_hpc.limits.MAX_REGEX_CHECKS): "
-                     "start each expression with a literal prefix (e.g. 'sim_.*') or use depends_on with "
-                     "placeholders", ("jobs", i, "depends_on_regexes"), jobs[child].name, "depends_on_regexes")
+                     "anchor each expression with ^ and a literal prefix (e.g. '^sim_'), or use depends_on "
+                     "with placeholders", ("jobs", i, "depends_on_regexes"), jobs[child].name, "depends_on_regexes")
         return
     hits = {rx: names.matches(pattern, span) for rx, (pattern, span) in compiled.items()}
     total = len(parents)

@@ -16,7 +16,8 @@ from torc_hpc.errors import SpecError, SpecProblem
 from torc_hpc.limits import (MAX_COMMAND_BYTES, MAX_NAME_LENGTH, MAX_NESTING_DEPTH, MAX_PARAMETER_TEXT, MAX_PROBLEMS,
                              MAX_REGEX_LENGTH, MAX_SPEC_BYTES, MAX_TEXT_LENGTH)
 from torc_hpc.spec.formats import FormatError, SpecFormat, format_for
-from torc_hpc.spec.models import IDENTIFIER, NO_CONTROL, NO_NUL, WorkflowSpec
+from torc_hpc.spec import compat
+from torc_hpc.spec.models import DATA_NAME, ENV_KEY, IDENTIFIER, NO_CONTROL, NO_NUL, SBATCH_KEY, WorkflowSpec
 
 _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
          b"\xfe\xff": "UTF-16"}
@@ -26,6 +27,10 @@ _PATTERN_MESSAGES = {
     NO_CONTROL: "contains a control character (a tab, a newline, NUL…), which this field cannot hold",
     IDENTIFIER: "parameter names are identifiers (letters, digits and _, not starting with a digit), so "
                 "that {name} placeholders can use them",
+    ENV_KEY: "environment variable names are letters, digits and _, not starting with a digit",
+    SBATCH_KEY: "slurm_defaults keys are sbatch long options without the leading --, in lower case "
+                "(e.g. mail-type)",
+    DATA_NAME: "user_data names are letters, digits and . _ - (they are substituted into commands)",
 }
 _LENGTH_LIMITS = {MAX_NAME_LENGTH: "MAX_NAME_LENGTH", MAX_COMMAND_BYTES: "MAX_COMMAND_BYTES",
                   MAX_TEXT_LENGTH: "MAX_TEXT_LENGTH", MAX_REGEX_LENGTH: "MAX_REGEX_LENGTH",
@@ -210,6 +215,14 @@ def load_spec_text(text: str | bytes, path: str = "<spec>", base_dir: Path | Non
             f"lists and mappings are nested more than {MAX_NESTING_DEPTH} levels deep "
             "(torc_hpc.limits.MAX_NESTING_DEPTH); a workflow spec needs about 6",
             field=_field(too_deep, strip_job=False), line=locator.line(too_deep), path=path)])
+    found = compat.normalize(data)
+    found += compat.apply_variables(data) if not found else []
+    if found:
+        shown = found[:MAX_PROBLEMS]
+        lines = locator.lines([loc for _, loc in shown])
+        raise SpecError(path, [SpecProblem(msg, job=_job_name(data, loc), field=_field(loc, _job_name(data, loc) is not None),
+                                           line=line, path=path) for (msg, loc), line in zip(shown, lines)],
+                        total=len(found))
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as e:

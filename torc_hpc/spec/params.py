@@ -23,6 +23,21 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 COUNT_CAP = 10**18
 
 
+class Float(float):
+    """A parameter's float: without a format spec an integral value prints without '.0' (1.0 → '1', as in
+    Torc's names); with one it formats like any float ({lr:.2e})."""
+
+    __slots__ = ()
+
+    def __format__(self, spec: str) -> str:
+        if not spec:
+            return str(int(self)) if self.is_integer() else float.__repr__(self)
+        return float.__format__(self, spec)
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
 class FloatRange(Sequence):
     """start, start + step, … (count values), computed in Decimal (no 0.1 + 0.2 drift), handed out as floats."""
 
@@ -39,11 +54,11 @@ class FloatRange(Sequence):
             return [self[k] for k in range(*i.indices(self.count))]
         if not -self.count <= i < self.count:
             raise IndexError(i)
-        return float(self.start + (i % self.count) * self.step)
+        return Float(self.start + (i % self.count) * self.step)
 
     def __iter__(self) -> Iterator[float]:
         start, step = self.start, self.step
-        return (float(start + i * step) for i in range(self.count))
+        return (Float(start + i * step) for i in range(self.count))
 
 
 def value_count(values: Sequence) -> int:
@@ -75,33 +90,84 @@ def _number(text: str) -> int | Decimal:
 
 
 def _check_scalars(values: list, text: str) -> list:
-    for v in values:
+    for k, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
             raise ValueError(f"{text!r}: list values must be numbers or strings, not {type(v).__name__}")
         if isinstance(v, str) and CONTROL_RE.search(v):
             raise ValueError(f"{text!r}: a value contains a control character (tab, newline, NUL…)")
+        if isinstance(v, float) and not isinstance(v, Float):
+            values[k] = Float(v)
     return values
 
 
-def parameter_values(raw) -> Sequence:
-    """The values one parameter stands for: a range (lazy), a list, or a single value. Raises ValueError."""
+_QUOTES = ("'", '"')
+
+
+def scalar(text: str):
+    """A value written as text, as Torc reads list items, table cells and @file lines: an integer, else a
+    finite float, else the text (stripped)."""
+    t = text.strip()
+    if len(t) <= MAX_VALUE_TEXT_LENGTH:
+        try:
+            return int(t)
+        except ValueError:
+            pass
+        try:
+            v = float(t)
+            if v == v and v not in (float("inf"), float("-inf")):
+                return Float(v)
+        except ValueError:
+            pass
+    return t
+
+
+def _bare_item(item: str):
+    """One item of a bare-word list ("[train, test]"): a scalar, text without surrounding quotes."""
+    v = scalar(item)
+    if isinstance(v, str) and len(v) >= 2 and v[0] == v[-1] and v[0] in _QUOTES:
+        v = v[1:-1]
+    return v
+
+
+def parameter_values(raw, files: dict | None = None) -> Sequence:
+    """The values one parameter stands for: a range (lazy), a list, or a single value. Raises ValueError.
+
+    Text forms: "0:9" and "0.0:1.0:0.25" (ends included), "[1, 5]" and "['a', 'b']" (Python literals),
+    "[train, test]" (bare words, as Torc), "{1:3}" (Torc's braces around a range or list), and "@path" (one
+    value per line of a file: `files` holds what validation read, path → values or the error)."""
     if isinstance(raw, bool):
         raise ValueError("a parameter must be a range like '0:9', a list like '[1,5]' or a value")
-    if isinstance(raw, (int, float)):
+    if isinstance(raw, float):
+        return [Float(raw)]
+    if isinstance(raw, int):
         return [raw]
     if isinstance(raw, list):
         if not raw:
             raise ValueError("a parameter list cannot be empty")
-        return _check_scalars(raw, "the list")
+        return _check_scalars(list(raw), "the list")
     text = str(raw).strip()
     if len(text) > MAX_PARAMETER_TEXT:
         raise ValueError(f"the value is {len(text):,} characters long; at most {MAX_PARAMETER_TEXT:,} "
                          "(torc_hpc.limits.MAX_PARAMETER_TEXT): use a range like '0:999' instead")
+    if text.startswith("@") and len(text) > 1:
+        got = (files or {}).get(text)
+        if got is None:
+            raise ValueError(f"{_shown(text)}: the file was not read (give the spec to torc as a file)")
+        if isinstance(got, str):
+            raise ValueError(got)
+        return got
+    if text.startswith("{") and text.endswith("}") and not PLACEHOLDER_RE.fullmatch(text):
+        text = text[1:-1].strip()  # Torc's {1:100} is 1:100
     if text.startswith("["):
         try:
             values = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise ValueError(f"cannot read list {_shown(text)}: write it like [1, 5, 10] or ['a', 'b']") from None
+            values = None
+        if values is None:
+            if not text.endswith("]"):
+                raise ValueError(f"cannot read list {_shown(text)}: write it like [1, 5, 10] or ['a', 'b']")
+            items = [i for i in text[1:-1].split(",") if i.strip()]
+            values = [_bare_item(i) for i in items]
         if not isinstance(values, list) or not values:
             raise ValueError(f"{_shown(text)} must be a non-empty list")
         return _check_scalars(values, _shown(text))

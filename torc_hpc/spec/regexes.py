@@ -1,10 +1,13 @@
-"""depends_on_regexes, matched in linear time.
+"""depends_on_regexes (and the other *_regexes), matched in linear time.
+
+Matching is a search, as in Torc (`Regex::is_match`): `train_` selects `train_1` and `pre_train_1`; anchor
+with `^…$` to match whole names.
 
 Python's `re` backtracks: `(a+)+$` against thirty a's and a b takes longer than anyone waits. RE2
 (google-re2) guarantees time linear in the name's length, refuses what it cannot do that way
 (backreferences, lookaround: a located error, not a hang) and bounds each expression's memory
 (MAX_REGEX_MEMORY). Names are sorted once, so an expression starting with a literal prefix only checks
-the names that share it; the total number of checks is known before any is made (MAX_REGEX_CHECKS).
+the names that share it (only when the expression starts with ^: a search can match anywhere); the total number of checks is known before any is made (MAX_REGEX_CHECKS).
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ def compile_regex(text: str):
 
 
 def literal_prefix(text: str) -> str:
-    """Characters every full match must start with (conservative: '' when unsure)."""
-    if "|" in text:
+    """Characters every matching name must start with (conservative: '' when unsure, and always '' for an
+    expression not anchored with ^, since a search matches anywhere)."""
+    if "|" in text or not text.startswith("^"):
         return ""
-    i = 1 if text.startswith("^") else 0
+    i = 1
     start = i
     while i < len(text) and text[i] not in _META:
         i += 1
@@ -75,8 +79,8 @@ class NameIndex:
         return lo, bisect_left(self.sorted, upper)
 
     def matches(self, pattern, span: tuple[int, int]) -> list[int]:
-        """Job indexes (unsorted) whose whole name the pattern matches, among the span's candidates."""
+        """Job indexes (unsorted) of the names the pattern matches somewhere, among the span's candidates."""
         lo, hi = span
-        full = pattern.fullmatch
+        full = pattern.search
         names, order = self.sorted, self.order
         return [order[k] for k in range(lo, hi) if full(names[k]) is not None]

@@ -55,6 +55,38 @@ SELECT * FROM workers WHERE workflow_id = %(workflow_id)s ORDER BY id;
 -- A workflow's allocations, every column.
 SELECT * FROM allocations WHERE workflow_id = %(workflow_id)s ORDER BY id;
 
+-- name: archive_files
+-- A workflow's files (Torc's files), every column.
+SELECT * FROM files WHERE workflow_id = %(workflow_id)s ORDER BY id;
+
+-- name: archive_user_data
+-- A workflow's user_data values, every column.
+SELECT * FROM user_data WHERE workflow_id = %(workflow_id)s ORDER BY id;
+
+-- name: archive_datasets
+-- A workflow's datasets, every column.
+SELECT * FROM datasets WHERE workflow_id = %(workflow_id)s ORDER BY id;
+
+-- name: archive_workflow_actions
+-- A workflow's actions, every column.
+SELECT * FROM workflow_actions WHERE workflow_id = %(workflow_id)s ORDER BY position;
+
+-- name: archive_job_files
+-- Which job reads or writes which file (streamed).
+SELECT * FROM job_files WHERE workflow_id = %(workflow_id)s;
+
+-- name: archive_job_user_data
+-- Which job reads or writes which user_data value (streamed).
+SELECT * FROM job_user_data WHERE workflow_id = %(workflow_id)s;
+
+-- name: archive_job_datasets
+-- Which job reads or writes which dataset (streamed).
+SELECT * FROM job_datasets WHERE workflow_id = %(workflow_id)s;
+
+-- name: archive_action_jobs
+-- The jobs each action waits for (streamed).
+SELECT * FROM action_jobs WHERE workflow_id = %(workflow_id)s;
+
 -- name: archive_jobs
 -- A workflow's jobs, every column (streamed through a server-side cursor; physical order).
 SELECT * FROM jobs WHERE workflow_id = %(workflow_id)s;

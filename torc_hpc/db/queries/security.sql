@@ -17,10 +17,11 @@ CREATE TEMP TABLE torc_stage_edges (LIKE job_dependencies INCLUDING DEFAULTS) ON
 -- Move staged jobs into jobs (owner takes its default, current_user; the insert policy checks the workflow).
 INSERT INTO jobs (id, workflow_id, name, command, status, unfinished_parents, priority, num_cpus, num_gpus,
                   num_nodes, memory_bytes, runtime_s, resource_requirements, failure_handler_id,
-                  cancel_on_blocking_job_failure, scheduler, ready_at)
+                  cancel_on_blocking_job_failure, scheduler, ready_at, invocation_script, env, label, stdio_mode,
+                  delete_stdio_on_success)
 SELECT id, workflow_id, name, command, status, unfinished_parents, priority, num_cpus, num_gpus, num_nodes,
        memory_bytes, runtime_s, resource_requirements, failure_handler_id, cancel_on_blocking_job_failure,
-       scheduler, ready_at
+       scheduler, ready_at, invocation_script, env, label, stdio_mode, delete_stdio_on_success
 FROM torc_stage_jobs;
 
 -- name: unstage_edges

@@ -3,14 +3,20 @@
 
 -- name: insert_slurm_scheduler
 -- Store one allocation shape from the spec.
-INSERT INTO slurm_schedulers (workflow_id, name, account, partition, walltime_s, nodes, cpus_per_node, mem, qos, gres, extra)
+INSERT INTO slurm_schedulers (workflow_id, name, account, partition, walltime_s, nodes, cpus_per_node, mem, qos, gres, extra,
+                              tmp, ntasks_per_node, serialize_allocations)
 VALUES (%(workflow_id)s, %(name)s, %(account)s, %(partition)s, %(walltime_s)s, %(nodes)s, %(cpus_per_node)s, %(mem)s,
-        %(qos)s, %(gres)s, %(extra)s);
+        %(qos)s, %(gres)s, %(extra)s, %(tmp)s, %(ntasks_per_node)s, %(serialize_allocations)s);
 
 -- name: list_slurm_schedulers
 -- The workflow's allocation shapes.
-SELECT name, account, partition, walltime_s, nodes, cpus_per_node, mem, qos, gres, extra
+SELECT name, account, partition, walltime_s, nodes, cpus_per_node, mem, qos, gres, extra, tmp, ntasks_per_node,
+       serialize_allocations
 FROM slurm_schedulers WHERE workflow_id = %(workflow_id)s ORDER BY name;
+
+-- name: workflow_slurm_defaults
+-- sbatch options the spec applies to every allocation of the workflow (slurm_defaults).
+SELECT slurm_defaults FROM workflows WHERE id = %(workflow_id)s;
 
 -- name: waiting_work_by_scheduler
 -- What is left to run, per scheduler: counts and the largest request (sizes new allocations).

@@ -43,11 +43,12 @@ SELECT id, name, description, spec_path, run_id, use_pending_failed, output_dir,
 FROM workflows WHERE id = %(workflow_id)s;
 
 -- name: list_workflows
--- All workflows with their progress, newest first.
-SELECT w.id, w.name, w.run_id, w.created_at, w.canceled_at IS NOT NULL AS canceled,
+-- All workflows with their progress, newest first (only one project's when %(project)s is given).
+SELECT w.id, w.name, w.project, w.run_id, w.created_at, w.canceled_at IS NOT NULL AS canceled,
        p.total, p.completed, p.running, p.ready, p.blocked, p.failed, p.terminated, p.canceled AS canceled_jobs,
        p.pending_failed
 FROM workflows w JOIN workflow_progress p ON p.workflow_id = w.id
+WHERE %(project)s::text IS NULL OR w.project = %(project)s::text
 ORDER BY w.id DESC;
 
 -- name: mark_workflow_deleting

@@ -53,17 +53,53 @@ def line_of(text: str, position: int) -> int:
 
 
 def _formats() -> list[SpecFormat]:
+    from torc_hpc.spec.formats.json5_format import Json5Format
     from torc_hpc.spec.formats.json_format import JsonFormat
+    from torc_hpc.spec.formats.kdl_format import KdlFormat
     from torc_hpc.spec.formats.yaml_format import YamlFormat
 
-    return [JsonFormat(), YamlFormat()]
+    return [JsonFormat(), Json5Format(), YamlFormat(), KdlFormat()]  # Torc's order for unknown suffixes
 
 
 FORMATS: list[SpecFormat] = _formats()
-DEFAULT_FORMAT = next(f for f in FORMATS if f.name == "YAML")  # YAML also reads JSON
+
+
+class DetectedFormat(SpecFormat):
+    """A file whose suffix names no format: tried as JSON, JSON5, YAML, then KDL (Torc's order); the first
+    that reads it as a mapping wins. When none does, YAML's error is reported (it explains the most)."""
+
+    name = "YAML"
+    suffixes = ()
+
+    def __init__(self):
+        self._chosen: SpecFormat | None = None
+
+    def parse(self, text: str):
+        yaml = next(f for f in FORMATS if f.name == "YAML")
+        yaml_result: tuple | None = None
+        for fmt in FORMATS:
+            try:
+                data = fmt.parse(text)
+            except FormatError as e:
+                if fmt is yaml:
+                    yaml_result = (None, e)
+                continue
+            if data is None or isinstance(data, dict):
+                self._chosen, self.name = fmt, fmt.name
+                return data
+            if fmt is yaml:
+                yaml_result = (data, None)
+        self._chosen, self.name = yaml, yaml.name  # none read a mapping: say what YAML saw
+        data, error = yaml_result or (None, FormatError("the file is neither JSON, JSON5, YAML nor KDL"))
+        if error is not None:
+            raise error
+        return data
+
+    def line_index(self, text: str, wanted: set | None = None) -> dict[tuple, int]:
+        return (self._chosen or next(f for f in FORMATS if f.name == "YAML")).line_index(text, wanted)
 
 
 def format_for(path: str | Path) -> SpecFormat:
-    """The format for a file name, by suffix; YAML for anything else."""
+    """The format for a file name, by suffix; for any other suffix, the first format that reads it."""
     suffix = Path(str(path)).suffix.lower()
-    return next((f for f in FORMATS if suffix in f.suffixes), DEFAULT_FORMAT)
+    return next((f for f in FORMATS if suffix in f.suffixes), None) or DetectedFormat()

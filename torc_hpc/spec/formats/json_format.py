@@ -49,20 +49,27 @@ def _int(text: str) -> int:
 
 
 def scan(text: str, index: dict | None = None, wanted: set | None = None,
-         check: bool = False) -> FormatError | None:
+         check: bool = False, token_re: re.Pattern = _TOKEN, string=None, what: str = "JSON") -> FormatError | None:
     """Walk the JSON text with an explicit stack. Fills `index` (key path → line; only the paths in
     `wanted` when given, which makes it cheap on a large file) and, with `check`, returns the first
-    duplicate key or excess nesting as a located FormatError (None if there is neither)."""
+    duplicate key or excess nesting as a located FormatError (None if there is neither).
+
+    `token_re` and `string` (a quoted token → its text) let JSON5 reuse the walk: its tokens may also be
+    comments, which are skipped, and strings or comments spanning lines, whose newlines are counted."""
+    string = string or _string
     line = 1
     # frame: [is_map, path, item count, keys seen (key → line) or None, expecting a key, current key, recording]
     stack: list[list] = []
     top = None
     record_root = index is not None and (wanted is None or () in wanted)
-    for m in _TOKEN.finditer(text):
+    for m in token_re.finditer(text):
         tok = m.group()
         c = tok[0]
         if c == "\n":
             line += 1
+            continue
+        if c == "/" and tok[1:2] in ("/", "*"):  # a JSON5 comment
+            line += tok.count("\n")
             continue
         if c == "}" or c == "]":
             if stack:
@@ -80,15 +87,19 @@ def scan(text: str, index: dict | None = None, wanted: set | None = None,
             if top is not None and top[0]:
                 top[4] = False
             continue
+        if c in "\"'" and "\n" in tok:  # a JSON5 string continued on the next line
+            line_after = line + tok.count("\n")
+        else:
+            line_after = line
         if top is not None and top[0] and top[4]:  # a key
-            if c == '"':
-                key = tok[1:-1] if "\\" not in tok else _string(tok)
+            if c == '"' or c == "'":
+                key = tok[1:-1] if "\\" not in tok else string(tok)
             else:
                 key = tok
             if top[3] is not None:
                 if key in top[3]:
                     return FormatError(
-                        f"key '{key}' appears twice in this object (lines {top[3][key]} and {line}); JSON "
+                        f"key '{key}' appears twice in this object (lines {top[3][key]} and {line}); {what} "
                         "parsers would silently keep only the last one: remove or rename one of them",
                         line=line, key_path=top[1] + (key,))
                 top[3][key] = line
@@ -97,6 +108,7 @@ def scan(text: str, index: dict | None = None, wanted: set | None = None,
                 sub = top[1] + (key,)
                 if wanted is None or sub in wanted:
                     index[sub] = line
+            line = line_after
             continue
         if c == "{" or c == "[":
             if top is None:
@@ -118,6 +130,7 @@ def scan(text: str, index: dict | None = None, wanted: set | None = None,
             sub = top[1] + (top[2],)
             if wanted is None or sub in wanted:
                 index.setdefault(sub, line)
+        line = line_after
     return None
 
 

@@ -1,0 +1,39 @@
+"""The examples for Torc's fields run to completion with `torc run`: a DAG made only of files, and a
+pipeline passing JSON values between jobs with `torc user-data` (the CLI itself, inside the jobs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _copy_examples(torc) -> None:
+    shutil.copytree(ROOT / "examples", torc.cwd / "examples")
+    # the jobs call `torc`: the one installed beside this interpreter
+    torc.env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + torc.env.get("PATH", "")
+
+
+def test_files_dag_example_runs_in_file_order(torc):
+    _copy_examples(torc)
+    torc("run", "examples/yaml/files_dag.yaml", timeout=180)
+    assert torc.json("workflows", "status", "last")["counts"] == {"completed": 4}
+    counts = (torc.cwd / "torc_output/files_dag/report.txt").read_text().split()
+    assert counts == ["23", "4"]  # chars then lines of the upper-cased words (cat of count_chars, count_lines)
+    wf = torc.json("workflows", "list")[0]["id"]
+    files = {f["name"]: (f["writers"], f["readers"]) for f in torc.json("workflows", "show", wf)["files"]}
+    assert files == {"words": (0, 1), "upper": (1, 2), "count_lines": (1, 1), "count_chars": (1, 1),
+                     "report": (1, 0)}
+
+
+def test_user_data_pipeline_example_passes_values_between_jobs(torc):
+    _copy_examples(torc)
+    torc("run", "examples/yaml/user_data_pipeline.yaml", timeout=180)
+    assert torc.json("workflows", "status", "last")["counts"] == {"completed": 3}
+    wf = torc.json("workflows", "list")[0]["id"]
+    assert torc.json("user-data", "get", wf, "result")["data"] == {"value": 35}
+    values = {r["name"]: r for r in torc.json("user-data", "list", wf)}
+    assert values["settings"]["data"] == {"scale": 5} and values["result"]["updated_by_job"] is not None
