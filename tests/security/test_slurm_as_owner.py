@@ -76,7 +76,12 @@ def test_cron_watcher_submits_alices_allocation_as_alice(slurm_alice, cluster_db
         cron = subprocess.run([unixusers.python_for_users(), "-m", "torc_hpc.cli.app", "watch", "--all", "--once",
                                "--auto-schedule", "--format", "json"], env=cron_env, cwd="/", capture_output=True,
                               text=True, timeout=180)
-        assert cron.returncode == 0, cron.stdout + cron.stderr
+        # The cluster database is shared with the other security tests: another owner's workflow may need a
+        # person (exit 1). Judge alice's workflow by its own report.
+        assert cron.returncode in (0, 1) and "Traceback" not in cron.stderr, cron.stdout + cron.stderr
+        reports = [json.loads(line) for line in cron.stdout.splitlines() if line.startswith("{")]
+        mine = [r for r in reports if r.get("workflow_id") == wf]
+        assert len(mine) == 1 and not mine[0]["attention"] and len(mine[0]["submitted"]) == 1, cron.stdout
         allocs = alice("slurm", "list", wf)
         assert len(allocs) == 2, allocs
         follow = allocs[1]
