@@ -74,9 +74,11 @@ class Database:
     """A connection to torc's database, migrated on first use. With `retry_s`, a refused connection (too
     many connections, a server restarting) is retried with back-off for that long before giving up."""
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True, retry_s: float = 0):
+    def __init__(self, url: str | None = None, *, migrate: bool = True, retry_s: float = 0, plan_once: bool = False):
         self.url = resolve_url(url)
-        self.conn = connect_retrying(self.url, within_s=retry_s) if retry_s > 0 else connect(self.url)
+        self.plan_once = plan_once   # see connection.connect: a worker's connection plans each statement once
+        self.conn = (connect_retrying(self.url, within_s=retry_s, plan_once=plan_once) if retry_s > 0
+                     else connect(self.url, plan_once=plan_once))
         if migrate and migrations.pending(self.conn):
             migrations.migrate(self.conn)
 
@@ -102,7 +104,8 @@ class Database:
         with contextlib.suppress(Exception):
             self.conn.close()
         try:
-            self.conn = connect_retrying(self.url, within_s=deadline - time.monotonic(), what="reconnect")
+            self.conn = connect_retrying(self.url, within_s=deadline - time.monotonic(), what="reconnect",
+                                         plan_once=self.plan_once)
         except DatabaseError:
             return False
         log.warning("reconnected to the database after: %s", str(exc).strip().splitlines()[0])
@@ -483,10 +486,9 @@ class Database:
         in the same transaction, and waking every listener for it would be a storm of empty claims.
         """
         totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": [], "claimed": [], "heartbeat": None}
+        # Completions always go through the batch statement, even one: a worker plans one statement, not two.
         completed = [p for name, p in steps if name == "finish_completed"]
         others = [(name, p) for name, p in steps if name != "finish_completed"]
-        if len(completed) < 2:
-            completed, others = [], steps
         # Pipeline mode: every statement goes out at once, then one wait for the results and one for COMMIT.
         with self.conn.pipeline(), self.conn.transaction():
             pending = []

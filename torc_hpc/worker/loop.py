@@ -39,8 +39,11 @@ from torc_hpc.worker.resources import Resources
 log = logging.getLogger("torc.worker")
 
 BIG = 2**62
-PREFETCH_WINDOW_S = 0.05   # hold about this much work beyond the slots: enough to cover a commit
+# Hold about this much work beyond the slots: enough to cover a commit, and the lazy commit of leaf jobs'
+# completions (worker/pump.py LAZY_COMMIT_S), so that with many workers each commit carries several jobs.
+PREFETCH_WINDOW_S = 0.25
 PREFETCH_MAX = 64          # never more than this many × the slots
+HUNGRY = 0.25              # claim (and commit) once the jobs waiting here fall to this share of the prefetch
 
 
 def prefetch_factor(avg_runtime_s: float | None) -> int:
@@ -312,6 +315,7 @@ class Worker:
         # Prefetch: hold more than we can run so processes keep running while the pump commits. What
         # runs or waits counts against the limit.
         k = prefetch_factor(self._recent_runtime_s)
+        slots = cfg.max_parallel_jobs or cpus
         if cfg.max_parallel_jobs:
             limit = k * cfg.max_parallel_jobs - jobs
             cpus = gpus = mem = BIG
@@ -320,8 +324,10 @@ class Worker:
             cpus, gpus, mem = k * cpus - hc, k * gpus - hg, k * mem - hm
         if limit <= 0 or time_left <= 0:
             return None
+        # hungry: the jobs waiting to start here are down to HUNGRY of the prefetch (or none): claim, and
+        # commit what ended with it, now rather than let leaf completions wait for company.
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
-                "scheduler": cfg.scheduler}
+                "scheduler": cfg.scheduler, "hungry": jobs - slots <= HUNGRY * (k - 1) * slots}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -482,7 +488,11 @@ class Worker:
                 recoveries.append((e.job, e.attempt, plan.recovery_script))
             else:
                 self._count(plan.final)
-        self.pump.submit(steps, recoveries, claim=not self._stop_request)
+        # A completion others wait for (its children), any failure (a cascade, a retry) and every recovery
+        # is committed at once; a leaf's completion may ride with the next batch (worker/pump.py).
+        urgent = bool(recoveries) or any(name != "finish_completed" for name, _ in steps) \
+            or any(e.job.get("has_children", True) for e in batch)
+        self.pump.submit(steps, recoveries, claim=not self._stop_request, urgent=urgent)
 
     def _count(self, status) -> None:
         if status is not None:

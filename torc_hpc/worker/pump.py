@@ -52,6 +52,7 @@ IDLE_POLL_MIN_S = 0.05     # an idle worker looks for work this soon, then backs
 IDLE_POLL_MAX_S = 1.0      # ... doubling up to this (O(1) probes: 1,000 idle workers ≈ 1,000 cheap reads/s)
 TICK_S = 0.5               # on_tick (the live progress of `torc run`)
 CLAIM_WINDOW = 1000        # a claim looks at this many ready jobs (claim order) for ones that fit, no more
+LAZY_COMMIT_S = 0.25       # a leaf job's completion waits at most this long for others to commit with
 
 # Steps after which the job is no longer running under this worker (record_attempt_result is not one:
 # the job stays running while its recovery script runs).
@@ -95,6 +96,9 @@ class Pump(threading.Thread):
         self._stopping: str | None = None   # set by stop(): the reason recorded, "" for none
         self._streaming = False         # the last batch finished several jobs: group the next ones
         self._batch_open: float | None = None
+        self._urgent = False            # a queued step must not wait (others depend on it)
+        self._lazy_since: float | None = None   # when the oldest queued step arrived
+        self._flush = False             # drain(): commit whatever is queued now
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -129,7 +133,7 @@ class Pump(threading.Thread):
     def connect(self) -> tuple[dict, dict]:
         """Open the worker's connection, retrying with back-off while the server refuses it, and read the
         workflow and its failure rules. Nothing is written yet."""
-        self.db = Database(self.url, retry_s=self.reconnect_s)
+        self.db = Database(self.url, retry_s=self.reconnect_s, plan_once=True)
         return self.db.workflow(self.workflow_id), self.db.failure_rules(self.workflow_id)
 
     def register(self, *, allocation_id: int | None = None, **worker) -> int:
@@ -144,11 +148,16 @@ class Pump(threading.Thread):
 
     # ---- requests (main thread) -------------------------------------------------------------------
 
-    def submit(self, steps: list, recoveries: list, *, claim: bool) -> None:
+    def submit(self, steps: list, recoveries: list, *, claim: bool, urgent: bool = True) -> None:
+        """Finished steps to commit (with a claim when `claim`). Not `urgent` (leaf jobs that completed):
+        they may wait up to LAZY_COMMIT_S for more to commit with, while the worker still holds work."""
         with self._cv:
+            if self._lazy_since is None and steps:
+                self._lazy_since = time.monotonic()
             self._steps.extend(steps)
             self._after.extend(recoveries)
             self._claim_wanted |= claim
+            self._urgent |= urgent or bool(recoveries)
         self._poke()
 
     def request_claim(self) -> None:
@@ -179,6 +188,9 @@ class Pump(threading.Thread):
 
     def drain(self, timeout: float = 300) -> None:
         """Wait until everything submitted is committed (and any wanted claim made)."""
+        with self._cv:
+            self._flush = True
+        self._poke()
         with self._cv:
             self._cv.wait_for(lambda: self.error is not None or not self.is_alive() or not (
                 self._steps or self._after or self._claim_wanted or self._busy or self._calls), timeout)
@@ -233,6 +245,7 @@ class Pump(threading.Thread):
                 want, self._claim_wanted = self._claim_wanted, False
                 stopping = self._stopping
                 self._busy = True
+                self._urgent, self._lazy_since, self._flush = False, None, False
             self._batch_open = None
             try:
                 params = self._claim_params() if want else None
@@ -284,13 +297,26 @@ class Pump(threading.Thread):
             if self._next_idle is not None:
                 due = min(due, self._next_idle)
             if n:
-                if not (self._streaming and n < GROUP_COMMIT_STEPS):
+                with self._cv:
+                    urgent, flush, lazy_since = self._urgent, self._flush, self._lazy_since
+                if flush or n >= GROUP_COMMIT_STEPS:
                     return
-                # Group commit: in a stream of completions, a few ms more per batch halves the transactions
-                # (and PostgreSQL's and this thread's CPU per job). A lone completion goes at once.
-                if self._batch_open is None:
-                    self._batch_open = now
-                due = min(due, self._batch_open + GROUP_COMMIT_S)
+                if urgent:
+                    if not self._streaming:
+                        return
+                    # Group commit: in a stream of completions, a few ms more per batch halves the
+                    # transactions (and PostgreSQL's and this thread's CPU per job). A lone one goes at once.
+                    if self._batch_open is None:
+                        self._batch_open = now
+                    due = min(due, self._batch_open + GROUP_COMMIT_S)
+                else:
+                    # Leaf completions nobody waits for: commit with the claim the worker needs next (it is
+                    # hungry), or after LAZY_COMMIT_S. With many workers on one database this is what keeps
+                    # transactions per job down (each commit carries several).
+                    params = self._claim_params()
+                    if params is not None and params.get("hungry", True):
+                        return
+                    due = min(due, (lazy_since or now) + LAZY_COMMIT_S)
             if due <= now:
                 return
             for key, _ in self._sel.select(due - now):
