@@ -215,6 +215,8 @@ def test_tables_fit_80_columns_without_breaking_words(torc):
     assert all(re.search(r"\bcompleted\b", line) for line in jobs[1:]) and all("…" in line for line in jobs[1:])
     wide = torc("jobs", "list", "last", "--wide").stdout.splitlines()     # every column, at its own width
     assert "command" in wide[0] and all(re.search(r"\bcompleted\b.*\btrue$", line) for line in wide[1:])
+    wide = torc("workflows", "list", "--wide").stdout.splitlines()        # short listings too
+    assert "canceled" in wide[0] and re.search(r"\bnarrow\b", wide[1]), wide
 
 
 def test_errors_are_not_hard_wrapped_when_not_a_terminal(torc):

@@ -176,3 +176,13 @@ def test_torc_admin_usage_and_stuck(cluster_db, alice_wf, tmp_path):
     assert refused.returncode != 0 and "permission denied" in refused.stderr
     old = json.loads(admin("usage", "--since", "2000-01-01").stdout)
     assert old["since"].startswith("2000-01-01")
+    # The table fits 80 columns and never cuts the owner (the row's identity); --wide shows the rest.
+    env = dict(__import__("os").environ, TORC_DATABASE_URL=role_url(cluster_db, "support"), TORC_NO_SLURM="1",
+               COLUMNS="80")
+    for wide in ([], ["--wide"]):
+        table = subprocess.run([sys.executable, "-m", "torc_hpc.cli.app", "admin", "usage", *wide], env=env,
+                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        lines = table.stdout.splitlines()
+        assert table.returncode == 0 and any(line.startswith("alice ") for line in lines), table.stdout
+        assert wide or all(len(line) <= 80 for line in lines), table.stdout
+    assert "cpu_hours_used" in table.stdout
