@@ -114,7 +114,8 @@ def watch(
                 if fmt is not Format.table:
                     emit_json(r.as_dict())
                 elif r.attention:
-                    print(f"workflow {r.workflow_id}: " + "; ".join(r.attention))
+                    print(("torc watch" if r.workflow_id is None else f"workflow {r.workflow_id}") + ": "
+                          + "; ".join(r.attention))
             raise typer.Exit(1 if needs_person else 0)
         workflow_id = common.workflow_id(db, workflow_id)
         wf = db.workflow(workflow_id)

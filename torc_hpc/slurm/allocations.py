@@ -15,7 +15,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from torc_hpc.core.allocation import Shape, Waiting, derive_shape, fits
-from torc_hpc.core.slurm_states import AllocationState, allocation_state
+from torc_hpc.core.slurm_states import UNKNOWN_GRACE_S, AllocationState, allocation_state, vanished
 from torc_hpc.core.units import format_duration, parse_duration, parse_memory
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import SlurmError, TorcError
@@ -319,11 +319,40 @@ def cluster_name(client) -> str | None:
         return None
 
 
+def unknown_grace_s() -> float:
+    """Seconds an allocation may stay unknown to squeue and sacct before it is ended (TORC_WATCH_UNKNOWN_GRACE)."""
+    import os
+
+    raw = os.environ.get("TORC_WATCH_UNKNOWN_GRACE")
+    try:
+        return float(raw) if raw else float(UNKNOWN_GRACE_S)
+    except ValueError:
+        raise TorcError(f"TORC_WATCH_UNKNOWN_GRACE must be a number of seconds, not {raw!r}") from None
+
+
 def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -> dict[str, dict]:
-    """Ask Slurm about every active allocation (and extra job ids): one squeue, then one sacct for the
-    ones squeue no longer shows. Stores the states; returns slurm id → {state, sacct_state, exit_code}."""
+    """Ask Slurm about every active allocation of one workflow (and extra job ids, e.g. its live workers'):
+    one squeue, then at most one sacct. Returns slurm id → {state, sacct_state, exit_code, ...}."""
     active = {a["slurm_job_id"] for a in db.all("active_allocations", workflow_id=workflow_id)}
-    ids = sorted(active | {i for i in extra_ids if i})
+    return refresh_ids(db, client, active | set(extra_ids))
+
+
+def refresh_cluster(db: Database, client: SlurmClient, workflow_ids) -> dict[str, dict]:
+    """The watcher's pass over the cluster: every active allocation of these workflows (those it holds the
+    lease of) and every allocation their live workers run in, in one squeue and at most one sacct. The
+    watcher also ends allocations that have been unknown past the grace period (end_vanished)."""
+    ids = {r["slurm_job_id"] for r in db.all("cluster_slurm_ids", workflow_ids=sorted(workflow_ids))}
+    return refresh_ids(db, client, ids, end_vanished=True)
+
+
+def refresh_ids(db: Database, client: SlurmClient, ids, *, end_vanished: bool = False,
+                grace_s: float | None = None) -> dict[str, dict]:
+    """One squeue for all `ids`, then one sacct for the ones squeue no longer shows (or shows ended); store
+    the states in one statement. An allocation neither knows is `unknown`. With `end_vanished` (the
+    watcher, which reports it), one unknown for the grace period is ended, cause unknown
+    (core.slurm_states.vanished): its info then says `vanished`, `why` and whose it was, and its workflow
+    gets an `allocation_vanished` event."""
+    ids = sorted({i for i in ids if i})
     if not ids:
         return {}
     queue = client.status(ids)
@@ -343,9 +372,26 @@ def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -
                 continue
             seen[job_id] = {"state": allocation_state(row.state), "sacct_state": row.state,
                             "exit_code": row.exit_code, "started_at": row.start_time, "ended_at": row.end_time}
+    grace = unknown_grace_s() if grace_s is None else grace_s
+    order = sorted(seen)
     with db.conn.transaction():
-        for job_id, info in seen.items():
-            db.one("update_allocation_state", slurm_job_id=job_id, state=info["state"].value,
-                   sacct_state=info["sacct_state"], exit_code=info["exit_code"], started_at=info["started_at"],
-                   ended_at=info["ended_at"])
+        rows = db.all("update_allocation_states", slurm_job_ids=order,
+                      states=[seen[i]["state"].value for i in order],
+                      sacct_states=[seen[i]["sacct_state"] for i in order],
+                      exit_codes=[seen[i]["exit_code"] for i in order],
+                      started_at=[seen[i]["started_at"] for i in order],
+                      ended_at=[seen[i]["ended_at"] for i in order])
+        gone_for_good = [r for r in rows if end_vanished and r["state"] == AllocationState.UNKNOWN.value
+                         and vanished(r["unknown_since"], r["db_now"], grace)]
+        if gone_for_good:
+            why = (f"neither squeue nor sacct has known this Slurm job for {grace:.0f}s or more: ended, cause "
+                   f"unknown (no accounting on this site, records purged, or a rebuilt cluster)")
+            for r in db.all("end_vanished_allocations", ids=[r["id"] for r in gone_for_good], why=why):
+                seen[r["slurm_job_id"]] = {"state": AllocationState.ENDED, "sacct_state": None, "exit_code": None,
+                                           "started_at": None, "ended_at": None, "vanished": True, "why": why,
+                                           "allocation_id": r["id"], "workflow_id": r["workflow_id"],
+                                           "unknown_since": r["unknown_since"]}
+                db.event(r["workflow_id"], "allocation_vanished",
+                         detail={"allocation_id": r["id"], "slurm_job_id": r["slurm_job_id"],
+                                 "unknown_since": r["unknown_since"].isoformat(), "grace_s": grace})
     return seen

@@ -46,7 +46,7 @@ class WatchConfig:
 
 @dataclass
 class CycleReport:
-    workflow_id: int
+    workflow_id: int | None                           # None: about the whole pass, not one workflow
     counts: dict
     allocations_active: int = 0
     decision: dict | None = None
@@ -106,6 +106,23 @@ def _submit_options(db: Database, workflow_id: int, cfg: WatchConfig, state: dic
     return opts
 
 
+def _vanished_lines(db: Database, workflow_id: int, slurm: dict[str, dict] | None) -> list[str]:
+    """One attention line per allocation of this workflow that this pass ended because Slurm no longer
+    knew it, when that may have cost work (core.autoschedule.vanished_needs_a_person)."""
+    lines = []
+    for slurm_id, info in (slurm or {}).items():
+        if not info.get("vanished") or info["workflow_id"] != workflow_id:
+            continue
+        w = db.one("allocation_workers", slurm_job_id=slurm_id)
+        if not auto.vanished_needs_a_person(workers_registered=w["workers"], lost_workers=w["lost"]):
+            continue
+        since = info["unknown_since"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"allocation {info['allocation_id']} (Slurm job {slurm_id}) vanished: neither squeue nor "
+                     f"sacct has known it since {since}; it was ended, cause unknown, and jobs it left running "
+                     f"were recorded terminated (154). Check `sacct -j {slurm_id}` and the workflow's slurm/ logs")
+    return lines
+
+
 def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now: datetime,
                        b: auto.Backoff) -> auto.Backoff:
     """Count allocations that failed (or worked) into the back-off, each once."""
@@ -114,9 +131,10 @@ def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now:
         if a["started_at"] and a["ended_at"]:
             elapsed = (a["ended_at"] - a["started_at"]).total_seconds()
         ended = a["state"] in ("ended", "submit_failed")
+        gone = a["state"] == "ended" and a["unknown_since"] is not None and a["sacct_state"] is None
         verdict = auto.allocation_failed(submitted=a["state"] != "submit_failed", workers_registered=a["workers"],
                                          sacct_state=a["sacct_state"] if ended else None, elapsed_s=elapsed,
-                                         quick_failure_s=policy.quick_failure_s)
+                                         quick_failure_s=policy.quick_failure_s, vanished=gone)
         if verdict is None:
             continue
         db.run("judge_allocation", id=a["id"], outcome="failed" if verdict else "ok")
@@ -132,15 +150,20 @@ def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now:
 
 
 def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: WatchConfig,
-             now: datetime | None = None, renew: Callable[[], None] = lambda: None) -> CycleReport:
+             now: datetime | None = None, renew: Callable[[], None] = lambda: None,
+             slurm: dict[str, dict] | None = None) -> CycleReport:
     """One cycle: refresh allocations and reconcile orphans, judge allocations for the back-off,
     decide, act. `now` is injectable for tests; it defaults to the clock. `renew` extends the caller's
-    lease; it is called before each step that may take long (Slurm calls)."""
+    lease; it is called before each step that may take long (Slurm calls). `slurm` is the cluster pass's
+    answer (cron_once): given, this cycle asks Slurm nothing but to submit."""
     now = now or utcnow()
     plan_per_workflow(db)
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
-    report.reconciled = reconcile(db, workflow_id, client=client)
+    if slurm is None and client is not None:   # one workflow alone: the same pass, over its allocations only
+        slurm = allocs.refresh_cluster(db, client, [workflow_id])
+    report.reconciled = reconcile(db, workflow_id, client=client, slurm=slurm)
+    report.attention.extend(_vanished_lines(db, workflow_id, slurm))
     db.run("ensure_watch_state", workflow_id=workflow_id)
     state = db.one("get_watch_state", workflow_id=workflow_id)
     backoff = _backoff(state)
@@ -319,21 +342,36 @@ def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: da
 
 
 def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
-    """`torc watch --all --once`: one leased cycle for every workflow that has work."""
-    reports = []
+    """`torc watch --all --once`: one pass over the cluster. Take the lease of every workflow with work (one
+    statement), ask Slurm about all their allocations at once (one squeue, at most one sacct), then run
+    each workflow's cycle on that answer. Workflows another watcher holds are skipped."""
     plan_per_workflow(db)
     ids = [row["id"] for row in db.all("workflows_with_work")]
     if cfg.ai_recovery is not None:   # a workflow whose only unfinished jobs await a decision counts too
         ids = sorted(set(ids) | {row["id"] for row in db.all("workflows_with_pending_failed")})
     leases = Leases(db)
-    for wf_id in ids:
-        try:
-            reports.append(run_locked(db, wf_id, client, cfg, leases=leases))
-        except TorcError as e:
-            r = CycleReport(wf_id, counts={})
-            r.attention.append(str(e))
-            reports.append(r)
-    return reports
+    mine = leases.take_many(ids)
+    reports = {wf: CycleReport(wf, counts={}, skipped=BUSY) for wf in ids if wf not in mine}
+    try:
+        slurm: dict[str, dict] = {}
+        if client is not None and mine:
+            try:
+                slurm = allocs.refresh_cluster(db, client, mine)
+            except SlurmError as e:   # Slurm is away: decide nothing on a half-known cluster, say so once
+                r = CycleReport(None, counts={})
+                r.attention.append(f"Slurm did not answer ({e}); no workflow was looked at this time")
+                return [r, *reports.values()]
+        for wf_id in sorted(mine):
+            leases.renew()
+            try:
+                reports[wf_id] = run_once(db, wf_id, client, cfg, renew=leases.renew, slurm=slurm)
+            except TorcError as e:
+                r = CycleReport(wf_id, counts={})
+                r.attention.append(str(e))
+                reports[wf_id] = r
+    finally:
+        leases.release()
+    return [reports[wf] for wf in ids]
 
 
 def loop(db: Database, workflow_id: int, client, cfg: WatchConfig, poll_interval_s: float,

@@ -56,13 +56,36 @@ WHERE id = %(id)s;
 SELECT id, slurm_job_id, state, scheduler, submitted_at, started_at FROM allocations
 WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown') AND slurm_job_id IS NOT NULL;
 
--- name: update_allocation_state
--- Store what squeue or sacct said.
-UPDATE allocations
-SET state = %(state)s, sacct_state = coalesce(%(sacct_state)s, sacct_state), exit_code = coalesce(%(exit_code)s, exit_code),
-    started_at = coalesce(%(started_at)s, started_at), ended_at = coalesce(%(ended_at)s, ended_at), checked_at = now()
-WHERE slurm_job_id = %(slurm_job_id)s
-RETURNING id, state;
+-- name: update_allocation_states
+-- Store what squeue and sacct said about many allocations at once (one statement per refresh). Only
+-- allocations not known to have ended change; unknown_since is set on the first check at which neither
+-- knew the allocation, kept while that lasts, and cleared when one of them knows it again.
+UPDATE allocations a
+SET state = u.state, sacct_state = coalesce(u.sacct_state, a.sacct_state), exit_code = coalesce(u.exit_code, a.exit_code),
+    started_at = coalesce(u.started_at, a.started_at), ended_at = coalesce(u.ended_at, a.ended_at), checked_at = now(),
+    unknown_since = CASE WHEN u.state = 'unknown' THEN coalesce(a.unknown_since, now()) END
+FROM unnest(%(slurm_job_ids)s::text[], %(states)s::text[], %(sacct_states)s::text[], %(exit_codes)s::text[],
+            %(started_at)s::timestamptz[], %(ended_at)s::timestamptz[])
+     AS u (slurm_job_id, state, sacct_state, exit_code, started_at, ended_at)
+WHERE a.slurm_job_id = u.slurm_job_id AND a.state IN ('pending', 'running', 'unknown')
+RETURNING a.id, a.workflow_id, a.slurm_job_id, a.state, a.unknown_since, now() AS db_now;
+
+-- name: end_vanished_allocations
+-- End allocations that neither squeue nor sacct has known for the grace period (cause unknown; the
+-- allocation keeps unknown_since, which marks how it ended).
+UPDATE allocations SET state = 'ended', ended_at = now(), error = %(why)s, checked_at = now()
+WHERE id = ANY (%(ids)s::bigint[]) AND state = 'unknown'
+RETURNING id, workflow_id, slurm_job_id, unknown_since;
+
+-- name: cluster_slurm_ids
+-- The Slurm jobs the watcher asks about in one pass over these workflows: their active allocations
+-- (allocations_active_idx) and the allocations their live workers run in (workers_live_idx).
+SELECT slurm_job_id FROM allocations
+WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND state IN ('pending', 'running', 'unknown')
+  AND slurm_job_id IS NOT NULL
+UNION
+SELECT slurm_job_id FROM workers
+WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND stopped_at IS NULL AND slurm_job_id IS NOT NULL;
 
 -- name: list_allocations
 -- Every allocation of a workflow, newest last.
