@@ -2,12 +2,15 @@
 (issue 9 item 8). Slurm calls are counted by wrappers that log and exec the real programs; every test looks
 only at its own jobs (other helpers share the cluster)."""
 
+import json
 import subprocess
 import time
 
+import pytest
+
 from psycopg.types.json import Jsonb
 
-from torc_hpc.db import Database
+from torc_hpc.watch.packed import worker_serves_several
 from tests.conftest import wait_for
 from tests.helpers import create
 from tests.slurm.conftest import ACCOUNT
@@ -16,10 +19,11 @@ HELD = {"account": ACCOUNT, "extra": "--hold", "idle_timeout_s": 5}
 NEVER_SUBMITTED = "999999999"     # above Slurm's MaxJobId (67,043,328): no job ever had this id
 
 
-def _small(db, name, n=2, held=True):
+def _small(db, name, n=2, held=True, where=None):
+    # Each test's own working directory: scripts go to WORKDIR/torc_output/slurm (others share /tmp).
     wf = create(db, {"name": name, "jobs": [
         {"name": "j_{i}", "command": "true", "resource_requirements": {"runtime": "PT1M", "memory": "100m"},
-         "parameters": {"i": f"1:{n}"}}]})
+         "parameters": {"i": f"1:{n}"}}]}, working_dir=str(where))
     if held:
         db.run("save_submit_options", workflow_id=wf, options=Jsonb(HELD))
     return wf
@@ -35,7 +39,7 @@ def _scancel_all(db, wfs):
 
 def test_cron_asks_slurm_once_per_pass_whatever_the_number_of_allocations(torc, db, slurm_calls):
     torc.env["PATH"] = slurm_calls.path(torc.env["PATH"])
-    wfs = [_small(db, f"w{i}") for i in range(12)]
+    wfs = [_small(db, f"w{i}", where=torc.cwd) for i in range(12)]
     try:
         # Each workflow gets its own (held) allocation from a plain submit-slurm.
         for wf in wfs:
@@ -66,7 +70,7 @@ def test_cron_asks_slurm_once_per_pass_whatever_the_number_of_allocations(torc, 
 
 def test_plain_commands_ask_slurm_only_when_the_workflow_has_active_allocations(torc, db, slurm_calls):
     torc.env["PATH"] = slurm_calls.path(torc.env["PATH"])
-    quiet, busy = _small(db, "quiet"), _small(db, "busy")
+    quiet, busy = _small(db, "quiet", where=torc.cwd), _small(db, "busy", where=torc.cwd)
     try:
         torc("submit-slurm", busy, "--account", ACCOUNT, "--sbatch-args=--hold")
         slurm_calls.reset()
@@ -85,7 +89,7 @@ def test_an_allocation_slurm_never_heard_of_ends_after_the_grace_period(torc, db
     job it left running gets 154, cron prints one attention line, and auto-schedule submits again."""
     torc.env["PATH"] = slurm_calls.path(torc.env["PATH"])
     torc.env["TORC_WATCH_UNKNOWN_GRACE"] = "3"
-    wf = _small(db, "ghost", n=2)
+    wf = _small(db, "ghost", n=2, where=torc.cwd)
     alloc = db.one("insert_allocation", workflow_id=wf, scheduler=None, account=ACCOUNT, partition=None, nodes=1,
                    cpus_per_node=1, mem="100M", walltime_s=600, sbatch_args=[], submitted_by="test",
                    reason="a job id Slurm never had")["id"]
@@ -123,3 +127,102 @@ def test_an_allocation_slurm_never_heard_of_ends_after_the_grace_period(torc, db
         assert "vanished" not in third.stdout
     finally:
         _scancel_all(db, [wf])
+
+
+def _pass(torc, slurm_calls, *args):
+    slurm_calls.reset()
+    t0 = time.monotonic()
+    out = torc("watch", "--all", "--once", *args, "--format", "json", timeout=600, check=False)
+    assert out.returncode in (0, 1), out.stderr[-3000:]
+    return out, time.monotonic() - t0, slurm_calls.count()
+
+
+def _served(db, wfs):
+    served = {}
+    for wf in wfs:
+        for a in db.all("list_allocations", workflow_id=wf):
+            served.setdefault(a["id"], a)
+    return served
+
+
+@pytest.mark.skipif(not worker_serves_several(), reason="packed allocations run `torc worker --workflows`, which "
+                                                        "this installation's worker does not take yet")
+def test_three_hundred_small_workflows_one_pass_few_packed_allocations(torc, db, slurm_calls):
+    """issue 11 item 5: 300 workflows of 2 one-minute jobs, one owner. One `watch --all --once` asks Slurm
+    at most once (nothing is active yet: no squeue at all) and packs them into ceil(300 / 50) = 6
+    allocations, one sbatch each; the next passes make one squeue and at most one sacct."""
+    torc.env["PATH"] = slurm_calls.path(torc.env["PATH"])
+    wfs = [_small(db, f"s{i}", where=torc.cwd) for i in range(300)]
+    try:
+        out, secs, counts = _pass(torc, slurm_calls, "--auto-schedule")
+        print(f"\n300 workflows, first pass: {secs:.1f}s, Slurm calls {counts}")
+        assert counts.get("squeue", 0) <= 1 and counts.get("sacct", 0) <= 1 and counts.get("sbatch") == 6, counts
+        served = _served(db, wfs)
+        assert len(served) == 6
+        assert sorted(w for a in served.values() for w in a["workflows"]) == sorted(wfs)   # each served once
+        script = open(next(iter(served.values()))["script_path"]).read()
+        assert "worker --workflows " in script and "#SBATCH --hold" in script
+        # Second pass: every workflow is served by a pending allocation; one squeue, nothing else.
+        out, secs, counts = _pass(torc, slurm_calls, "--auto-schedule")
+        print(f"second pass: {secs:.1f}s, Slurm calls {counts}")
+        assert counts == {"squeue": 1}
+        # All six end (scancel): one squeue and one sacct learn it for all 300 workflows.
+        subprocess.run(["scancel", *[a["slurm_job_id"] for a in served.values()]], check=False)
+        out, secs, counts = _pass(torc, slurm_calls)
+        print(f"after scancel: {secs:.1f}s, Slurm calls {counts}")
+        assert counts.get("squeue") == 1 and counts.get("sacct", 0) <= 1 and "sbatch" not in counts
+    finally:
+        _scancel_all(db, wfs)
+
+
+def test_three_hundred_workflows_of_one_owner_stop_at_the_owner_cap(torc, db, slurm_calls):
+    """Without sharing (--max-workflows-per-allocation 1) each workflow would want its own allocation: the
+    per-owner cap (10) lets 10 sbatch through, the other 290 wait and say why; one squeue per later pass."""
+    torc.env["PATH"] = slurm_calls.path(torc.env["PATH"])
+    wfs = [_small(db, f"c{i}", where=torc.cwd) for i in range(300)]
+    try:
+        out, secs, counts = _pass(torc, slurm_calls, "--auto-schedule", "--max-workflows-per-allocation", "1")
+        print(f"\n300 workflows, no sharing, first pass: {secs:.1f}s, Slurm calls {counts}")
+        assert counts.get("sbatch") == 10 and counts.get("squeue", 0) <= 1 and counts.get("sacct", 0) <= 1, counts
+        reports = [json.loads(line) for line in out.stdout.splitlines()]
+        deferred = [r for r in reports if (r["decision"] or {}).get("deferred")]
+        assert len(deferred) == 290 and "cap 10" in deferred[0]["decision"]["deferred"]
+        assert len(_served(db, wfs)) == 10
+        out, secs, counts = _pass(torc, slurm_calls, "--auto-schedule", "--max-workflows-per-allocation", "1",
+                                  "--max-pending-per-owner", "12")
+        print(f"second pass, cap 12: {secs:.1f}s, Slurm calls {counts}")
+        assert counts["squeue"] == 1 and counts["sbatch"] == 2 and "sacct" not in counts, counts
+    finally:
+        _scancel_all(db, wfs)
+
+
+def test_a_packed_allocation_counts_for_each_workflow_it_serves(torc, db):
+    """Submitted for real (held): every member sees it as its own active allocation (so none of them asks
+    for another), `slurm list` shows it to each, cancelling one member does not scancel it, its worker may
+    report its start under any member, and workflows of two owners are never packed."""
+    from torc_hpc.core.allocation import Shape
+    from torc_hpc.errors import TorcError
+    from torc_hpc.slurm import allocations as allocs
+    from torc_hpc.slurm.client import CliSlurmClient
+
+    a, b, c = (_small(db, f"p{i}", where=torc.cwd) for i in range(3))
+    opts = allocs.SubmitOptions(account=ACCOUNT, extra="--hold")
+    req = allocs.AllocationRequest(scheduler=None, account=ACCOUNT, partition=None, shape=Shape(1, 1, 300, 600),
+                                   extra=["--hold"])
+    try:
+        pack = allocs.submit(db, a, CliSlurmClient(), req, opts, submitted_by="test", workflows=(a, b, c))
+        assert pack["workflows"] == [a, b, c]
+        for wf in (a, b, c):
+            snap = db.one("watch_snapshot", workflow_id=wf)
+            assert (snap["active_allocations"], snap["pending_allocations"]) == (1, 1)
+            (row,) = torc.json("slurm", "list", wf)
+            assert row["id"] == pack["id"] and row["workflows"] == [a, b, c]
+        assert torc.json("slurm", "cancel", b)["scanceled_allocations"] == []
+        assert db.all("list_allocations", workflow_id=a)[0]["state"] == "pending"
+        db.run("allocation_started", id=pack["id"], workflow_id=c, slurm_job_id=pack["slurm_job_id"])
+        assert db.all("list_allocations", workflow_id=a)[0]["state"] == "running"
+        db.conn.execute("UPDATE workflows SET owner = 'someone_else' WHERE id = %s", (c,))
+        with pytest.raises(TorcError, match="one owner's workflows only"):
+            allocs.submit(db, a, CliSlurmClient(), req, opts, submitted_by="test", workflows=(a, c))
+    finally:
+        _scancel_all(db, [a])

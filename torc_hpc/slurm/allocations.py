@@ -76,11 +76,13 @@ class AllocationRequest:
     serialize: bool = False
     defaults: dict = field(default_factory=dict)  # the workflow's slurm_defaults (sbatch long options)
 
-    def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path) -> list[str]:
+    def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path, packed: int = 0) -> list[str]:
         s = self.shape
         tasks = self.ntasks_per_node or 1
         # One allocation of a serialized scheduler at a time: Slurm's singleton dependency on a shared name.
         name = f"torc_wf{workflow_id}" + (f"_{self.scheduler}" if self.serialize and self.scheduler else "")
+        if packed:
+            name += f"_pack{packed}"     # serves `packed` workflows, this one the first
         args = [f"--job-name={name}", f"--nodes={s.nodes}", f"--ntasks-per-node={tasks}",
                 f"--cpus-per-task={max(1, -(-s.cpus_per_node // tasks))}", f"--mem={s.mem_mb_per_node}M",
                 f"--time={format_duration(s.walltime_s)}",
@@ -225,17 +227,29 @@ def database_reachability_warning(url: str, node_list: str) -> str | None:
 
 
 def submit(db: Database, workflow_id: int, client: SlurmClient, request: AllocationRequest, opts: SubmitOptions,
-           *, submitted_by: str, reason: str | None = None) -> dict:
+           *, submitted_by: str, reason: str | None = None, workflows: tuple[int, ...] | None = None) -> dict:
     """Record, render, sbatch, as the workflow's owner. The row exists before sbatch runs; a refused
     sbatch keeps its script.
 
     The script goes to the workflow's output directory and names the owner's role in its database URL
     (without a password). When this process acts for another owner (the cluster watcher, as root), the
     script is written and submitted by a child that runs as the owner's Unix user (torc_hpc.slurm.owner).
+
+    `workflows`: a packed allocation serving several workflows of the same owner (`workflow_id`, its home,
+    among them); its worker runs `torc worker --workflows 3,7,9`.
     """
     wf = db.workflow(workflow_id)
     me = db.one("whoami")["role"]
     owner = db.one("workflow_owner", workflow_id=workflow_id)["owner"]
+    members = tuple(sorted(set(workflows or ()) | {workflow_id})) if workflows else None
+    if members and len(members) > 1:
+        for other in members:
+            theirs = db.one("workflow_owner", workflow_id=other)
+            if theirs is None or theirs["owner"] != owner:
+                raise TorcError(f"a packed allocation holds one owner's workflows only: workflow {other} is not "
+                                f"{owner}'s")
+    else:
+        members = None
     ident = owner_mod.submitter_for(owner, me)
     out_source = f"workflow {workflow_id}'s working_dir/output_dir"
     scripts.check_value("working_dir", wf["working_dir"], out_source)
@@ -253,8 +267,10 @@ def submit(db: Database, workflow_id: int, client: SlurmClient, request: Allocat
                           account=request.account, partition=request.partition, nodes=s.nodes,
                           cpus_per_node=s.cpus_per_node, mem=f"{s.mem_mb_per_node}M", walltime_s=s.walltime_s,
                           sbatch_args=[], submitted_by=submitted_by, reason=reason)["id"]
+        if members:
+            db.run("insert_allocation_workflows", allocation_id=alloc_id, workflow_ids=list(members))
     args, values = script_values(workflow_id, alloc_id, request, opts, base,
-                                 worker_url(db.url, owner, same_role=ident is None and owner == me))
+                                 worker_url(db.url, owner, same_role=ident is None and owner == me), members)
     path = base / f"torc_wf{workflow_id}_a{alloc_id}.sh"
     db.run("allocation_args", id=alloc_id, sbatch_args=args)
     outcome = owner_mod.submit_as(ident, {"script_path": str(path), "template": str(template), "values": values},
@@ -283,18 +299,22 @@ def submit(db: Database, workflow_id: int, client: SlurmClient, request: Allocat
             db.run("allocation_submitted", id=alloc_id, slurm_job_id=slurm_id, slurm_cluster=None,
                    script_path=str(path))
     with db.conn.transaction():
-        db.event(workflow_id, "allocation_submitted",
-                 detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "slurm_cluster": cluster,
-                         "scheduler": request.scheduler, "submitted_by": submitted_by, "reason": reason,
-                         "sbatch_args": args, "as": ident.user if ident else None})
+        for wf_id in members or (workflow_id,):
+            db.event(wf_id, "allocation_submitted",
+                     detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "slurm_cluster": cluster,
+                             "scheduler": request.scheduler, "submitted_by": submitted_by, "reason": reason,
+                             "sbatch_args": args, "as": ident.user if ident else None,
+                             "workflows": list(members) if members else None})
     return {"id": alloc_id, "slurm_job_id": slurm_id, "script_path": str(path), "scheduler": request.scheduler,
-            "sbatch_args": args, "submitted_as": ident.user if ident else None}
+            "sbatch_args": args, "submitted_as": ident.user if ident else None,
+            "workflows": list(members) if members else None}
 
 
 def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, opts: SubmitOptions, log_dir: Path,
-                  database_url: str) -> tuple[list[str], dict[str, str]]:
-    """The sbatch arguments and the template's variables, each checked and quoted for the script."""
-    args = request.sbatch_args(workflow_id, alloc_id, log_dir)
+                  database_url: str, workflows: tuple[int, ...] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The sbatch arguments and the template's variables, each checked and quoted for the script.
+    `workflows`: the members of a packed allocation (its worker serves them all)."""
+    args = request.sbatch_args(workflow_id, alloc_id, log_dir, packed=len(workflows) if workflows else 0)
     worker_args = [f"--idle-timeout={int(opts.idle_timeout_s)}", f"--walltime-buffer={int(opts.walltime_buffer_s)}",
                    f"--allocation-id={int(alloc_id)}"]
     if request.scheduler:
@@ -304,7 +324,10 @@ def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, o
     # One worker per node; with ntasks_per_node > 1 the step must still get the node's every CPU.
     cpus = " --cpus-per-task=$SLURM_CPUS_ON_NODE" if (request.ntasks_per_node or 1) > 1 else ""
     launcher = f"srun --ntasks-per-node=1{cpus} --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 else "exec "
+    # What the worker serves: one workflow (its id), or a pack (--workflows with the ids, integers only).
+    target = (f"--workflows {','.join(str(int(w)) for w in workflows)}" if workflows else str(int(workflow_id)))
     values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),
+              "worker_target": target,
               "allocation_id": str(int(alloc_id)), "database_url": scripts.quote(database_url),
               "launcher": launcher, "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)}
     return args, values
@@ -333,7 +356,7 @@ def unknown_grace_s() -> float:
 def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -> dict[str, dict]:
     """Ask Slurm about every active allocation of one workflow (and extra job ids, e.g. its live workers'):
     one squeue, then at most one sacct. Returns slurm id → {state, sacct_state, exit_code, ...}."""
-    active = {a["slurm_job_id"] for a in db.all("active_allocations", workflow_id=workflow_id)}
+    active = {r["slurm_job_id"] for r in db.all("cluster_slurm_ids", workflow_ids=[workflow_id])}
     return refresh_ids(db, client, active | set(extra_ids))
 
 

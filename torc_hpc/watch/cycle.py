@@ -14,6 +14,7 @@ from typing import Callable
 
 
 from torc_hpc.core import autoschedule as auto
+from torc_hpc.core import packing
 from torc_hpc.core.recovery import adjust, classify
 from torc_hpc.db.repo import Database, retry_conflicts
 from torc_hpc.errors import SlurmError, TorcError
@@ -42,6 +43,7 @@ class WatchConfig:
     max_recovery_rounds: int = 3
     submit: allocs.SubmitOptions | None = None      # command-line sbatch options (override the saved ones)
     ai_recovery: AiRecovery | None = None           # --ai-recovery: an agent decides pending_failed jobs
+    caps: packing.Caps = field(default_factory=packing.Caps)   # pending allocations per owner / in all; packing
 
 
 @dataclass
@@ -151,11 +153,12 @@ def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now:
 
 def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: WatchConfig,
              now: datetime | None = None, renew: Callable[[], None] = lambda: None,
-             slurm: dict[str, dict] | None = None) -> CycleReport:
+             slurm: dict[str, dict] | None = None, wants: list | None = None) -> CycleReport:
     """One cycle: refresh allocations and reconcile orphans, judge allocations for the back-off,
     decide, act. `now` is injectable for tests; it defaults to the clock. `renew` extends the caller's
     lease; it is called before each step that may take long (Slurm calls). `slurm` is the cluster pass's
-    answer (cron_once): given, this cycle asks Slurm nothing but to submit."""
+    answer (cron_once): given, this cycle asks Slurm nothing itself. `wants` (cron_once): a decision to
+    submit is added there, and the pass submits for every workflow at once (watch.packed)."""
     now = now or utcnow()
     plan_per_workflow(db)
     wf = db.workflow(workflow_id)
@@ -200,8 +203,16 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
             max_new = max(1, cfg.policy.max_pending - snap_row["pending_allocations"])
             ready_cpu_s = int(db.one("ready_cpu_seconds", workflow_id=workflow_id)["cpu_seconds"])
             renew()
-            _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new, ready_cpu_s,
-                         report, backoff, renew)
+            if wants is not None:
+                from torc_hpc.watch import packed
+
+                w = packed.want(db, workflow_id, client, _submit_options(db, workflow_id, cfg, state),
+                                decision.reason, max_new, ready_cpu_s, report, cfg.caps)
+                if w is not None:
+                    wants.append(w)
+            else:
+                _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new, ready_cpu_s,
+                             report, backoff, renew)
 
     if cfg.recover and wf["canceled_at"] is None:
         renew()
@@ -221,6 +232,13 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
 
 def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, ready_cpu_s, report, backoff,
                  renew=lambda: None):
+    from torc_hpc.watch import packed
+
+    left, why = packed.room(db, db.one("workflow_owner", workflow_id=workflow_id)["owner"], cfg.caps)
+    if not left:
+        report.decision["deferred"] = why
+        return
+    max_new = min(max_new, left)
     opts = _submit_options(db, workflow_id, cfg, state)
     try:
         # Size from the work: one allocation's shape first, then as many as the ready CPU-seconds need.
@@ -361,17 +379,40 @@ def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
                 r = CycleReport(None, counts={})
                 r.attention.append(f"Slurm did not answer ({e}); no workflow was looked at this time")
                 return [r, *reports.values()]
+        wants: list = []
+        now = utcnow()
         for wf_id in sorted(mine):
             leases.renew()
             try:
-                reports[wf_id] = run_once(db, wf_id, client, cfg, renew=leases.renew, slurm=slurm)
+                reports[wf_id] = run_once(db, wf_id, client, cfg, now=now, renew=leases.renew, slurm=slurm,
+                                          wants=wants)
             except TorcError as e:
                 r = CycleReport(wf_id, counts={})
                 r.attention.append(str(e))
                 reports[wf_id] = r
+        if wants:
+            from torc_hpc.watch import packed
+
+            packed.submit_plan(db, client, wants, cfg.caps, now, leases.renew,
+                               on_failure=lambda wf_ids, why: _refused(db, wf_ids, cfg, now, reports))
+            for w in wants:   # what they submitted counts as alive
+                w.report.allocations_active += len(w.report.submitted)
     finally:
         leases.release()
     return [reports[wf] for wf in ids]
+
+
+def _refused(db: Database, workflow_ids, cfg: WatchConfig, now: datetime, reports: dict) -> None:
+    """An sbatch of the cron pass was refused: every workflow it was for backs off (and may pause)."""
+    for wf in workflow_ids:
+        state = db.one("get_watch_state", workflow_id=wf)
+        b = _judge_allocations(db, wf, cfg.policy, now, _backoff(state))   # the home's refused row, if its own
+        if b == _backoff(state):
+            b = auto.after_failure(b, now, cfg.policy, "sbatch refused a packed allocation")
+        _save_backoff(db, wf, b)
+        if b.paused_reason:
+            reports[wf].attention.append(f"auto-schedule paused: {b.paused_reason}; fix it, then "
+                                         f"`torc watch {wf} --resume`")
 
 
 def loop(db: Database, workflow_id: int, client, cfg: WatchConfig, poll_interval_s: float,

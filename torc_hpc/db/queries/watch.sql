@@ -34,16 +34,21 @@ RETURNING recovery_rounds;
 
 -- name: watch_snapshot
 -- What the auto-schedule decision needs beyond the status counts, in one round trip. Retries come from
--- jobs_ready_retry_idx, so the cost follows the retries waiting, not the workflow's size.
+-- jobs_ready_retry_idx, so the cost follows the retries waiting, not the workflow's size. Allocations count
+-- the workflow's own and the packed ones that serve it too.
+WITH serving AS (
+    SELECT id, state FROM allocations
+    WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown')
+    UNION
+    SELECT a.id, a.state FROM allocation_workflows m JOIN allocations a ON a.id = m.allocation_id
+    WHERE m.workflow_id = %(workflow_id)s AND a.state IN ('pending', 'running', 'unknown'))
 SELECT
     (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
         AS ready_retries,
     (SELECT min(ready_at) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
         AS oldest_retry_ready_at,
-    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown'))
-        AS active_allocations,
-    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'unknown'))
-        AS pending_allocations;
+    (SELECT count(*) FROM serving WHERE state IN ('pending', 'running', 'unknown')) AS active_allocations,
+    (SELECT count(*) FROM serving WHERE state IN ('pending', 'unknown')) AS pending_allocations;
 
 -- name: ready_cpu_seconds
 -- The ready work in CPU-seconds (sizes new allocations; read only when the watcher submits).
