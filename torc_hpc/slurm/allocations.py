@@ -15,6 +15,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from torc_hpc.core.allocation import Shape, Waiting, derive_shape, fits
+from torc_hpc.core.autoschedule import allocations_needed
 from torc_hpc.core.slurm_states import UNKNOWN_GRACE_S, AllocationState, allocation_state, vanished
 from torc_hpc.core.units import format_duration, parse_duration, parse_memory
 from torc_hpc.db.repo import Database
@@ -155,6 +156,18 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
                             f"jobs' resource_requirements; nothing was submitted")
         requests.extend(replace(request) for _ in range(count))   # one object per allocation
     return requests
+
+
+def size_from_ready(db: Database, workflow_id: int, opts: SubmitOptions, client, ready_cpu_s: int,
+                    max_new: int) -> tuple[AllocationRequest, list[AllocationRequest], int]:
+    """What the watcher submits for a workflow's ready work: one allocation's shape first (for the jobs
+    without a scheduler, else the first scheduler's), then how many such allocations the ready CPU-seconds
+    need (at most max_new). Returns that request, every scheduler's request for one allocation, the count."""
+    requests = plan_requests(db, workflow_id, opts, client, 1)
+    req = ([r for r in requests if r.scheduler is None] or requests[:1])[0]
+    shape = req.shape
+    offer = shape.cpus_per_node * shape.nodes * max(1, shape.walltime_s - opts.walltime_buffer_s)
+    return req, requests, allocations_needed(ready_cpu_s, offer, max_new)
 
 
 def request_for(name: str | None, w: Waiting, sch: dict | None, opts: SubmitOptions, node,

@@ -241,12 +241,7 @@ def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, read
     max_new = min(max_new, left)
     opts = _submit_options(db, workflow_id, cfg, state)
     try:
-        # Size from the work: one allocation's shape first, then as many as the ready CPU-seconds need.
-        requests = allocs.plan_requests(db, workflow_id, opts, client, 1)
-        requests = [r for r in requests if r.scheduler is None] or requests[:1]
-        shape = requests[0].shape
-        offer = shape.cpus_per_node * shape.nodes * max(1, shape.walltime_s - opts.walltime_buffer_s)
-        count = auto.allocations_needed(ready_cpu_s, offer, max_new)
+        _, _, count = allocs.size_from_ready(db, workflow_id, opts, client, ready_cpu_s, max_new)
         requests = allocs.plan_requests(db, workflow_id, opts, client, count)[:max_new]
     except TorcError as e:
         report.attention.append(f"cannot size an allocation: {e}")

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from torc_hpc.core import autoschedule as auto
 from torc_hpc.core import packing
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import SlurmError, TorcError
@@ -54,24 +53,20 @@ def want(db: Database, workflow_id: int, client, opts: allocs.SubmitOptions, rea
     """Size what one workflow needs (as _auto_submit would) and say whether it may share an allocation.
     None (with the reason in `report.attention`) when it cannot be sized."""
     try:
-        requests = allocs.plan_requests(db, workflow_id, opts, client, 1)
-        own = [r for r in requests if r.scheduler is None] or requests[:1]
-        shape = own[0].shape
-        offer = shape.cpus_per_node * shape.nodes * max(1, shape.walltime_s - opts.walltime_buffer_s)
-        count = auto.allocations_needed(ready_cpu_s, offer, max_new)
-        node_shape = client.partition_shape(own[0].partition)
+        req, requests, count = allocs.size_from_ready(db, workflow_id, opts, client, ready_cpu_s, max_new)
+        node_shape = client.partition_shape(req.partition)
     except TorcError as e:
         report.attention.append(f"cannot size an allocation: {e}")
         db.event(workflow_id, "auto_schedule_blocked", detail={"why": str(e)})
         return None
     owner = db.one("workflow_owner", workflow_id=workflow_id)["owner"]
     waiting = allocs.waiting_work(db, workflow_id)
-    req = own[0]
     # Shared only when nothing but the work decides the shape: no slurm_schedulers entry, no shape given on
     # the command line or saved, the default template (it knows ${worker_target}), one node, no GPUs.
-    shareable = (caps.workflows_per_allocation > 1 and worker_serves_several() and set(waiting) == {None} and len(requests) == 1 and opts.template is None and opts.nodes is None
-                 and opts.mem is None and opts.walltime is None and opts.gres is None and req.gres is None
-                 and not req.tmp and not req.ntasks_per_node and not req.serialize)
+    shareable = (caps.workflows_per_allocation > 1 and worker_serves_several() and set(waiting) == {None}
+                 and len(requests) == 1 and opts.template is None and opts.nodes is None and opts.mem is None
+                 and opts.walltime is None and opts.gres is None and req.gres is None and not req.tmp
+                 and not req.ntasks_per_node and not req.serialize)
     group = (req.account, req.partition, req.qos, tuple(req.extra), json.dumps(req.defaults, sort_keys=True),
              opts.idle_timeout_s, opts.walltime_buffer_s, opts.max_parallel_jobs)
     node = packing.Node(cpus=node_shape.cpus_per_node, mem_mb=node_shape.mem_mb_per_node,
