@@ -226,3 +226,35 @@ def test_a_packed_allocation_counts_for_each_workflow_it_serves(torc, db):
             allocs.submit(db, a, CliSlurmClient(), req, opts, submitted_by="test", workflows=(a, c))
     finally:
         _scancel_all(db, [a])
+
+
+@pytest.mark.skipif(not worker_serves_several(), reason="packed allocations run `torc worker --workflows`, which "
+                                                        "this installation's worker does not take yet")
+def test_a_packed_allocation_runs_every_workflow_it_serves_to_completion(torc, db, slurm_calls):
+    """End to end on the real cluster: three small workflows of one owner, one cron pass, one sbatch; the
+    allocation's single worker runs all six jobs, and the allocation ends COMPLETED."""
+    torc.env["PATH"] = slurm_calls.path(torc.env["PATH"])
+    wfs = [_small(db, f"e{i}", held=False, where=torc.cwd) for i in range(3)]
+    for wf in wfs:
+        db.run("save_submit_options", workflow_id=wf, options=Jsonb({"account": ACCOUNT, "idle_timeout_s": 5}))
+    try:
+        out, secs, counts = _pass(torc, slurm_calls, "--auto-schedule")
+        assert counts.get("sbatch") == 1, (counts, out.stdout[-2000:])
+        (alloc,) = _served(db, wfs).values()
+        assert alloc["workflows"] == sorted(wfs)
+
+        def all_done():
+            return all(j["status"] == "completed" for wf in wfs for j in db.all("list_jobs", workflow_id=wf,
+                                                                                 status=None))
+        wait_for(all_done, timeout=180, interval=1, what="every job of the three workflows")
+        # One worker served them all: every attempt's result names a worker of that one Slurm job.
+        worker_ids = [r["worker_id"] for wf in wfs for r in db.all("list_results", workflow_id=wf)]
+        assert len(worker_ids) == 6
+        ran_in = {r["slurm_job_id"] for r in db.conn.execute(
+            "SELECT slurm_job_id FROM workers WHERE id = ANY (%s)", (worker_ids,)).fetchall()}
+        assert ran_in == {alloc["slurm_job_id"]}
+        wait_for(lambda: _pass(torc, slurm_calls)[0] is not None and _served(db, wfs)[alloc["id"]]["state"] == "ended",
+                 timeout=120, interval=3, what="the allocation to end")
+        assert _served(db, wfs)[alloc["id"]]["sacct_state"] == "COMPLETED"
+    finally:
+        _scancel_all(db, wfs)
