@@ -48,7 +48,7 @@ def test_cron_watcher_submits_alices_allocation_as_alice(slurm_alice, cluster_db
     pg = cluster_db
     unixusers.write_pgpass("alice", [f"127.0.0.1:{pg.port}:*:alice:{PASSWORDS['alice']}"])
     env = unixusers.user_env("alice", TORC_DATABASE_URL=f"postgresql://alice@127.0.0.1:{pg.port}/torc")
-    work = unixusers.home_dir("alice", f"torc-slurm-{os.getpid()}")   # concurrent runs: one dir each
+    work = unixusers.home_dir("alice", "torc-slurm")
     (work / "wf.yaml").write_text(SPEC)
 
     def alice(*args):
