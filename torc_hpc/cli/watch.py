@@ -179,14 +179,26 @@ def _seconds(option: str, text: str) -> int:
 
 def notify_sleep(db, workflow_id: int, view=None):
     """A sleep for the watch loop that ends early when the workflow's ready-jobs NOTIFY arrives (at most one
-    cycle per MIN_REFRESH_S, so a busy workflow does not turn the watcher into a busy loop)."""
-    db.conn.execute(f"LISTEN torc_ready_{int(workflow_id)}")
+    cycle per MIN_REFRESH_S, so a busy workflow does not turn the watcher into a busy loop).
+
+    Behind a transaction pooler a LISTEN would stay on a pooled server connection (session state) and hear
+    nothing: the watcher then listens on TORC_NOTIFY_URL (PostgreSQL itself) when it is set, else it just
+    sleeps the poll interval."""
+    from torc_hpc.db.connection import connect, notify_url, pooler_mode
+
+    listener = db.conn
+    if pooler_mode() == "transaction":
+        listener = connect(notify_url(), pooler="none") if notify_url() else None
+    if listener is not None:
+        listener.execute(f"LISTEN torc_ready_{int(workflow_id)}")
 
     def sleep(seconds: float) -> None:
         start = time.monotonic()
         if view:
             view.next_cycle_at = start + seconds
-        for _ in db.conn.notifies(timeout=seconds, stop_after=1):
+        if listener is None:
+            time.sleep(seconds)
+        for _ in (listener.notifies(timeout=seconds, stop_after=1) if listener is not None else ()):
             break
         rest = MIN_REFRESH_S - (time.monotonic() - start)
         if rest > 0:
