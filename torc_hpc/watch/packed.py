@@ -40,7 +40,8 @@ def worker_serves_several() -> bool:
 
     from torc_hpc.cli.run import worker
 
-    return "workflows" in inspect.signature(worker).parameters
+    return any("--workflows" in (getattr(p.default, "param_decls", None) or ())
+               for p in inspect.signature(worker).parameters.values())
 
 
 def pending_counts(db: Database) -> tuple[dict[str, int], int]:
