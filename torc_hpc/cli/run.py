@@ -20,6 +20,12 @@ from torc_hpc.errors import UnfinishedWorkflow
 
 _FINAL = ("completed", "failed", "terminated", "canceled", "disabled")
 
+LabelOpt = typer.Option(None, "--label", show_default=False,
+                        help="run only jobs with this label (Torc's `label`); without it, only unlabeled jobs")
+GpusOpt = typer.Option(None, "--gpus", min=0, show_default=False,
+                       help="GPUs to hand out (devices 0..N-1) when no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS "
+                            "lists them")
+
 
 def _is_workflow_ref(target: str) -> bool:
     return target.isdigit() or target.strip().lower() == "last"
@@ -39,6 +45,7 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
         dry_run: bool = typer.Option(False, "--dry-run", help="validate and show the plan (stages, "
                                      "CPU-hours, largest job, handlers); create and run nothing"),
         max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
+        label: Optional[str] = LabelOpt, gpus: Optional[int] = GpusOpt,
         fmt: Format = FormatOpt):
     """Run a workflow on this machine until nothing more can run; exit 0 only if every job completed.
 
@@ -47,7 +54,11 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     Running a spec file again while the workflow it made is unfinished names that workflow instead of
     making a duplicate. Ctrl-C stops running jobs and records them as terminated.
 
-    Examples: `torc run sweep.yaml` · `torc run sweep.yaml --dry-run` · `torc run last`
+    Jobs with a `label` run only in a run (or worker) given the same --label; without --label only
+    unlabeled jobs run. A job asking for N GPUs gets N devices of its own in CUDA_VISIBLE_DEVICES.
+
+    Examples: `torc run sweep.yaml` · `torc run sweep.yaml --dry-run` · `torc run last` ·
+    `torc run last --label gpu --gpus 4`
     """
     if dry_run:
         if _is_workflow_ref(target):
@@ -75,10 +86,11 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     try:
         if live:
             with live.live:
-                summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, on_tick=live.tick)
+                summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, on_tick=live.tick,
+                                    label=label, gpus=gpus)
             live.close()
         else:
-            summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs)
+            summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, label=label, gpus=gpus)
     except KeyboardInterrupt:
         summary = None
     with open_db() as db:
@@ -86,6 +98,8 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     if summary is not None:
         s["stop_reason"] = summary.stop_reason
         s["unrunnable"] = [r["name"] for r in summary.unrunnable]
+        if summary.other_labels:
+            s["ready_for_other_labels"] = summary.other_labels
     s["next_steps"] = ops.next_steps(s)
     if fmt is not Format.table:
         emit_json(s)
@@ -183,6 +197,10 @@ def print_summary(s: dict) -> None:
     console.print(f"retries: {s['retries']} · logs: {escape(s['logs'])}", highlight=False)
     if s.get("unrunnable"):
         console.print(f"[red]ready jobs too large for this machine:[/red] {escape(', '.join(s['unrunnable']))}")
+    if s.get("ready_for_other_labels"):
+        labels = ", ".join(f"--label {ops.shell_word(x)}" if x else "no --label" for x in s["ready_for_other_labels"])
+        console.print(f"[yellow]ready jobs are left for workers with other labels:[/yellow] run them with "
+                      f"`torc run {s['workflow_id']}` and {escape(labels)}", highlight=False)
     if s.get("stop_reason") == "interrupted":
         console.print("[yellow]interrupted: running jobs were stopped and recorded as terminated[/yellow]")
     failures = s.get("failures") or {}
@@ -201,7 +219,8 @@ def print_summary(s: dict) -> None:
                 for line in tail.splitlines():
                     console.print(f"      [dim]│[/dim] {escape(fit(line, width - 9))}", highlight=False)
             elif tail is None:
-                console.print(f"      [dim]│ (no stderr file: {escape(j['logs']['stderr'])})[/dim]", highlight=False)
+                why = j.get("stderr_not_kept") or f"no stderr file: {j['logs']['stderr']}"
+                console.print(f"      [dim]│ ({escape(why)})[/dim]", highlight=False)
         more = failures["total"] - len(failures["jobs"])
         if more > 0:
             console.print(f"  … and {more} more: torc jobs list {s['workflow_id']} --status failed "
@@ -230,17 +249,18 @@ def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workfl
            max_parallel_jobs: Optional[int] = typer.Option(None, "--max-parallel-jobs", "-j", min=1,
                                                            help="run at most N jobs at once"),
            allocation_id: Optional[int] = typer.Option(None, "--allocation-id", help="torc's allocation row "
-                                                       "(set by the sbatch script)")):
+                                                       "(set by the sbatch script)"),
+           label: Optional[str] = LabelOpt, gpus: Optional[int] = GpusOpt):
     """Claim and run jobs of a workflow until nothing this worker can run is left (what sbatch scripts run).
 
-    Example: `torc worker 3 --slurm --idle-timeout 120`
+    Example: `torc worker 3 --slurm --idle-timeout 120` · `torc worker 3 --label gpu`
     """
     from torc_hpc.worker.slurm_worker import run_worker
 
     url = resolve_url(state.url)
     summary = run_worker(url, workflow_id, slurm=slurm, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, scheduler=scheduler, max_parallel_jobs=max_parallel_jobs,
-                         allocation_id=allocation_id)
+                         allocation_id=allocation_id, label=label, gpus=gpus)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
     if summary.unrunnable:
         names = ", ".join(r["name"] for r in summary.unrunnable)

@@ -460,12 +460,13 @@ class Database:
     # ---- claims and completions ------------------------------------------------------------
 
     def claim(self, workflow_id: int, worker_id: int, *, cpus: int, gpus: int, memory: int, limit: int,
-              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None) -> list[dict]:
+              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None, label: str | None = None,
+              with_outputs: bool = False) -> list[dict]:
         if limit <= 0:
             return []
         return self.all("claim_jobs", workflow_id=workflow_id, worker_id=worker_id, cpus=cpus, gpus=gpus,
                         memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
-                        scheduler=scheduler)
+                        scheduler=scheduler, label=label, with_outputs=with_outputs)
 
     @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
@@ -500,7 +501,7 @@ class Database:
             claim_cursor = None
             if claim is not None and claim["limit"] > 0:
                 claim_cursor = self.conn.execute(q("claim_jobs"), {
-                    **claim, "workflow_id": workflow_id, "worker_id": worker_id,
+                    "label": None, "with_outputs": False, **claim, "workflow_id": workflow_id, "worker_id": worker_id,
                     "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
             for job_id, cur in pending:
                 row = cur.fetchone()

@@ -352,12 +352,14 @@ def _failures(d: ReportData, names: dict[int, str]) -> str:
         tail = j.get("stderr_tail")
         pre = (f"<pre>{escape(tail)}</pre>" if tail else
                "<p class='dim'>(stderr is empty)</p>" if tail == "" else
-               f"<p class='dim'>(no stderr file at {escape(j['logs']['stderr'])})</p>")
+               f"<p class='dim'>({escape(j['stderr_not_kept'])})</p>" if j.get("stderr_not_kept") else
+               f"<p class='dim'>(no stderr file at {escape(str(j['logs']['stderr']))})</p>")
         items.append(f"<li class='failure' data-job='{j['id']}'><b>{escape(j['name'])}</b> "
                      f"<span class='chip {escape(j['status'])}'>{escape(j['status'])}</span> exit {j['return_code']}"
                      f" · attempt {j['attempt_id']} (run {j['run_id']})"
                      + (f" · {escape(j['decision'])}" if j.get("decision") else "")
-                     + f"<br><span class='dim'>stderr: {escape(j['logs']['stderr'])}</span>{pre}</li>")
+                     + (f"<br><span class='dim'>stderr: {escape(j['logs']['stderr'])}</span>"
+                        if j["logs"]["stderr"] else "") + f"{pre}</li>")
     more = f["total"] - len(f["jobs"])
     text = (f"<p>{f['total']} job(s) ended failed or terminated, or await a decision (pending_failed)"
             + (f"; the first {len(f['jobs'])} are shown" if more > 0 else "") + ".</p>")

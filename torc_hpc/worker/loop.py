@@ -27,7 +27,7 @@ from torc_hpc.db.connection import connect, redact
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
-from torc_hpc.worker import process
+from torc_hpc.worker import execution, process
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
 from torc_hpc.worker.pump import RECONNECT_S, Pump
 from torc_hpc.worker.resources import Resources
@@ -65,6 +65,7 @@ class WorkerConfig:
     scheduler: str | None = None
     sigterm_reason: Callable[[], str] | None = None  # Slurm: tell walltime from scancel
     on_tick: Callable[["Worker"], None] | None = None
+    label: str | None = None                 # claim only jobs with this label (None: unlabeled jobs)
 
 
 @dataclass
@@ -74,12 +75,13 @@ class WorkerSummary:
     attempts: int = 0
     stale: int = 0
     unrunnable: list = field(default_factory=list)
+    other_labels: list = field(default_factory=list)   # ready jobs left for workers with these labels
 
 
-def _opened(future) -> tuple[int, int] | None:
-    """The log files a job's preparation opened, if it got that far."""
+def _opened(future) -> "execution.Prepared | None":
+    """What a job's preparation made (its open log files among them), if it got that far."""
     try:
-        return future.result()[2] if future else None
+        return future.result() if future else None
     except OSError:
         return None
 
@@ -94,6 +96,7 @@ class _Ended:
     kill_reason: str | None = None
     ex: process.Exit | None = None
     script: str | None = None          # set when this is a recovery script's end
+    note: dict | None = None           # what torc adds to the event (e.g. declared outputs missing)
 
 
 class Worker:
@@ -144,15 +147,19 @@ class Worker:
             memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
             end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
             token=(token := secrets.token_hex(16)))
-        self._base_env = dict(os.environ)
-        self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.db.url),
-                              TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
-                              TORC_WORKER_TOKEN=token)
+        base_env = dict(os.environ)
+        base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.db.url),
+                        TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
+                        TORC_WORKER_TOKEN=token)
+        # Torc's execution fields (env, invocation_script, stdio, outputs, GPUs): see worker/execution.py.
+        self.x = execution.Execution(self.db.one("worker_settings", workflow_id=cfg.workflow_id), base_env,
+                                     self._stdio_dir, cfg)
         self.listen = connect(cfg.database_url)
         self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
+        self.x.background = self._log_pool.submit   # deleting logs (delete_on_success) off the loop too
         self._to_close: deque[int] = deque()   # started jobs' log descriptors, closed by the log thread
         self.pump = Pump(cfg.database_url, cfg.workflow_id, self.worker_id, self._claim_params, self._wake,
                          self._on_claimed)
@@ -291,6 +298,7 @@ class Worker:
         process.close_pidfd(child)
         if child.kind == "job":
             self._hold(child.job, -1)
+            self.x.ended(child)
 
     def _nothing_left(self) -> bool:
         """For `torc run`: true when no job is running anywhere and none is ready for us."""
@@ -302,9 +310,15 @@ class Worker:
             return False
         if counts["ready"]:
             cpus, gpus, memory, time_left = self._limits()
+            label = self.cfg.label
+            if not self.db.one("ready_for_label", workflow_id=self.cfg.workflow_id, label=label)["any"]:
+                # Only jobs for workers with other labels are ready: this one is done.
+                self.summary.other_labels = [r["label"] for r in self.db.all(
+                    "ready_labels_elsewhere", workflow_id=self.cfg.workflow_id, label=label)]
+                return True
             self.summary.unrunnable = self.db.all(
                 "blocked_by_unrunnable", workflow_id=self.cfg.workflow_id, cpus=cpus, gpus=gpus,
-                memory=memory, time_left_s=time_left)
+                memory=memory, time_left_s=time_left, label=label)
             return bool(self.summary.unrunnable)
         return True
 
@@ -348,7 +362,7 @@ class Worker:
         if limit <= 0 or time_left <= 0:
             return None
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
-                "scheduler": cfg.scheduler}
+                "scheduler": cfg.scheduler, "label": cfg.label, "with_outputs": self.x.has_outputs}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -357,12 +371,11 @@ class Worker:
         self._hold(job, +1)
         job["_prep"] = self._log_pool.submit(self._prepare, job)
 
-    def _prepare(self, job: dict) -> tuple[list[str], dict, tuple[int, int]]:
-        """(background thread) Everything a spawn needs: argv, environment, open log files. Also closes
-        the parent's copies of started jobs' log files (two syscalls per job the loop need not make)."""
+    def _prepare(self, job: dict) -> execution.Prepared:
+        """(background thread) Everything a spawn needs: program, argv, environment, open log files. Also
+        closes the parent's copies of started jobs' log files (two syscalls per job the loop need not make)."""
         self._close_started_logs()
-        return (process.command_argv(job["command"]), self._env(job),
-                process.open_logs(*self._log_paths("job", job)))
+        return self.x.prepare(job, self._torc_vars(job), self._stem("job", job))
 
     def _close_started_logs(self) -> None:
         while self._to_close:
@@ -394,25 +407,26 @@ class Worker:
         ids = [j["id"] for j in self.queue]
         for j in self.queue:
             self._hold(j, -1)
-            fds = _opened(j.pop("_prep", None))
-            if fds:  # never started: no log files for an attempt that did not run
-                os.close(fds[0])
-                os.close(fds[1])
-                for path in self._log_paths("job", j):
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+            prepared = _opened(j.pop("_prep", None))
+            if prepared:  # never started: no log files for an attempt that did not run
+                execution.discard(prepared)
         self.queue.clear()
         self._with_reconnect(lambda: self.db.release_jobs(self.cfg.workflow_id, self.worker_id, ids))
 
+    def _stem(self, prefix: str, job: dict) -> str:
+        return f"{self._stdio_dir}/{logs.stem(prefix, self.cfg.workflow_id, job['id'], job['run_id'], job['attempt_id'])}"
+
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
-        stem = f"{self._stdio_dir}/{logs.stem(prefix, self.cfg.workflow_id, job['id'], job['run_id'], job['attempt_id'])}"
+        stem = self._stem(prefix, job)
         return f"{stem}.o", f"{stem}.e"
 
+    @staticmethod
+    def _torc_vars(job: dict, **extra) -> dict:
+        return dict(TORC_JOB_ID=str(job["id"]), TORC_JOB_NAME=job["name"], TORC_ATTEMPT_ID=str(job["attempt_id"]),
+                    TORC_RUN_ID=str(job["run_id"]), **extra)
+
     def _env(self, job: dict, **extra) -> dict:
-        env = dict(self._base_env)
-        env.update(TORC_JOB_ID=str(job["id"]), TORC_JOB_NAME=job["name"],
-                   TORC_ATTEMPT_ID=str(job["attempt_id"]), TORC_RUN_ID=str(job["run_id"]), **extra)
-        return env
+        return self.x.env.for_job(job, **self._torc_vars(job, **extra))
 
     def _watch(self, child: process.Child) -> None:
         self.children[child.pid] = child
@@ -420,28 +434,23 @@ class Worker:
             self._sel.register(child.pidfd, selectors.EVENT_READ, child)
 
     def _spawn_job(self, job: dict) -> None:
-        out, err = self._log_paths("job", job)
-        fds = None
+        prepared = None
         try:
             prep = job.pop("_prep", None)
-            if prep is not None:
-                argv, env, fds = prep.result()
-            else:
-                argv, env = process.command_argv(job["command"]), self._env(job)
-            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
+            prepared = prep.result() if prep is not None else self._prepare(job)
+            child = self.x.spawn(job, prepared, pidfd=not self._sigchld)
         except OSError as e:
-            if fds is not None:
-                os.close(fds[0])
-                os.close(fds[1])
+            if prepared is not None:
+                execution.discard(prepared, keep_stderr=True)
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
-            Path(err).write_text(f"torc could not start the job: {e}\n")
+            execution.could_not_start(prepared, self._stem("job", job), e)
             self._hold(job, -1)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=127,
                               started_at=job["started_at"])
             self._finish([_Ended(job, attempt)])
             return
-        if fds is not None:  # the log thread closes our copies: two syscalls the loop need not make
-            self._to_close.extend(fds)
+        # the log thread closes our copies: two syscalls the loop need not make
+        self._to_close.extend(prepared.stdio.owned)
         self._watch(child)
 
     def _spawn_recovery(self, job: dict, attempt: Attempt, script: str) -> None:
@@ -474,12 +483,16 @@ class Worker:
                 rc = ExitCode.WALLTIME
             elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
                 rc = ExitCode.CANCELED
+            killed = ex.signaled or reason is not None
+            note = self.x.after_exit(child, rc, killed)   # declared outputs, delete_on_success
+            if note:
+                rc = note["return_code"]
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
                               cpu_time_s=ex.cpu_time_s)
-            batch.append(_Ended(job, attempt, killed=ex.signaled or reason is not None, kill_reason=reason))
+            batch.append(_Ended(job, attempt, killed=killed, kill_reason=reason, note=note))
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:
@@ -502,7 +515,8 @@ class Worker:
             plan = plan_outcome(e.attempt, killed=e.killed,
                                 handler_rules=self.rules.get(hid, ()) if hid is not None else None,
                                 use_pending_failed=self.workflow["use_pending_failed"],
-                                apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"))
+                                apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"),
+                                detail=e.note)
             steps += plan.steps
             self.summary.attempts += 1
             if plan.recovery_script:

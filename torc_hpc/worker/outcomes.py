@@ -19,20 +19,22 @@ class Plan:
 
 def plan_outcome(attempt: Attempt, *, killed: bool, handler_rules: tuple[FailureRule, ...] | None,
                  use_pending_failed: bool, apply_handlers: bool = True,
-                 record_result: bool = True) -> Plan:
-    """What to write for an attempt that ended with attempt.return_code."""
+                 record_result: bool = True, detail: dict | None = None) -> Plan:
+    """What to write for an attempt that ended with attempt.return_code. `detail`: more for the event (why
+    torc changed the return code, e.g. declared outputs missing)."""
     rc = attempt.return_code
+    more = detail or {}
     if rc == 0 and not killed:
         return Plan([finish_step("completed", attempt)], final=JobStatus.COMPLETED)
     attempt_status = JobStatus.TERMINATED if killed else JobStatus.FAILED
     if not apply_handlers:
         return Plan([finish_step("failed", attempt, status=attempt_status, record_result=record_result,
-                                 detail={"return_code": rc, "reason": "stopped by the user"})],
+                                 detail={"return_code": rc, "reason": "stopped by the user", **more})],
                     final=attempt_status)
     decision = decide_failure(handler_rules or (), rc, attempt.attempt_id,
                               has_handler=handler_rules is not None, use_pending_failed=use_pending_failed,
                               killed=killed)
-    detail = {"return_code": rc, "reason": decision.reason, "rule": decision.rule_index}
+    detail = {"return_code": rc, "reason": decision.reason, "rule": decision.rule_index, **more}
     if decision.action is Action.RETRY:
         if decision.recovery_script:
             step = finish_step("recovering", attempt, attempt_status=attempt_status, detail=detail)

@@ -19,21 +19,22 @@ WALLTIME_SIGTERM_WINDOW_S = 120
 
 def run_worker(database_url: str, workflow_id: int, *, slurm: bool, idle_timeout_s: float,
                walltime_buffer_s: float, scheduler: str | None = None,
-               max_parallel_jobs: int | None = None, allocation_id: int | None = None) -> WorkerSummary:
+               max_parallel_jobs: int | None = None, allocation_id: int | None = None,
+               label: str | None = None, gpus: int | None = None) -> WorkerSummary:
     end_time = None
     slurm_job_id = None
     if slurm:
         slurm_job_id = os.environ.get("SLURM_JOB_ID")
         if not slurm_job_id:
             raise SystemExit("torc worker --slurm must run inside an allocation (SLURM_JOB_ID is not set)")
-        resources = slurm_resources()
+        resources = slurm_resources(gpus=gpus)
         end = CliSlurmClient().end_time(slurm_job_id)
         end_time = end.timestamp() if end else None
         if allocation_id is not None:
             with Database(database_url) as db:
                 db.run("allocation_started", id=allocation_id, workflow_id=workflow_id, slurm_job_id=slurm_job_id)
     else:
-        resources = local_resources()
+        resources = local_resources(gpus)
 
     def sigterm_reason() -> str:
         if end_time is not None and time.time() >= end_time - WALLTIME_SIGTERM_WINDOW_S:
@@ -44,6 +45,6 @@ def run_worker(database_url: str, workflow_id: int, *, slurm: bool, idle_timeout
                        max_parallel_jobs=max_parallel_jobs, end_time=end_time,
                        walltime_buffer_s=walltime_buffer_s, exit_when_done=True, idle_timeout_s=idle_timeout_s,
                        slurm_job_id=slurm_job_id, scheduler=scheduler,
-                       sigterm_reason=sigterm_reason if slurm else None, kill_grace_s=3)
+                       sigterm_reason=sigterm_reason if slurm else None, kill_grace_s=3, label=label)
     log.info("worker for workflow %s: %s, ends %s", workflow_id, resources, end_time)
     return Worker(cfg).run()

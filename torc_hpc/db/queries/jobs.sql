@@ -3,13 +3,15 @@
 
 -- name: claim_jobs
 -- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
--- candidates walks jobs_ready_idx in claim order; fitting keeps the prefix whose running sums fit.
+-- candidates walks jobs_ready_idx in claim order within the worker's label (NULL: unlabeled jobs only);
+-- fitting keeps the prefix whose running sums fit. Declared outputs (Torc's output_files) come back only when
+-- the worker says its workflow has some (it checks them after exit 0); otherwise no lookup per job.
 WITH wf AS (
     SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NULL
 ), candidates AS (
     SELECT id, priority, num_cpus, num_gpus, memory_bytes
     FROM jobs
-    WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') = coalesce(%(label)s::text, '')
       AND num_cpus <= %(cpus)s AND num_gpus <= %(gpus)s AND memory_bytes <= %(memory)s
       AND runtime_s <= %(time_left_s)s
       AND (%(scheduler)s::text IS NULL OR scheduler IS NULL OR scheduler = %(scheduler)s::text)
@@ -29,13 +31,18 @@ WITH wf AS (
     UPDATE jobs j SET status = 'running', worker_id = %(worker_id)s, started_at = now(), return_code = NULL
     FROM fitting WHERE j.id = fitting.id
     RETURNING j.id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
-              j.memory_bytes, j.runtime_s, j.priority, j.started_at
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at,
+              j.invocation_script, j.env, j.stdio_mode, j.delete_stdio_on_success
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
     SELECT %(workflow_id)s, id, 'claimed', 'ready', 'running', attempt_id, (SELECT run_id FROM wf), %(worker_id)s
     FROM claimed
 )
-SELECT c.*, (SELECT run_id FROM wf) AS run_id FROM claimed c ORDER BY c.priority DESC, c.id;
+SELECT c.*, (SELECT run_id FROM wf) AS run_id,
+       CASE WHEN %(with_outputs)s::bool THEN (
+           SELECT array_agg(ARRAY[f.name, f.path] ORDER BY f.name) FROM job_files jf JOIN files f ON f.id = jf.file_id
+           WHERE jf.job_id = c.id AND jf.direction = 'output') END AS outputs
+FROM claimed c ORDER BY c.priority DESC, c.id;
 
 -- name: finish_completed
 -- A job exited 0: result row, completed, event, and its blocked children lose one unfinished parent
@@ -279,8 +286,22 @@ WHERE j.id = %(job_id)s AND j.workflow_id = %(workflow_id)s AND j.status = 'pend
 FOR UPDATE OF j;
 
 -- name: blocked_by_unrunnable
--- Ready jobs no worker here could ever run (too big), for the end-of-run summary.
+-- Ready jobs no worker here could ever run (too big), for the end-of-run summary (this worker's label only).
 SELECT id, name, num_cpus, num_gpus, memory_bytes, runtime_s FROM jobs
-WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') = coalesce(%(label)s::text, '')
   AND (num_cpus > %(cpus)s OR num_gpus > %(gpus)s OR memory_bytes > %(memory)s OR runtime_s > %(time_left_s)s)
 ORDER BY id LIMIT 20;
+
+-- name: ready_labels_elsewhere
+-- Labels of ready jobs this worker's label does not serve (at most 5; '' is unlabeled), for `torc run`'s
+-- end: a run leaves when only such jobs are left, and says which --label would run them.
+SELECT DISTINCT coalesce(label, '') AS label FROM (
+    SELECT label FROM jobs
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') <> coalesce(%(label)s::text, '')
+    LIMIT 1000
+) s LIMIT 5;
+
+-- name: ready_for_label
+-- Whether a ready job carries this worker's label (a probe on jobs_ready_idx).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+                                    AND coalesce(label, '') = coalesce(%(label)s::text, '')) AS any;
