@@ -3,6 +3,7 @@ env, invocation_script, labels, declared outputs (156), stdio modes with delete_
 
 import json
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -29,7 +30,7 @@ def test_env_invocation_script_and_interpreter_on_path(torc):
         env: {{WF_VAR: from-workflow, SHARED: workflow}}
         jobs:
           - name: plain
-            command: bash -c 'echo "$WF_VAR $SHARED $TORC_JOB_NAME" > plain.txt; command -v torc > which.txt'
+            command: bash -c 'echo "$WF_VAR $SHARED $TORC_JOB_NAME" > plain.txt; command -v torc > which.txt; command -v python3 > python.txt; torc user-data --help > help.txt'
           - name: own
             env: {{SHARED: job, JOB_VAR: "1"}}
             command: bash -c 'echo "$WF_VAR $SHARED $JOB_VAR" > own.txt'
@@ -48,8 +49,11 @@ def test_env_invocation_script_and_interpreter_on_path(torc):
     cwd = torc.cwd
     assert (cwd / "plain.txt").read_text().split() == ["from-workflow", "workflow", "plain"]
     assert (cwd / "own.txt").read_text().split() == ["from-workflow", "job", "1"]
-    # the worker's interpreter directory comes first on PATH: `torc user-data …` works without activating
-    assert Path((cwd / "which.txt").read_text().strip()).parent == Path(sys.executable).parent
+    # a `torc` running the worker's own torc comes first on PATH (`torc user-data …` works without activating
+    # torc's virtualenv), and nothing else of that virtualenv shadows the user's programs
+    assert Path((cwd / "which.txt").read_text().strip()) == cwd / "torc_output" / "bin" / "torc"
+    assert "user-data" in (cwd / "help.txt").read_text()
+    assert (cwd / "python.txt").read_text().strip() == (shutil.which("python3", path=torc.env["PATH"]) or "")
     assert (cwd / "wrapped_wrapped.txt").read_text().strip() == "wrapped: touch wrapped_ran"
     assert (cwd / "wrapped_ran").exists()
     assert (cwd / "prologue.txt").read_text().strip() == "yes"

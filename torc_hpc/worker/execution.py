@@ -1,20 +1,25 @@
 """What the worker does at a job's spawn and exit with the fields Torc's specs store (issue 14, execution):
 environment and invocation script (spawn_env), stdio modes and delete_on_success (stdio), GPU devices
-(core.gpus), declared outputs after exit 0 (core.outputs). The loop calls four methods: prepare (log thread),
-spawn, after_exit and ended (main thread). A plain job (no env, no script, separate stdio, no outputs, no GPUs)
-pays a few dictionary lookups here.
+(core.gpus), declared outputs after exit 0 (core.outputs), resource monitoring and memory limits (monitor),
+a job's own peak memory (core.peak_memory) and Torc's termination settings. The loop calls prepare (log
+thread), spawn, ended, after_exit, peak and take_steps (main thread). A plain job (no env, no script, separate
+stdio, no outputs, no GPUs, no monitoring) pays a few dictionary lookups here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 
-from torc_hpc.core import gpus
+from torc_hpc.core import gpus, monitoring, peak_memory
 from torc_hpc.core.outputs import OUTPUT_MISSING, missing_outputs, missing_outputs_message
+from torc_hpc.core.states import ExitCode
 from torc_hpc.worker import process, stdio
-from torc_hpc.worker.spawn_env import SpawnEnv
+from torc_hpc.worker.monitor import Monitor
+from torc_hpc.worker.spawn_env import SpawnEnv, torc_bin_dir
 
 
 @dataclass(slots=True)
@@ -44,7 +49,7 @@ def could_not_start(prepared: Prepared | None, stem_path: str, error: BaseExcept
 class Execution:
     def __init__(self, settings: dict | None, base_env: dict[str, str], stdio_dir: str, cfg):
         settings = settings or {}
-        self.env = SpawnEnv(base_env, settings.get("env"))
+        self.env = SpawnEnv(base_env, settings.get("env"), torc_bin_dir(os.path.dirname(stdio_dir)))
         self.has_outputs = bool(settings.get("has_outputs"))
         self.execution_config = settings.get("execution_config") or {}
         self.resource_monitor = settings.get("resource_monitor")
@@ -54,6 +59,48 @@ class Execution:
         self.gpus = gpus.DevicePool(pool.devices)
         self.gpu_variables = gpus.vendor_variables(os.environ, os.path.exists("/dev/kfd"))
         self.background = lambda fn, *args: fn(*args)   # the loop hands over its log thread's submit
+        self.monitor_settings = monitoring.settings(self.resource_monitor, settings.get("execution_config"))
+        self.monitor: Monitor | None = None
+        self.workflow_id = cfg.workflow_id
+        self._steps: list = []                          # monitoring rows to write with the next batch
+        self._worker_peak = (0, -1.0)                   # (bytes, monotonic time read)
+        ec = self.execution_config
+        self.termination_signal = getattr(signal, str(ec.get("termination_signal") or "SIGTERM"), signal.SIGTERM)
+        self.timeout_exit_code = int(ec.get("timeout_exit_code", ExitCode.WALLTIME))
+        self.walltime_grace_s: float | None = None
+        if ec and cfg.end_time is not None:
+            # Torc's direct mode: the termination signal sigterm_lead_seconds before SIGKILL, which comes
+            # sigkill_headroom_seconds before the allocation ends.
+            lead, headroom = float(ec.get("sigterm_lead_seconds", 30)), float(ec.get("sigkill_headroom_seconds", 60))
+            cfg.walltime_buffer_s = lead + headroom
+            self.walltime_grace_s = lead
+
+    # ---- the monitor thread ----------------------------------------------------------------------
+
+    def start(self, wake, submit) -> None:
+        """Start the monitor when the workflow asks for monitoring or memory limits (else nothing runs)."""
+        if self.monitor_settings is not None:
+            self.monitor = Monitor(self.monitor_settings, self.workflow_id, wake, submit)
+            self.monitor.start()
+
+    def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    def enforce_limits(self, children: dict) -> None:
+        """(main thread) Kill the jobs the monitor found over their memory request (limit_resources)."""
+        if self.monitor is None:
+            return
+        while self.monitor.kills:
+            child = children.get(self.monitor.kills.popleft())
+            if child is not None and child.kill_reason is None:
+                child.kill_reason = "oom"
+                process.signal_group(child, signal.SIGKILL)
+
+    def take_steps(self) -> list:
+        """Monitoring rows of the attempts that ended, for the batch the loop hands to the database."""
+        steps, self._steps = self._steps, []
+        return steps
 
     # ---- spawn -----------------------------------------------------------------------------------
 
@@ -78,6 +125,8 @@ class Execution:
         child.extra["prepared"] = prepared
         if devices:
             child.extra["gpus"] = devices
+        if self.monitor is not None:
+            self.monitor.add(child.pid, job)
         return child
 
     # ---- exit ------------------------------------------------------------------------------------
@@ -85,7 +134,14 @@ class Execution:
     def after_exit(self, child: process.Child, rc: int, killed: bool) -> dict | None:
         """After a job's process ended, before its result is written: check its declared outputs (exit 0
         without them is return code 156, said in its stderr file and the event) and delete its log files when
-        it succeeded and asks for that. Returns what the event must add (with the new return code), or None."""
+        it succeeded and asks for that. A job the monitor killed over its memory request gets oom_exit_code.
+        Returns what the event must add (with the new return code), or None."""
+        if child.kill_reason == "oom":
+            track = child.extra.get("track")
+            rss = track.over_memory if track is not None else None
+            code = self.monitor_settings.oom_exit_code if self.monitor_settings else int(ExitCode.OUT_OF_MEMORY)
+            return {"return_code": code, "message": f"killed by torc: its memory ({_mib(rss)}) exceeded its request "
+                    f"({_mib(child.job['memory_bytes'])}); execution_config.limit_resources"}
         if rc != 0 or killed:
             return None
         job = child.job
@@ -104,7 +160,51 @@ class Execution:
         return None
 
     def ended(self, child: process.Child) -> None:
-        """The job's process is gone (reaped): its devices go back to the pool."""
+        """The job's process is gone (reaped): its devices go back to the pool, the monitor lets it go."""
         devices = child.extra.get("gpus")
         if devices:
             self.gpus.give_back(devices)
+        if self.monitor is not None:
+            track = self.monitor.remove(child.pid)
+            if track is not None:
+                child.extra["track"] = track
+
+    def peak(self, child: process.Child, ru_maxrss_bytes: int, cpu_time_s: float | None,
+             exec_time_s: float | None, rc: int) -> int | None:
+        """The job's own peak memory (core.peak_memory), and its monitoring rows queued for the next batch."""
+        read_at = self._worker_peak[1]
+        if read_at < child.started_mono:    # the worker's peak must be read after the job started
+            self._worker_peak = (worker_peak_bytes(), time.monotonic())
+        track = child.extra.get("track")
+        sampled = track.samples.own_peak if track is not None else None
+        own = peak_memory.own_peak(ru_maxrss_bytes, self._worker_peak[0], sampled)
+        if track is not None and self.monitor_settings is not None:
+            job = child.job
+            key = {"workflow_id": self.workflow_id, "job_id": job["id"], "run_id": job["run_id"],
+                   "attempt_id": job["attempt_id"]}
+            if self.monitor_settings.summary:
+                self._steps.append(("insert_attempt_resources", {
+                    **key, **monitoring.summarize(track.samples, cpu_time_s, exec_time_s, own)}))
+            if self.monitor_settings.series:
+                step = self.monitor.chunk_step(track)
+                if step is not None:
+                    self._steps.append(step)
+        return own
+
+
+def worker_peak_bytes() -> int:
+    """The worker's own peak resident memory (VmHWM of its address space): what a child's exec records."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.0f} MiB"

@@ -164,6 +164,8 @@ class Worker:
         self.pump = Pump(cfg.database_url, cfg.workflow_id, self.worker_id, self._claim_params, self._wake,
                          self._on_claimed)
         self.pump.start()
+        # The resource monitor (only when the workflow asks for it): its chunks of samples go to the pump.
+        self.x.start(self._wake, lambda steps: self.pump.submit([s for s in steps if s], [], claim=False))
         restore = self._install_signal_handlers()
         reason = "error"
         try:
@@ -178,6 +180,7 @@ class Worker:
                 if self.children or self.queue or not self.pump.idle():
                     self._stop_children("interrupted" if reason == "error" else reason)
             finally:
+                self.x.stop()
                 self.pump.stop()
                 self._log_pool.shutdown()
                 self._close_started_logs()
@@ -275,6 +278,7 @@ class Worker:
                     if ex:
                         self._forget(ex.child)
                         exits.append(ex)
+            self.x.enforce_limits(self.children)   # limit_resources: jobs the monitor found over their memory
             if self._sigchld and self.children:
                 # One wait4 per wake-up collects every child that ended (SIGCHLD may merge several).
                 for ex in process.reap_any(self.children):
@@ -480,7 +484,7 @@ class Worker:
             # Slurm signals the job's processes itself; a child killed while we are stopping was stopped by us.
             reason = child.kill_reason or (self._stop_request if ex.signaled else None)
             if reason == "walltime":
-                rc = ExitCode.WALLTIME
+                rc = self.x.timeout_exit_code   # 152 unless execution_config.timeout_exit_code says otherwise
             elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
                 rc = ExitCode.CANCELED
             killed = ex.signaled or reason is not None
@@ -490,15 +494,17 @@ class Worker:
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
-                              exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
-                              cpu_time_s=ex.cpu_time_s)
+                              exec_time_s=ex.exec_time_s, cpu_time_s=ex.cpu_time_s,
+                              # the job's own peak, not the worker's (core/peak_memory.py)
+                              peak_memory_bytes=self.x.peak(child, ex.peak_memory_bytes, ex.cpu_time_s,
+                                                            ex.exec_time_s, rc))
             batch.append(_Ended(job, attempt, killed=killed, kill_reason=reason, note=note))
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:
         """Hand a batch of ended attempts and recoveries to the pump: one transaction, which also claims
         the next jobs; recovery scripts start once their attempt's result is committed."""
-        steps, recoveries = [], []
+        steps, recoveries = self.x.take_steps(), []   # monitoring rows of these attempts, if monitored
         for e in batch:
             if e.script is not None:  # a recovery script ended
                 if e.ex.child.kill_reason:
@@ -549,8 +555,10 @@ class Worker:
             return
         for child in self.children.values():
             child.kill_reason = reason
-            process.signal_group(child, signal.SIGTERM)
-        deadline = time.monotonic() + self.cfg.kill_grace_s
+            process.signal_group(child, self.x.termination_signal)   # execution_config.termination_signal
+        grace = self.x.walltime_grace_s if reason == "walltime" and self.x.walltime_grace_s is not None \
+            else self.cfg.kill_grace_s
+        deadline = time.monotonic() + grace
         exits = []
         while self.children:
             for child in list(self.children.values()):
