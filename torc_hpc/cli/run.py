@@ -265,4 +265,7 @@ def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workfl
     if summary.unrunnable:
         names = ", ".join(r["name"] for r in summary.unrunnable)
         print(f"torc worker: ready jobs too large for this worker (CPUs, memory, GPUs or remaining time): {names}")
+    if summary.other_labels:
+        labels = ", ".join(repr(x) if x else "(unlabeled)" for x in summary.other_labels)
+        print(f"torc worker: ready jobs are left for workers with other labels: {labels}")
 
