@@ -22,14 +22,14 @@ def test_workers_claim_only_their_label(db):
     assert sorted(j["name"] for j in _claim(db, wf, wid, "gpu")) == ["gpu_1", "gpu_2"]
     assert _claim(db, wf, wid, "GPU") == []            # exact and case-sensitive
     assert [j["name"] for j in _claim(db, wf, wid, "bigmem")] == ["big"]
-    assert db.one("ready_for_label", workflow_id=wf, label=None)["any"] is False
+    assert db.one("idle_probe", workflow_id=wf, label=None)["ready"] is False
 
 
 def test_run_leaves_jobs_for_other_labels_and_names_them(db):
     wf = create(db, {"name": "labels", "jobs": [
         {"name": "a", "command": "true", "label": "gpu"}, {"name": "b", "command": "true", "label": "x y"}]})
-    assert db.one("ready_for_label", workflow_id=wf, label=None)["any"] is False
-    assert db.one("ready_for_label", workflow_id=wf, label="gpu")["any"] is True
+    assert db.one("idle_probe", workflow_id=wf, label=None)["ready"] is False
+    assert db.one("idle_probe", workflow_id=wf, label="gpu")["ready"] is True
     labels = sorted(r["label"] for r in db.all("ready_labels_elsewhere", workflow_id=wf, label=None))
     assert labels == ["gpu", "x y"]
     assert [r["label"] for r in db.all("ready_labels_elsewhere", workflow_id=wf, label="gpu")] == ["x y"]
@@ -39,7 +39,8 @@ def _plan(db, wf, label):
     return "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
         "EXPLAIN " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
-         "time_left_s": 10**6, "scheduler": None, "label": label, "with_outputs": False}).fetchall())
+         "time_left_s": 10**6, "scheduler": None, "label": label, "with_outputs": False,
+         "window": 1000}).fetchall())
 
 
 def test_labeled_and_unlabeled_claims_are_index_range_scans(db):
@@ -69,7 +70,8 @@ def test_claim_reads_only_its_labels_buffers(db):
     rows = db.conn.execute(
         "EXPLAIN (ANALYZE, BUFFERS) " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
-         "time_left_s": 10**6, "scheduler": None, "label": "gpu", "with_outputs": False}).fetchall()
+         "time_left_s": 10**6, "scheduler": None, "label": "gpu", "with_outputs": False,
+         "window": 1000}).fetchall()
     db.conn.rollback()
     text = "\n".join(r["QUERY PLAN"] for r in rows)
     scan = next(line for line in text.splitlines() if "jobs_ready_idx" in line)
