@@ -12,8 +12,8 @@ from rich.text import Text
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, config_value,
-                                 expansion_limits, open_db, state)
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits,
+                                 open_db, script_setting, state)
 from torc_hpc.cli.output import Format, console, emit_json, fit, human_duration, terminal_width
 from torc_hpc.db.connection import resolve_url
 from torc_hpc.errors import UnfinishedWorkflow
@@ -75,7 +75,8 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
         else:
             if not new:
                 _refuse_duplicate(db, target)
-            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir),
+            out = script_setting("output_dir", output_dir, "--output-dir")
+            wf_id = ops.create_from_file(db, target, output_dir=out,
                                          limits=expansion_limits(max_jobs, max_dependencies))
             if fmt is Format.table:
                 console.print(f"created workflow [bold]{wf_id}[/bold] from {escape(target)}")
