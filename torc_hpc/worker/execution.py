@@ -46,42 +46,78 @@ def could_not_start(prepared: Prepared | None, stem_path: str, error: BaseExcept
         stdio.note(path, f"torc could not start the job: {error}")
 
 
+@dataclass
+class WorkflowExecution:
+    """What one served workflow's settings mean for its jobs (a worker may serve several)."""
+
+    env: SpawnEnv
+    has_outputs: bool
+    working_dir: str
+    monitor: monitoring.MonitorSettings | None
+    termination_signal: int
+    timeout_exit_code: int
+
+
 class Execution:
-    def __init__(self, settings: dict | None, base_env: dict[str, str], stdio_dir: str, cfg):
-        settings = settings or {}
-        self.env = SpawnEnv(base_env, settings.get("env"), torc_bin_dir(os.path.dirname(stdio_dir)))
-        self.has_outputs = bool(settings.get("has_outputs"))
-        self.execution_config = settings.get("execution_config") or {}
-        self.resource_monitor = settings.get("resource_monitor")
-        self.working_dir = os.getcwd()   # the worker has moved into the workflow's directory
+    """One per worker: the GPU pool, the monitor thread and the per-workflow settings of what it serves."""
+
+    def __init__(self, cfg, wake, submit):
+        self.cfg = cfg
+        self.workflows: dict[int, WorkflowExecution] = {}
         pool = gpus.worker_pool(os.environ, cfg.resources.gpus)
         self.gpu_source = pool.source
         self.gpus = gpus.DevicePool(pool.devices)
         self.gpu_variables = gpus.vendor_variables(os.environ, os.path.exists("/dev/kfd"))
         self.background = lambda fn, *args: fn(*args)   # the loop hands over its log thread's submit
-        self.monitor_settings = monitoring.settings(self.resource_monitor, settings.get("execution_config"))
         self.monitor: Monitor | None = None
-        self.workflow_id = cfg.workflow_id
+        self._wake, self._submit = wake, submit
         self._steps: list = []                          # monitoring rows to write with the next batch
         self._worker_peak = (0, -1.0)                   # (bytes, monotonic time read)
-        ec = self.execution_config
-        self.termination_signal = getattr(signal, str(ec.get("termination_signal") or "SIGTERM"), signal.SIGTERM)
-        self.timeout_exit_code = int(ec.get("timeout_exit_code", ExitCode.WALLTIME))
         self.walltime_grace_s: float | None = None
-        if ec and cfg.end_time is not None:
+        self.has_outputs = False                        # some served workflow declares outputs
+
+    def add_workflow(self, workflow_id: int, settings: dict | None, base_env: dict[str, str], stdio_dir: str,
+                     working_dir: str | None) -> WorkflowExecution:
+        """(under the loop's context lock) A served workflow's settings: env, outputs, monitoring, termination."""
+        settings = settings or {}
+        ec = settings.get("execution_config") or {}
+        w = WorkflowExecution(
+            env=SpawnEnv(base_env, settings.get("env"), torc_bin_dir(os.path.dirname(stdio_dir))),
+            has_outputs=bool(settings.get("has_outputs")), working_dir=working_dir or os.getcwd(),
+            monitor=monitoring.settings(settings.get("resource_monitor"), settings.get("execution_config")),
+            termination_signal=getattr(signal, str(ec.get("termination_signal") or "SIGTERM"), signal.SIGTERM),
+            timeout_exit_code=int(ec.get("timeout_exit_code", ExitCode.WALLTIME)))
+        self.workflows[workflow_id] = w
+        self.has_outputs = self.has_outputs or w.has_outputs
+        if ec and self.cfg.end_time is not None:
             # Torc's direct mode: the termination signal sigterm_lead_seconds before SIGKILL, which comes
-            # sigkill_headroom_seconds before the allocation ends.
+            # sigkill_headroom_seconds before the allocation ends (serving several: the longest of them).
             lead, headroom = float(ec.get("sigterm_lead_seconds", 30)), float(ec.get("sigkill_headroom_seconds", 60))
-            cfg.walltime_buffer_s = lead + headroom
-            self.walltime_grace_s = lead
+            if self.walltime_grace_s is None:   # the first: the spec's timings replace the worker's default
+                self.cfg.walltime_buffer_s = lead + headroom
+            else:
+                self.cfg.walltime_buffer_s = max(self.cfg.walltime_buffer_s, lead + headroom)
+            self.walltime_grace_s = max(self.walltime_grace_s or 0.0, lead)
+        if w.monitor is not None:
+            if self.monitor is None:
+                self.monitor = Monitor(w.monitor.interval_s, self._wake, self._submit)
+                self.monitor.start()
+            else:
+                self.monitor.faster(w.monitor.interval_s)
+        return w
+
+    def of(self, job: dict) -> WorkflowExecution:
+        return self.workflows[job["workflow_id"]]
+
+    def termination_signal(self, job: dict) -> int:
+        w = self.workflows.get(job.get("workflow_id"))
+        return w.termination_signal if w else signal.SIGTERM
+
+    def timeout_exit_code(self, job: dict) -> int:
+        w = self.workflows.get(job.get("workflow_id"))
+        return w.timeout_exit_code if w else int(ExitCode.WALLTIME)
 
     # ---- the monitor thread ----------------------------------------------------------------------
-
-    def start(self, wake, submit) -> None:
-        """Start the monitor when the workflow asks for monitoring or memory limits (else nothing runs)."""
-        if self.monitor_settings is not None:
-            self.monitor = Monitor(self.monitor_settings, self.workflow_id, wake, submit)
-            self.monitor.start()
 
     def stop(self) -> None:
         if self.monitor is not None:
@@ -106,7 +142,7 @@ class Execution:
 
     def prepare(self, job: dict, torc_vars: dict, stem_path: str) -> Prepared:
         """(log thread) argv, environment and open log files for a claimed job."""
-        env = self.env.for_job(job, **torc_vars)
+        env = self.of(job).env.for_job(job, **torc_vars)
         executable, argv = SpawnEnv.argv(job, env)
         return Prepared(executable, argv, env, stdio.open_stdio(stem_path, job.get("stdio_mode")))
 
@@ -125,8 +161,9 @@ class Execution:
         child.extra["prepared"] = prepared
         if devices:
             child.extra["gpus"] = devices
-        if self.monitor is not None:
-            self.monitor.add(child.pid, job)
+        w = self.of(job)
+        if w.monitor is not None:
+            self.monitor.add(child.pid, job, w.monitor)
         return child
 
     # ---- exit ------------------------------------------------------------------------------------
@@ -139,7 +176,7 @@ class Execution:
         if child.kill_reason == "oom":
             track = child.extra.get("track")
             rss = track.over_memory if track is not None else None
-            code = self.monitor_settings.oom_exit_code if self.monitor_settings else int(ExitCode.OUT_OF_MEMORY)
+            code = track.settings.oom_exit_code if track is not None else int(ExitCode.OUT_OF_MEMORY)
             return {"return_code": code, "message": f"killed by torc: its memory ({_mib(rss)}) exceeded its request "
                     f"({_mib(child.job['memory_bytes'])}); execution_config.limit_resources"}
         if rc != 0 or killed:
@@ -148,7 +185,7 @@ class Execution:
         prepared: Prepared | None = child.extra.get("prepared")
         outputs = job.get("outputs")
         if outputs:
-            missing = missing_outputs(outputs, self.working_dir, os.path.exists)
+            missing = missing_outputs(outputs, self.of(job).working_dir, os.path.exists)
             if missing:
                 message = missing_outputs_message(missing)
                 if prepared is not None:
@@ -178,14 +215,14 @@ class Execution:
         track = child.extra.get("track")
         sampled = track.samples.own_peak if track is not None else None
         own = peak_memory.own_peak(ru_maxrss_bytes, self._worker_peak[0], sampled)
-        if track is not None and self.monitor_settings is not None:
+        if track is not None:
             job = child.job
-            key = {"workflow_id": self.workflow_id, "job_id": job["id"], "run_id": job["run_id"],
+            key = {"workflow_id": job["workflow_id"], "job_id": job["id"], "run_id": job["run_id"],
                    "attempt_id": job["attempt_id"]}
-            if self.monitor_settings.summary:
+            if track.settings.summary:
                 self._steps.append(("insert_attempt_resources", {
                     **key, **monitoring.summarize(track.samples, cpu_time_s, exec_time_s, own)}))
-            if self.monitor_settings.series:
+            if track.settings.series:
                 step = self.monitor.chunk_step(track)
                 if step is not None:
                     self._steps.append(step)

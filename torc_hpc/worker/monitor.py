@@ -33,8 +33,10 @@ class Track:
 
     pgid: int
     job: dict
+    settings: MonitorSettings                        # its workflow's (a worker may serve several)
     samples: Samples
     last_mono: float                                 # when its CPU was last accounted
+    due: float                                       # when its next sample is due (monotonic)
     cpu_by_pid: dict[int, tuple[int, int]] = field(default_factory=dict)   # pid → (starttime, ticks)
     over_memory: int | None = None                   # the RSS that exceeded the request (kill asked)
 
@@ -76,11 +78,9 @@ def read_processes() -> dict[int, list[tuple[int, int, int, int]]]:
 
 
 class Monitor(threading.Thread):
-    def __init__(self, settings: MonitorSettings, workflow_id: int, wake: Callable[[], None],
-                 submit: Callable[[list], None]):
+    def __init__(self, interval_s: float, wake: Callable[[], None], submit: Callable[[list], None]):
         super().__init__(name="torc-monitor", daemon=True)
-        self.settings = settings
-        self.workflow_id = workflow_id
+        self.interval_s = interval_s        # the shortest interval of the workflows served
         self._wake = wake
         self._submit = submit
         self._lock = threading.Lock()
@@ -90,9 +90,14 @@ class Monitor(threading.Thread):
 
     # ---- main thread ----------------------------------------------------------------------------
 
-    def add(self, pid: int, job: dict) -> None:
+    def add(self, pid: int, job: dict, settings: MonitorSettings) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._tracks[pid] = Track(pid, job, Samples(self.settings.interval_s), time.monotonic())
+            self._tracks[pid] = Track(pid, job, settings, Samples(settings.interval_s), now, now + settings.interval_s)
+
+    def faster(self, interval_s: float) -> None:
+        """Another served workflow samples more often: tick at its interval too."""
+        self.interval_s = min(self.interval_s, interval_s)
 
     def remove(self, pid: int) -> Track | None:
         with self._lock:
@@ -110,12 +115,11 @@ class Monitor(threading.Thread):
     # ---- the thread -----------------------------------------------------------------------------
 
     def run(self) -> None:
-        interval = self.settings.interval_s
-        next_at = time.monotonic() + interval
+        next_at = time.monotonic() + self.interval_s
         while not self._halt.wait(max(0.0, next_at - time.monotonic())):
-            next_at += interval
+            next_at += self.interval_s
             if next_at < time.monotonic():        # fell behind (suspended, overloaded): no burst of catch-up
-                next_at = time.monotonic() + interval
+                next_at = time.monotonic() + self.interval_s
             try:
                 self.sample_once()
             except Exception:  # noqa: BLE001 - monitoring must never take the worker down
@@ -130,6 +134,9 @@ class Monitor(threading.Thread):
         flush, kill = [], False
         with self._lock:
             for pgid, t in self._tracks.items():
+                if mono + 0.05 < t.due:          # its workflow samples less often than the fastest served
+                    continue
+                t.due = max(t.due + t.settings.interval_s, mono)
                 procs = groups.get(pgid, ())
                 ticks, rss, hwm, seen = 0, 0, 0, {}
                 for pid, start, total, r in procs:
@@ -143,12 +150,12 @@ class Monitor(threading.Thread):
                 t.last_mono = mono
                 cpu = 100.0 * ticks / _TICK / elapsed
                 t.samples.add(now, cpu, rss, len(procs), hwm)
-                if self.settings.limit_memory and t.over_memory is None and over_memory(rss, t.job["memory_bytes"]):
+                if t.settings.limit_memory and t.over_memory is None and over_memory(rss, t.job["memory_bytes"]):
                     t.over_memory = rss
                     self.kills.append(pgid)
                     kill = True
-                if self.settings.series and (t.samples.pending() * self.settings.interval_s >= self.settings.flush_s
-                                             or t.samples.pending() >= CHUNK_MAX_SAMPLES):
+                if t.settings.series and (t.samples.pending() * t.settings.interval_s >= t.settings.flush_s
+                                          or t.samples.pending() >= CHUNK_MAX_SAMPLES):
                     flush.append(self.chunk_step(t))
         if flush:
             self._submit(flush)
@@ -156,10 +163,10 @@ class Monitor(threading.Thread):
             self._wake()
 
     def chunk_step(self, t: Track) -> tuple[str, dict] | None:
-        chunk = t.samples.take_chunk(self.settings.metrics)
+        chunk = t.samples.take_chunk(t.settings.metrics)
         if chunk is None:
             return None
         job = t.job
         return ("insert_resource_samples", {
-            "workflow_id": self.workflow_id, "job_id": job["id"], "run_id": job["run_id"],
+            "workflow_id": job["workflow_id"], "job_id": job["id"], "run_id": job["run_id"],
             "attempt_id": job["attempt_id"], **chunk})
