@@ -221,3 +221,35 @@ def test_gpu_jobs_never_share_a_device(torc):
                 overlapping += 1
                 assert not (d1 & d2), f"{n1} and {n2} ran at the same time on {d1 & d2}"
     assert overlapping >= 3, "jobs did not run concurrently: the test proves nothing"
+
+
+def test_one_worker_applies_each_served_workflows_own_settings(torc, db):
+    """A worker serving two workflows: each job gets its own workflow's env, stdio mode, output check and
+    monitoring; the plain workflow gets none of the other's."""
+    from tests.e2e.test_multi_workflow_worker import _create
+
+    fancy, fancy_dir = _create(torc, "fancy", spec=textwrap.dedent("""\
+        name: fancy
+        env: {FLAVOUR: fancy}
+        execution_config: {limit_resources: false, stdio: {mode: combined}}
+        resource_monitor: {sample_interval_seconds: 1, jobs: {enabled: true}}
+        files: [{name: out, path: never.txt}]
+        jobs:
+          - {name: f1, command: "bash -c 'echo ${FLAVOUR:-none} > flavour.txt; sleep 1.5'"}
+          - {name: f2, command: "true", output_files: [out]}
+        """))
+    plain, plain_dir = _create(torc, "plain", spec=textwrap.dedent("""\
+        name: plain
+        jobs:
+          - {name: p1, command: "bash -c 'echo ${FLAVOUR:-none} > flavour.txt; sleep 1.5'"}
+        """))
+    torc("worker", "--workflows", f"{fancy},{plain}", "-j", "3", "--idle-timeout", "10")
+    assert (fancy_dir / "flavour.txt").read_text().strip() == "fancy"
+    assert (plain_dir / "flavour.txt").read_text().strip() == "none"
+    assert sorted(p.suffix for p in (fancy_dir / "torc_output" / "job_stdio").glob("job_*")) == [".log", ".log"]
+    assert sorted(p.suffix for p in (plain_dir / "torc_output" / "job_stdio").glob("job_*")) == [".e", ".o"]
+    status = {r["name"]: (r["status"], r["return_code"]) for r in db.all("list_jobs", workflow_id=fancy, status=None)}
+    assert status == {"f1": ("completed", 0), "f2": ("failed", 156)}
+    monitored = {r["job_name"] for r in db.all("attempt_resource_summaries", workflow_id=fancy, limit=10)}
+    assert monitored == {"f1", "f2"}
+    assert db.all("attempt_resource_summaries", workflow_id=plain, limit=10) == []
