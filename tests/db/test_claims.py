@@ -87,7 +87,7 @@ def test_claim_uses_the_partial_ready_index(db):
     plan = "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
         "EXPLAIN " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
-         "time_left_s": 10**6, "scheduler": None}).fetchall())
+         "time_left_s": 10**6, "scheduler": None, "job_cpus": 2, "job_gpus": 0, "job_memory": GIB * 4}).fetchall())
     assert "jobs_ready_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
 

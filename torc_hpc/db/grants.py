@@ -43,6 +43,7 @@ WATCHER_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
                           "error", "started_at", "ended_at", "checked_at", "outcome", "sbatch_args")),
     "events": ("*", ()),
     "results": ("*", ()),
+    "recovery_claims": ("*", ()),
     "watch_state": (("workflow_id", "last_auto_schedule_at", "consecutive_failures", "next_attempt_at",
                      "paused_reason", "recovery_rounds", "updated_at"),
                     ("last_auto_schedule_at", "consecutive_failures", "next_attempt_at", "paused_reason",

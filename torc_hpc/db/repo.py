@@ -159,7 +159,8 @@ class Database:
                     self.conn.execute(q("insert_failure_rule"), {
                         "handler_id": hid, "position": pos, "exit_codes": rule.exit_codes,
                         "match_all_exit_codes": rule.match_all_exit_codes,
-                        "recovery_script": rule.recovery_script, "max_retries": rule.max_retries})
+                        "recovery_script": rule.recovery_script, "max_retries": rule.max_retries,
+                        "recovery_timeout_s": rule.recovery_timeout_s})
             for sch in spec.slurm_schedulers:
                 self.conn.execute(q("insert_slurm_scheduler"), {
                     "workflow_id": wf_id, "name": sch.name, "account": sch.account, "partition": sch.partition,
@@ -300,7 +301,8 @@ class Database:
         for r in self.all("load_failure_rules", workflow_id=workflow_id):
             rules.setdefault(r["handler_id"], []).append(FailureRule(
                 exit_codes=tuple(r["exit_codes"]), match_all_exit_codes=r["match_all_exit_codes"],
-                recovery_script=r["recovery_script"], max_retries=r["max_retries"]))
+                recovery_script=r["recovery_script"], max_retries=r["max_retries"],
+                recovery_timeout_s=r["recovery_timeout_s"]))
         return {k: tuple(v) for k, v in rules.items()}
 
     def status_counts(self, workflow_id: int) -> dict[str, int]:
@@ -460,12 +462,16 @@ class Database:
     # ---- claims and completions ------------------------------------------------------------
 
     def claim(self, workflow_id: int, worker_id: int, *, cpus: int, gpus: int, memory: int, limit: int,
-              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None) -> list[dict]:
+              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None, job_cpus: int | None = None,
+              job_gpus: int | None = None, job_memory: int | None = None) -> list[dict]:
+        """Claim ready jobs whose summed requests fit cpus/gpus/memory; job_*: the most one job may ask
+        (default: the same bounds)."""
         if limit <= 0:
             return []
-        return self.all("claim_jobs", workflow_id=workflow_id, worker_id=worker_id, cpus=cpus, gpus=gpus,
-                        memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
-                        scheduler=scheduler)
+        return self.all("claim_jobs", **_job_bounds({
+            "workflow_id": workflow_id, "worker_id": worker_id, "cpus": cpus, "gpus": gpus, "memory": memory,
+            "limit": limit, "time_left_s": min(time_left_s, NO_LIMIT_S), "scheduler": scheduler,
+            "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_memory}))
 
     @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
@@ -499,9 +505,9 @@ class Database:
                 pending.append((params["job_id"], self.conn.execute(q(name), params)))
             claim_cursor = None
             if claim is not None and claim["limit"] > 0:
-                claim_cursor = self.conn.execute(q("claim_jobs"), {
+                claim_cursor = self.conn.execute(q("claim_jobs"), _job_bounds({
                     **claim, "workflow_id": workflow_id, "worker_id": worker_id,
-                    "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
+                    "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)}))
             for job_id, cur in pending:
                 row = cur.fetchone()
                 if job_id is None:
@@ -516,6 +522,14 @@ class Database:
             if totals["newly_ready"]:
                 self.notify_ready(workflow_id)
         return totals
+
+
+def _job_bounds(params: dict) -> dict:
+    """claim_jobs' per-job bounds (job_cpus, job_gpus, job_memory) default to the claim's budget."""
+    for k in ("cpus", "gpus", "memory"):
+        if params.get(f"job_{k}") is None:
+            params[f"job_{k}"] = params[k]
+    return params
 
 
 def finish_step(kind: str, attempt: Attempt, *, status: JobStatus | None = None,

@@ -140,7 +140,7 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     db.conn.execute("SET plan_cache_mode = force_custom_plan")
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
-    report.reconciled = reconcile(db, workflow_id, client=client)
+    report.reconciled = reconcile(db, workflow_id, client=client, run_recoveries=True)
     db.run("ensure_watch_state", workflow_id=workflow_id)
     state = db.one("get_watch_state", workflow_id=workflow_id)
     backoff = _backoff(state)

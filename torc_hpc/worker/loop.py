@@ -22,13 +22,15 @@ from typing import Callable
 import psycopg
 
 from torc_hpc.core.states import ExitCode
-from torc_hpc.errors import DatabaseError
+from torc_hpc.errors import DatabaseError, TorcError
 from torc_hpc.db.connection import connect, redact
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
 from torc_hpc.worker import process
-from torc_hpc.worker.outcomes import after_recovery, plan_outcome
+from torc_hpc.worker.journal import StartJournal
+from torc_hpc.worker.outcomes import (after_recovery, plan_outcome, recovery_claim_step,
+                                      recovery_interrupted)
 from torc_hpc.worker.pump import RECONNECT_S, Pump
 from torc_hpc.worker.resources import Resources
 
@@ -94,6 +96,7 @@ class _Ended:
     kill_reason: str | None = None
     ex: process.Exit | None = None
     script: str | None = None          # set when this is a recovery script's end
+    note: dict | None = None           # goes into the event (why torc assigned the return code)
 
 
 class Worker:
@@ -136,7 +139,12 @@ class Worker:
         if wf["working_dir"] and os.path.isdir(wf["working_dir"]):
             os.chdir(wf["working_dir"])
         self.output_dir = Path(cfg.output_dir or wf["output_dir"]).resolve()
-        (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
+        try:
+            (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            os.chdir(self._previous_cwd)
+            raise TorcError(f"cannot write job logs under {self.output_dir} ({e.strerror or e}); make it "
+                            f"writable, or run from another directory") from None
         self._stdio_dir = str(self.output_dir / "job_stdio")
         self.worker_id = self.db.register_worker(
             cfg.workflow_id, hostname=socket.gethostname(), pid=os.getpid(),
@@ -144,6 +152,9 @@ class Worker:
             memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
             end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
             token=(token := secrets.token_hex(16)))
+        self.journal = StartJournal(self.output_dir, token)
+        if self.journal.path:
+            self.db.run("set_start_journal", worker_id=self.worker_id, path=self.journal.path)
         self._base_env = dict(os.environ)
         self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.db.url),
                               TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
@@ -184,6 +195,7 @@ class Worker:
                     log.warning("could not record the worker's stop")
                 finally:
                     restore()
+                    self.journal.close()
                     self.listen.close()
                     self.db.close()
                     try:
@@ -239,6 +251,7 @@ class Worker:
 
             self._take_from_pump()
             self._start_queued()
+            until_limit = self._enforce_recovery_limits()
             if self.children or self.queue:
                 idle_since = time.monotonic()
             elif self.pump.idle() and self.pump.last_claim_empty and mono >= next_idle_check:
@@ -251,6 +264,7 @@ class Worker:
             timeout = max(0.0, next_heartbeat - time.monotonic())
             if not self.children or self._sigchld:
                 timeout = min(timeout, 1.0)
+            timeout = min(timeout, until_limit)
             if cfg.end_time is not None:
                 timeout = min(timeout, max(0.0, cfg.end_time - cfg.walltime_buffer_s - time.time()))
             exits = []
@@ -281,8 +295,23 @@ class Worker:
         while self.pump.claimed:
             self.queue.append(self.pump.claimed.popleft())
         while self.pump.recover:
-            job, attempt, script = self.pump.recover.popleft()
-            self._spawn_recovery(job, attempt, script)
+            self._spawn_recovery(*self.pump.recover.popleft())
+
+    def _enforce_recovery_limits(self) -> float:
+        """Kill the process group of a recovery script past its time limit (it then ends as a failed
+        recovery). Returns the seconds until the next limit."""
+        now = time.monotonic()
+        soonest = float("inf")
+        for child in self.children.values():
+            deadline = child.extra.get("deadline") if child.kind == "recovery" else None
+            if deadline is None or child.extra.get("timed_out"):
+                continue
+            if now >= deadline:
+                child.extra["timed_out"] = True
+                process.signal_group(child, signal.SIGKILL)
+            else:
+                soonest = min(soonest, deadline - now)
+        return soonest
 
     def _forget(self, child: process.Child) -> None:
         if child.pidfd >= 0:
@@ -296,7 +325,8 @@ class Worker:
         """For `torc run`: true when no job is running anywhere and none is ready for us."""
         from torc_hpc.reconcile import reconcile
 
-        reconcile(self.db, self.cfg.workflow_id)
+        # This is a command that runs user code: orphans' recovery scripts run here (listings never do).
+        reconcile(self.db, self.cfg.workflow_id, run_recoveries=True, time_left_s=self._limits()[3])
         counts = self.db.status_counts(self.cfg.workflow_id)
         if counts["running"]:
             return False
@@ -339,6 +369,8 @@ class Worker:
         # Prefetch: hold more than we can run so processes keep running while the pump commits. What
         # runs or waits counts against the limit.
         k = prefetch_factor(self._recent_runtime_s)
+        # No job larger than the worker itself: the prefetch budget would admit it, but no slot ever could.
+        job_cpus, job_gpus, job_mem = cpus, gpus, mem
         if cfg.max_parallel_jobs:
             limit = k * cfg.max_parallel_jobs - jobs
             cpus = gpus = mem = BIG
@@ -348,7 +380,7 @@ class Worker:
         if limit <= 0 or time_left <= 0:
             return None
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
-                "scheduler": cfg.scheduler}
+                "scheduler": cfg.scheduler, "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_mem}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -428,32 +460,39 @@ class Worker:
                 argv, env, fds = prep.result()
             else:
                 argv, env = process.command_argv(job["command"]), self._env(job)
+            if not self.journal.started(job):   # before the spawn: a start the journal misses could run twice
+                raise OSError("the worker's start journal cannot be written")
             child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
         except OSError as e:
             if fds is not None:
                 os.close(fds[0])
                 os.close(fds[1])
-            # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
-            Path(err).write_text(f"torc could not start the job: {e}\n")
+            # Could not even start (log files cannot be created: directory deleted, read-only, no inodes;
+            # bash missing; fd limit): a failed attempt whose event says why; the worker carries on.
+            why = f"torc could not start the job: {e}"
+            with contextlib.suppress(OSError):
+                Path(err).write_text(why + "\n")
             self._hold(job, -1)
-            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=127,
-                              started_at=job["started_at"])
-            self._finish([_Ended(job, attempt)])
+            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id,
+                              return_code=ExitCode.START_FAILED, started_at=job["started_at"])
+            self._finish([_Ended(job, attempt, note={"start_error": why})])
             return
         if fds is not None:  # the log thread closes our copies: two syscalls the loop need not make
             self._to_close.extend(fds)
         self._watch(child)
 
-    def _spawn_recovery(self, job: dict, attempt: Attempt, script: str) -> None:
+    def _spawn_recovery(self, job: dict, attempt: Attempt, script: str, timeout_s: int) -> None:
         out, err = self._log_paths("recovery", job)
         env = self._env(job, TORC_RETURN_CODE=str(attempt.return_code))
         try:
             child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err, pidfd=not self._sigchld)
         except OSError as e:
-            Path(err).write_text(f"torc could not start the recovery script: {e}\n")
-            self.pump.submit(after_recovery(attempt, 127, script).steps, [], claim=True)
+            with contextlib.suppress(OSError):
+                Path(err).write_text(f"torc could not start the recovery script: {e}\n")
+            self.pump.submit(after_recovery(attempt, ExitCode.START_FAILED, script).steps, [], claim=True)
             return
-        child.extra = {"attempt": attempt, "script": script}
+        child.extra = {"attempt": attempt, "script": script, "timeout_s": timeout_s,
+                       "deadline": time.monotonic() + timeout_s}
         self._watch(child)
 
     # ---- outcomes --------------------------------------------------------------------------
@@ -465,6 +504,8 @@ class Worker:
             if child.kind == "recovery":
                 batch.append(_Ended(job, child.extra["attempt"], ex=ex, script=child.extra["script"]))
                 continue
+            if not ex.signaled and ex.return_code == 0:
+                child.kill_reason = None   # it exited 0 on its own before (or despite) a stop: a success
             d = ex.exec_time_s
             self._recent_runtime_s = d if self._recent_runtime_s is None else 0.9 * self._recent_runtime_s + 0.1 * d
             rc = ex.return_code
@@ -488,11 +529,21 @@ class Worker:
         steps, recoveries = [], []
         for e in batch:
             if e.script is not None:  # a recovery script ended
-                if e.ex.child.kill_reason:
+                extra = e.ex.child.extra
+                if extra.get("timed_out"):
+                    plan = after_recovery(e.attempt, e.ex.return_code, e.script, timed_out_after_s=extra["timeout_s"])
+                    steps += plan.steps
+                    self._count(plan.final)
+                elif e.ex.child.kill_reason == "canceled":
                     steps.append(finish_step("failed", e.attempt, status=JobStatus.TERMINATED,
                                              record_result=False, event_kind="recovery_interrupted",
                                              detail={"reason": e.ex.child.kill_reason}))
                     self._count(JobStatus.TERMINATED)
+                elif e.ex.child.kill_reason:
+                    plan = recovery_interrupted(e.attempt, e.script, f"the recovery script was stopped "
+                                                f"({e.ex.child.kill_reason}); it runs at most once per attempt")
+                    steps += plan.steps
+                    self._count(plan.final)
                 else:
                     plan = after_recovery(e.attempt, e.ex.return_code, e.script)
                     steps += plan.steps
@@ -502,11 +553,16 @@ class Worker:
             plan = plan_outcome(e.attempt, killed=e.killed,
                                 handler_rules=self.rules.get(hid, ()) if hid is not None else None,
                                 use_pending_failed=self.workflow["use_pending_failed"],
-                                apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"))
+                                apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"),
+                                interrupted=e.kill_reason == "interrupted",
+                                interrupted_attempts=e.job.get("interrupted_attempts") or 0, note=e.note)
             steps += plan.steps
             self.summary.attempts += 1
             if plan.recovery_script:
-                recoveries.append((e.job, e.attempt, plan.recovery_script))
+                # Claimed in the same transaction that records the attempt: at most one runner per attempt.
+                steps.append(recovery_claim_step(e.attempt, f"worker {self.worker_id}", plan.recovery_timeout_s,
+                                                 self.worker_id))
+                recoveries.append((e.job, e.attempt, plan.recovery_script, plan.recovery_timeout_s))
             else:
                 self._count(plan.final)
         self.pump.submit(steps, recoveries, claim=not self._stop_request)
@@ -531,13 +587,17 @@ class Worker:
         except Exception:  # noqa: BLE001 - the database failed; stopping the processes matters more now
             log.warning("cannot reach the database while stopping; the next torc command will reconcile")
             recording = False
-        if not self.children:
-            return
+        # What ended before the stop is recorded as what it was (a success stays a success): reap it first.
+        exits = []
+        for child in list(self.children.values()):
+            ex = process.reap(child)
+            if ex:
+                self._forget(child)
+                exits.append(ex)
         for child in self.children.values():
             child.kill_reason = reason
             process.signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + self.cfg.kill_grace_s
-        exits = []
         while self.children:
             for child in list(self.children.values()):
                 ex = process.reap(child)
@@ -552,20 +612,38 @@ class Worker:
                 deadline = float("inf")
             time.sleep(0.02)
         if not recording:
+            self._journal_unrecorded(exits)
             return
         try:
             self._handle_exits(exits)
             self.pump.drain()
             # Recovery scripts of jobs stopped for walltime or scancel run now, before the allocation goes.
             while self.pump.recover:
-                job, attempt, script = self.pump.recover.popleft()
+                job, attempt, script, timeout_s = self.pump.recover.popleft()
                 from torc_hpc.reconcile import run_recovery_here
 
-                rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.db.url))
-                self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
+                if self.cfg.end_time is not None:   # it must end before the allocation does
+                    timeout_s = max(1, min(timeout_s, int(self.cfg.end_time - time.time()) - 5))
+                rc, timed_out = run_recovery_here(self.workflow, job, attempt, script, redact(self.db.url),
+                                                  timeout_s=timeout_s)
+                self.pump.submit(after_recovery(attempt, rc, script, timed_out_after_s=timed_out).steps, [],
+                                 claim=False)
             self.pump.drain()
         except Exception:  # noqa: BLE001 - processes are stopped; the reconciler records what we could not
             log.warning("cannot reach the database while stopping; the next torc command will reconcile")
+
+    def _journal_unrecorded(self, exits: list[process.Exit]) -> None:
+        """The database is gone: leave in the start journal how each attempt ended (what the pump could not
+        commit, and what was just stopped) for the reconciler, which records it as the next command."""
+        for name, p in self.pump.uncommitted():
+            if name in ("finish_completed", "finish_failed", "finish_retry", "finish_pending_failed",
+                        "record_attempt_result", "finish_interrupted") and p.get("record_result", True):
+                self.journal.ended({"id": p["job_id"], "run_id": p["run_id"], "attempt_id": p["attempt_id"]},
+                                   p["return_code"], p.get("attempt_status") == "terminated")
+        for ex in exits:
+            if ex.child.kind == "job":
+                self.journal.ended(ex.child.job, ex.return_code,
+                                   ex.signaled or ex.child.kill_reason is not None)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

@@ -25,7 +25,8 @@ GROUP_COMMIT_STEPS = 64
 
 # Steps after which the job is no longer running under this worker (record_attempt_result is not one:
 # the job stays running while its recovery script runs).
-_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed"})
+_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed",
+                           "finish_interrupted"})
 
 # How long a worker keeps trying to reach a database that went away (restart, failover) before giving up.
 RECONNECT_S = float(os.environ.get("TORC_DB_RECONNECT_SECONDS", "300"))
@@ -47,6 +48,7 @@ class Pump(threading.Thread):
         self._after: list = []          # recoveries to start once their steps committed
         self._claim_wanted = False
         self._busy = False
+        self._inflight: list = []       # the batch being committed (kept for uncommitted())
         self._stopping = False
         self._streaming = False         # the last batch finished several jobs: group the next ones
         self.claimed: deque = deque()   # jobs for the main thread
@@ -85,6 +87,11 @@ class Pump(threading.Thread):
                 self._steps or self._after or self._claim_wanted or self._busy), timeout)
         if self.error:
             raise self.error
+
+    def uncommitted(self) -> list:
+        """After the thread failed: the steps it never committed (the failed batch, then the queued ones)."""
+        with self._cv:
+            return list(self._inflight) + list(self._steps)
 
     def stop(self) -> None:
         with self._cv:
@@ -141,6 +148,7 @@ class Pump(threading.Thread):
                     self._cv.wait_for(lambda: len(self._steps) >= GROUP_COMMIT_STEPS or self._stopping,
                                       GROUP_COMMIT_S)
                 steps, self._steps = self._steps, []
+                self._inflight = steps
                 after, self._after = self._after, []
                 want, self._claim_wanted = self._claim_wanted, False
                 self._busy = True
@@ -153,7 +161,11 @@ class Pump(threading.Thread):
                 for job in result["claimed"]:   # after the commit: nothing slow inside a transaction
                     self._on_claimed(job)
                 self.claimed.extend(result["claimed"])
-                self.recover.extend(after)
+                # A recovery whose claim did not commit (the job was taken over, or another runner claimed
+                # it first) is not ours to run.
+                lost = set(result["stale"])
+                self.recover.extend(r for r in after if r[0]["id"] not in lost)
+                self._inflight = []
                 if result["stale"]:
                     self.stale += len(result["stale"])
                     self.stale_ids.extend(result["stale"])

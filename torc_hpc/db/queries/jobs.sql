@@ -3,14 +3,16 @@
 
 -- name: claim_jobs
 -- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
--- candidates walks jobs_ready_idx in claim order; fitting keeps the prefix whose running sums fit.
+-- candidates walks jobs_ready_idx in claim order, skipping jobs larger than the worker itself (job_*: a job
+-- the prefetch budget would admit but no slot could ever start); fitting keeps the prefix whose running
+-- sums fit the budget (cpus, gpus, memory: free slots plus the prefetch).
 WITH wf AS (
     SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NULL
 ), candidates AS (
     SELECT id, priority, num_cpus, num_gpus, memory_bytes
     FROM jobs
     WHERE workflow_id = %(workflow_id)s AND status = 'ready'
-      AND num_cpus <= %(cpus)s AND num_gpus <= %(gpus)s AND memory_bytes <= %(memory)s
+      AND num_cpus <= %(job_cpus)s AND num_gpus <= %(job_gpus)s AND memory_bytes <= %(job_memory)s
       AND runtime_s <= %(time_left_s)s
       AND (%(scheduler)s::text IS NULL OR scheduler IS NULL OR scheduler = %(scheduler)s::text)
       AND EXISTS (SELECT 1 FROM wf)
@@ -29,7 +31,7 @@ WITH wf AS (
     UPDATE jobs j SET status = 'running', worker_id = %(worker_id)s, started_at = now(), return_code = NULL
     FROM fitting WHERE j.id = fitting.id
     RETURNING j.id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
-              j.memory_bytes, j.runtime_s, j.priority, j.started_at
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at, j.interrupted_attempts
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
     SELECT %(workflow_id)s, id, 'claimed', 'ready', 'running', attempt_id, (SELECT run_id FROM wf), %(worker_id)s
