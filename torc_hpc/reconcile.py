@@ -21,7 +21,7 @@ import psutil
 from psycopg.types.json import Jsonb
 
 from torc_hpc import logs
-from torc_hpc.core.liveness import worker_lost_reason
+from torc_hpc.core.liveness import process_is_our_worker, worker_lost_reason
 from torc_hpc.core.starts import journal_trust
 from torc_hpc.core.slurm_states import AllocationState, end_return_code
 from torc_hpc.core.states import ExitCode
@@ -41,12 +41,13 @@ DEFAULT_STALE_AFTER_S = float(os.environ.get("TORC_HEARTBEAT_TIMEOUT", "120"))
 def _process_alive(pid: int, registered_at: datetime) -> bool:
     try:
         proc = psutil.Process(pid)
-        # A pid reused by a later process is not our worker.
-        return proc.create_time() <= registered_at.timestamp() + 60
+        status, created = proc.status(), proc.create_time()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:
-        return True
+        status, created = None, None
+    return process_is_our_worker(exists=True, status=status, create_time=created,
+                                 registered_at=registered_at.timestamp())
 
 
 def _kill_leftover_processes(worker_id: int, token: str | None) -> None:

@@ -52,7 +52,12 @@ def decide_failure(
     match_all_exit_codes, wins. A match retries while attempt_id < max_retries (attempt ids
     start at 1). No match: pending_failed when the job has a handler or the workflow asks
     for it, otherwise a final failure. `killed` picks terminated over failed for final states.
+
+    Interrupted attempts (Ctrl-C of `torc run`: the job went back to ready with attempt + 1) keep their
+    result rows but are not failures: they do not count against max_retries, so the attempt compared with
+    it is attempt_id - interrupted_attempts.
     """
+    attempt_id = max(1, attempt_id - interrupted_attempts)
     final = JobStatus.TERMINATED if killed else JobStatus.FAILED
     for index, rule in enumerate(rules):
         if not rule.matches(return_code):

@@ -29,7 +29,7 @@ from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
 from torc_hpc.worker import process
 from torc_hpc.worker.journal import StartJournal
-from torc_hpc.worker.outcomes import (after_recovery, plan_outcome, recovery_claim_step,
+from torc_hpc.worker.outcomes import (after_recovery, classify_exit, plan_outcome, recovery_claim_step,
                                       recovery_interrupted)
 from torc_hpc.worker.pump import RECONNECT_S, Pump
 from torc_hpc.worker.resources import Resources
@@ -76,6 +76,7 @@ class WorkerSummary:
     attempts: int = 0
     stale: int = 0
     unrunnable: list = field(default_factory=list)
+    capacity: dict = field(default_factory=dict)   # what this worker has (for the unrunnable jobs' report)
 
 
 def _opened(future) -> tuple[int, int] | None:
@@ -118,6 +119,10 @@ class Worker:
         self._sig_w.setblocking(False)
 
     # ---- public ----------------------------------------------------------------------------
+
+    def held_not_started(self) -> int:
+        """Jobs claimed (running in the database) that this worker has not started yet: its prefetch."""
+        return len(self.queue) + len(getattr(getattr(self, "pump", None), "claimed", ()))
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """Ask the loop to stop its jobs and leave (safe from signal handlers and other threads)."""
@@ -332,6 +337,8 @@ class Worker:
             return False
         if counts["ready"]:
             cpus, gpus, memory, time_left = self._limits()
+            self.summary.capacity = {"cpus": cpus, "gpus": gpus, "memory_bytes": memory,
+                                     "time_left_s": None if time_left >= NO_LIMIT_S else time_left}
             self.summary.unrunnable = self.db.all(
                 "blocked_by_unrunnable", workflow_id=self.cfg.workflow_id, cpus=cpus, gpus=gpus,
                 memory=memory, time_left_s=time_left)
@@ -504,23 +511,15 @@ class Worker:
             if child.kind == "recovery":
                 batch.append(_Ended(job, child.extra["attempt"], ex=ex, script=child.extra["script"]))
                 continue
-            if not ex.signaled and ex.return_code == 0:
-                child.kill_reason = None   # it exited 0 on its own before (or despite) a stop: a success
             d = ex.exec_time_s
             self._recent_runtime_s = d if self._recent_runtime_s is None else 0.9 * self._recent_runtime_s + 0.1 * d
-            rc = ex.return_code
-            # Slurm signals the job's processes itself; a child killed while we are stopping was stopped by us.
-            reason = child.kill_reason or (self._stop_request if ex.signaled else None)
-            if reason == "walltime":
-                rc = ExitCode.WALLTIME
-            elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
-                rc = ExitCode.CANCELED
+            rc, killed, reason = classify_exit(ex.return_code, ex.signaled, child.kill_reason, self._stop_request)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
                               cpu_time_s=ex.cpu_time_s)
-            batch.append(_Ended(job, attempt, killed=ex.signaled or reason is not None, kill_reason=reason))
+            batch.append(_Ended(job, attempt, killed=killed, kill_reason=reason))
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torc_hpc.core.failure import Action, FailureRule, decide_failure
-from torc_hpc.core.states import JobStatus
+from torc_hpc.core.states import ExitCode, JobStatus
 from torc_hpc.db.repo import Attempt, finish_step
 from torc_hpc.limits import RECOVERY_TIMEOUT_S
 
@@ -17,6 +17,24 @@ class Plan:
     recovery_timeout_s: int = RECOVERY_TIMEOUT_S   # its time limit
     final: JobStatus | None = None        # what the job became (None while recovery runs)
     decision: object = None
+
+
+def classify_exit(return_code: int, signaled: bool, kill_reason: str | None,
+                  stop_request: str | None) -> tuple[int, bool, str | None]:
+    """How an exit is recorded: (return code, killed, why torc stopped it or None).
+
+    An exit 0 is a success even while the worker is stopping (it ended before the kill, or handled the
+    SIGTERM and finished its work). A job torc stopped gets 152 (walltime) or 143 (interrupt, cancel,
+    scancel); Slurm signals jobs itself, so a signal during a stop counts as ours."""
+    if return_code == 0 and not signaled:
+        return 0, False, None
+    reason = kill_reason or (stop_request if signaled else None)
+    rc = return_code
+    if reason == "walltime":
+        rc = ExitCode.WALLTIME
+    elif reason in ("interrupted", "canceled", "scancel") and signaled:
+        rc = ExitCode.CANCELED
+    return rc, signaled or reason is not None, reason
 
 
 def plan_outcome(attempt: Attempt, *, killed: bool, handler_rules: tuple[FailureRule, ...] | None,
