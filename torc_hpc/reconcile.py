@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def find_lost_workers(live: list[dict], stale_after_s: float,
 
 
 def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-              client=None, run_recoveries: bool = False, time_left_s: float | None = None) -> dict:
+              client=None, run_recoveries: bool = False, time_left_s: float | None = None,
+              while_waiting=None) -> dict:
     """Declare dead workers lost and pass their running jobs through the failure handlers.
 
     With a Slurm client: one squeue and at most one sacct call refresh every active allocation of the
@@ -100,7 +102,8 @@ def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_
 
     User code runs only with `run_recoveries` (torc run, torc worker, torc watch): orphans' recovery scripts,
     each at most once per failed attempt and within its time limit (and `time_left_s`). Listing and status
-    commands leave those jobs waiting for the next such command.
+    commands leave those jobs waiting for the next such command. `while_waiting` is called every few
+    seconds while a script runs (a worker keeps its heartbeat).
     """
     report = {"lost_workers": 0, "orphaned_jobs": 0, "released": 0, "recoveries_run": 0}
     host = socket.gethostname()
@@ -125,7 +128,7 @@ def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_
         if w["hostname"] == host and not w["slurm_job_id"]:
             _kill_leftover_processes(w["id"], w.get("token"))
     done = finish_orphans(db, workflow_id, exit_codes, ended_states=slurm_ended, run_recoveries=run_recoveries,
-                          time_left_s=time_left_s)
+                          time_left_s=time_left_s, while_waiting=while_waiting)
     report.update(done)
     return report
 
@@ -164,7 +167,7 @@ def _journals(db: Database, workflow_id: int, jobs: list[dict], ended_states: di
 
 def finish_orphans(db: Database, workflow_id: int, exit_codes: dict[str, int], *,
                    ended_states: dict[str, str] | None = None, run_recoveries: bool = False,
-                   time_left_s: float | None = None) -> dict:
+                   time_left_s: float | None = None, while_waiting=None) -> dict:
     """Jobs left running by stopped workers: release those never started, record the others through the
     failure handlers, and (with `run_recoveries`) run the recovery scripts they wait on."""
     wf = db.workflow(workflow_id)
@@ -219,13 +222,15 @@ def finish_orphans(db: Database, workflow_id: int, exit_codes: dict[str, int], *
                 "jobs": recorded_now, "released": sorted(i for v in unstarted.values() for i in v),
                 "start_journals": {str(k): v[1] for k, v in verdicts.items()}})
     if run_recoveries:
-        report["recoveries_run"] = run_orphan_recoveries(db, wf, waiting, time_left_s=time_left_s)
+        report["recoveries_run"] = run_orphan_recoveries(db, wf, waiting, time_left_s=time_left_s,
+                                                         while_waiting=while_waiting)
     if report["orphaned_jobs"] or report["released"]:
         db.notify_ready(workflow_id)
     return report
 
 
-def run_orphan_recoveries(db: Database, wf: dict, waiting: list, *, time_left_s: float | None = None) -> int:
+def run_orphan_recoveries(db: Database, wf: dict, waiting: list, *, time_left_s: float | None = None,
+                          while_waiting=None) -> int:
     """Run the recovery scripts orphaned jobs wait on, each claimed in the database first (at most once per
     failed attempt, whoever else is trying). A claim whose runner died (expired) or whose worker is gone
     ends the job's recovery as interrupted: pending_failed, a person decides."""
@@ -248,7 +253,7 @@ def run_orphan_recoveries(db: Database, wf: dict, waiting: list, *, time_left_s:
                                      f"once per attempt").steps)
             continue   # another runner has it (or the job moved on)
         rc, timed_out = run_recovery_here(wf, j, attempt, script, redact(db.url), as_owner=as_owner,
-                                          timeout_s=timeout_s)
+                                          timeout_s=timeout_s, while_waiting=while_waiting)
         db.finish(wf["id"], after_recovery(attempt, rc, script, timed_out_after_s=timed_out).steps)
         ran += 1
     return ran
@@ -263,7 +268,8 @@ def _owner_identity(db: Database, workflow_id: int):
 
 
 def run_recovery_here(wf: dict, job: dict, attempt: Attempt, script: str, api_url: str = "",
-                      as_owner=None, timeout_s: int = RECOVERY_TIMEOUT_S) -> tuple[int, int | None]:
+                      as_owner=None, timeout_s: int = RECOVERY_TIMEOUT_S,
+                      while_waiting=None) -> tuple[int, int | None]:
     """Run a recovery script on this host as the workflow's owner, in its own process group, for at most
     `timeout_s` (then the whole group is killed). Returns (return code, timeout_s if it timed out)."""
     workdir = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
@@ -289,11 +295,17 @@ def run_recovery_here(wf: dict, job: dict, attempt: Attempt, script: str, api_ur
         except OSError as e:
             err.write(f"torc could not start the recovery script: {e}\n")
             return ExitCode.START_FAILED, None
-        try:
-            rc = proc.wait(timeout=timeout_s)
-            timed_out = None
-        except subprocess.TimeoutExpired:
-            rc, timed_out = None, timeout_s
+        deadline = time.monotonic() + timeout_s
+        rc, timed_out = None, None
+        while rc is None:
+            try:
+                rc = proc.wait(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    timed_out = timeout_s
+                    break
+                if while_waiting is not None:
+                    while_waiting()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)   # the script's whole group: what it left too
         if rc is None:

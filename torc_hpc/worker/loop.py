@@ -331,7 +331,8 @@ class Worker:
         from torc_hpc.reconcile import reconcile
 
         # This is a command that runs user code: orphans' recovery scripts run here (listings never do).
-        reconcile(self.db, self.cfg.workflow_id, run_recoveries=True, time_left_s=self._limits()[3])
+        reconcile(self.db, self.cfg.workflow_id, run_recoveries=True, time_left_s=self._limits()[3],
+                  while_waiting=lambda: self.db.heartbeat(self.worker_id))
         counts = self.db.status_counts(self.cfg.workflow_id)
         if counts["running"]:
             return False
