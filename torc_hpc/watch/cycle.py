@@ -140,7 +140,9 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     plan_per_workflow(db)
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
-    report.reconciled = reconcile(db, workflow_id, client=client, run_recoveries=True)
+    # Orphans' recovery scripts run here (at most once each, within their time limits): the lease is
+    # renewed while one runs.
+    report.reconciled = reconcile(db, workflow_id, client=client, run_recoveries=True, while_waiting=renew)
     db.run("ensure_watch_state", workflow_id=workflow_id)
     state = db.one("get_watch_state", workflow_id=workflow_id)
     backoff = _backoff(state)
