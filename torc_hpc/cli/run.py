@@ -288,6 +288,7 @@ def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workfl
                          allocation_id=allocation_id)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
     if summary.unrunnable:
-        names = ", ".join(r["name"] for r in summary.unrunnable)
-        print(f"torc worker: ready jobs too large for this worker (CPUs, memory, GPUs or remaining time): {names}")
+        print(f"torc worker: ready jobs too large for this worker (it has {capacity_text(summary.capacity)}):")
+        for r in summary.unrunnable:
+            print(f"  {r['name']} needs {needs_text(r, summary.capacity)}")
 

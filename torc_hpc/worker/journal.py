@@ -60,6 +60,13 @@ class StartJournal:
             except OSError:
                 return False
 
+    def discard(self) -> None:
+        """The worker stopped cleanly with everything recorded: the journal has no reader left."""
+        self.close()
+        if self.path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
     def close(self) -> None:
         if self.fd >= 0:
             with contextlib.suppress(OSError):

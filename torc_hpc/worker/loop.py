@@ -112,6 +112,7 @@ class Worker:
         self._held = [0, 0, 0, 0]            # jobs, CPUs, GPUs, bytes held (running + queued + being claimed)
         self._held_lock = threading.Lock()
         self._recent_runtime_s: float | None = None   # moving average of job durations (prefetch policy)
+        self._recoveries_running = 0                  # recovery scripts among the children (time limits)
         self.summary = WorkerSummary()
         self._stop_request: str | None = None
         self._sig_r, self._sig_w = socket.socketpair()
@@ -196,6 +197,7 @@ class Worker:
                         self._with_reconnect(lambda: self.db.stop_worker(
                             cfg.workflow_id, self.worker_id, reason,
                             unrunnable=[r["name"] for r in self.summary.unrunnable][:20]))
+                        self.journal.discard()   # recorded and stopped: nobody will need to read it
                 except psycopg.Error:
                     log.warning("could not record the worker's stop")
                 finally:
@@ -304,7 +306,9 @@ class Worker:
 
     def _enforce_recovery_limits(self) -> float:
         """Kill the process group of a recovery script past its time limit (it then ends as a failed
-        recovery). Returns the seconds until the next limit."""
+        recovery). Returns the seconds until the next limit. Nothing to look at on the hot path: jobs only."""
+        if not self._recoveries_running:
+            return float("inf")
         now = time.monotonic()
         soonest = float("inf")
         for child in self.children.values():
@@ -325,6 +329,8 @@ class Worker:
         process.close_pidfd(child)
         if child.kind == "job":
             self._hold(child.job, -1)
+        else:
+            self._recoveries_running -= 1
 
     def _nothing_left(self) -> bool:
         """For `torc run`: true when no job is running anywhere and none is ready for us."""
@@ -501,6 +507,7 @@ class Worker:
             return
         child.extra = {"attempt": attempt, "script": script, "timeout_s": timeout_s,
                        "deadline": time.monotonic() + timeout_s}
+        self._recoveries_running += 1
         self._watch(child)
 
     # ---- outcomes --------------------------------------------------------------------------
