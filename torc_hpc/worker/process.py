@@ -138,11 +138,8 @@ def reap(child: Child) -> Exit | None:
     """Collect the child's exit if it has ended (non-blocking), with its peak memory and CPU time, after
     killing whatever it left in its process group. Then call close_pidfd once the pidfd is out of any
     selector."""
-    try:
-        if os.waitid(os.P_PID, child.pid, _PEEK) is None:
-            return None
-    except ChildProcessError:
-        pass   # already reaped elsewhere: wait4 below says so
+    if os.waitid(os.P_PID, child.pid, _PEEK) is None:   # ChildProcessError if reaped elsewhere: then its
+        return None                                      # pid may be reused, so no killpg
     end_group(child.pid)
     pid, status, usage = os.wait4(child.pid, os.WNOHANG)
     if pid == 0:
