@@ -151,7 +151,8 @@ class _Progress:
             self.last_event = e["id"]
             self.live.console.print(failure_line(e), highlight=False, soft_wrap=False, overflow="ellipsis",
                                     no_wrap=True)
-        counts = shown_counts(db.status_counts(self.wf_id), worker.held_not_started())
+        held = getattr(worker, "held_not_started", None)
+        counts = shown_counts(db.status_counts(self.wf_id), held() if held else 0)
         self.live.update(Text.from_markup(progress_line(self.wf_id, counts, time.monotonic() - self.start,
                                                         terminal_width())))
 
