@@ -41,8 +41,11 @@ from torc_hpc.worker.resources import Resources
 log = logging.getLogger("torc.worker")
 
 BIG = 2**62
-PREFETCH_WINDOW_S = 0.05   # hold about this much work beyond the slots: enough to cover a commit
+# Hold about this much work beyond the slots: enough to cover a commit, and the lazy commit of leaf jobs'
+# completions (worker/pump.py LAZY_COMMIT_S), so that with many workers each commit carries several jobs.
+PREFETCH_WINDOW_S = 0.25
 PREFETCH_MAX = 64          # never more than this many × the slots
+HUNGRY = 0.25              # claim (and commit) once the jobs waiting here fall to this share of the prefetch
 
 
 def prefetch_factor(avg_runtime_s: float | None) -> int:
@@ -56,7 +59,7 @@ def prefetch_factor(avg_runtime_s: float | None) -> int:
 
 @dataclass
 class WorkerConfig:
-    workflow_id: int
+    workflow_id: int | None              # the workflow served (None with all_mine and no list)
     database_url: str
     resources: Resources
     max_parallel_jobs: int | None = None     # count jobs instead of resources
@@ -72,6 +75,8 @@ class WorkerConfig:
     sigterm_reason: Callable[[], str] | None = None  # Slurm: tell walltime from scancel
     on_tick: Callable[[Pump], None] | None = None   # called on the database thread, with it (its .db), twice a second
     allocation_id: int | None = None                # torc's allocation row: marked started on registering
+    workflow_ids: tuple[int, ...] = ()   # `torc worker --workflows 3,7,9`: serve these (all its owner's)
+    all_mine: bool = False               # `torc worker --all-mine`: every workflow of its owner with ready jobs
 
 
 @dataclass
@@ -90,6 +95,19 @@ def _opened(future) -> tuple[int, int] | None:
         return future.result()[2] if future else None
     except OSError:
         return None
+
+
+@dataclass
+class _Context:
+    """What starting a job of one served workflow needs: where it runs, where its logs go, its environment,
+    its failure rules and this worker's row for it."""
+
+    workflow: dict
+    rules: dict
+    worker_id: int
+    working_dir: str | None
+    stdio_dir: str
+    env: dict
 
 
 @dataclass
@@ -123,6 +141,7 @@ class Worker:
         self._sig_r, self._sig_w = socket.socketpair()
         self._sig_r.setblocking(False)
         self._sig_w.setblocking(False)
+        self._kill_at: dict[int, float] = {}   # pid → when to SIGKILL (a canceled workflow's job)
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -146,43 +165,46 @@ class Worker:
         self.pump = Pump(self.url, cfg.workflow_id, claim_params=self._claim_params, wake=self._wake,
                          on_claimed=self._on_claimed, holds_nothing=self._holds_nothing, limits=self._limits,
                          heartbeat_s=cfg.heartbeat_interval_s, exit_when_done=cfg.exit_when_done,
-                         on_tick=cfg.on_tick)
+                         on_tick=cfg.on_tick, workflow_ids=list(cfg.workflow_ids) or None, all_mine=cfg.all_mine)
         self.pump.held_not_started = self.held_not_started   # for the live progress (on_tick gets the pump)
+        self._previous_cwd = self._cwd = os.getcwd()
+        self._contexts: dict[int, _Context] = {}
+        self._token = secrets.token_hex(16)
         try:
-            wf, self.rules = self.pump.connect()
-            self.workflow = wf
-            # Jobs run where the workflow was created. posix_spawn cannot set a child's directory here, so
-            # the worker moves there itself (and back when it returns: it may run inside a longer-lived process).
-            self._previous_cwd = os.getcwd()
-            if wf["working_dir"] and os.path.isdir(wf["working_dir"]):
-                os.chdir(wf["working_dir"])
-            self.output_dir = Path(cfg.output_dir or wf["output_dir"]).resolve()
-            try:
-                (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise TorcError(f"cannot write job logs under {self.output_dir} ({e.strerror or e}); make it "
-                                f"writable, or run from another directory") from None
-            self._stdio_dir = str(self.output_dir / "job_stdio")
-            token = secrets.token_hex(16)
-            self.journal = StartJournal(self.output_dir, token)
+            served = self.pump.connect()
+            # Log directories first: one that cannot be created is an error before anything is registered.
+            dirs = {wf: self._output_dir(s.workflow) for wf, s in served.items()}
+            for d in dirs.values():
+                try:
+                    (d / "job_stdio").mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise TorcError(f"cannot write job logs under {d} ({e.strerror or e}); make it writable, "
+                                    f"or run from another directory") from None
+            # One start journal for the worker, whatever it serves (job ids are unique across workflows).
+            journal_dir = next(iter(dirs.values()), None) or Path(self.cfg.output_dir or "torc_output").resolve()
+            self.journal = StartJournal(journal_dir, self._token)
             self.worker_id = self.pump.register(
                 hostname=socket.gethostname(), pid=os.getpid(),
                 num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
                 memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
                 end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
-                token=token, allocation_id=cfg.allocation_id, start_journal=self.journal.path)
+                token=self._token, allocation_id=cfg.allocation_id, start_journal=self.journal.path)
+            for wf in served:
+                self._context(wf)
+            first = self._contexts.get(self.pump.workflow_id)
+            if first is not None:
+                # Jobs run where their workflow was created. posix_spawn cannot set a child's directory, so
+                # the worker moves there itself before a spawn (and back when it returns: it may run inside
+                # a longer-lived process); with one workflow, once.
+                self._enter(first)
+                self.workflow, self.rules, self.output_dir = first.workflow, first.rules, dirs[self.pump.workflow_id]
         except BaseException:
             if getattr(self, "journal", None) is not None:
                 self.journal.discard()
             self.pump.stop()
-            if getattr(self, "_previous_cwd", None):
-                with contextlib.suppress(OSError):
-                    os.chdir(self._previous_cwd)
+            with contextlib.suppress(OSError):
+                os.chdir(self._previous_cwd)
             raise
-        self._base_env = dict(os.environ)
-        self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.url),
-                              TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
-                              TORC_WORKER_TOKEN=token)
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
@@ -195,8 +217,8 @@ class Worker:
         except psycopg.Error as e:
             raise DatabaseError(
                 f"worker {self.worker_id} lost the database ({str(e).strip() or type(e).__name__}); its running "
-                f"jobs were stopped. The next torc command records them; `torc run {cfg.workflow_id}` carries "
-                f"on") from e
+                f"jobs were stopped. The next torc command records them; `torc run {self.pump.workflow_id}` "
+                f"carries on") from e
         finally:
             try:
                 if self.children or self.queue or not self.pump.idle():
@@ -228,6 +250,67 @@ class Worker:
         except OSError:
             pass
 
+    # ---- the workflows served ---------------------------------------------------------------
+
+    def _output_dir(self, wf: dict) -> Path:
+        """Where a workflow's logs go: --output-dir, else its own, relative to its working directory."""
+        base = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else self._previous_cwd
+        return (Path(base) / (self.cfg.output_dir or wf["output_dir"])).resolve()
+
+    def _context(self, workflow_id: int) -> _Context:
+        """(any thread) A served workflow's context, made when its first job arrives (a worker serving
+        `--all-mine` finds workflows as it goes)."""
+        ctx = self._contexts.get(workflow_id)
+        if ctx is not None:
+            return ctx
+        with self._held_lock:   # the log thread prepares jobs too
+            ctx = self._contexts.get(workflow_id)
+            if ctx is not None:
+                return ctx
+            served = self.pump.served[workflow_id]
+            wf = served.workflow
+            out = self._output_dir(wf)
+            (out / "job_stdio").mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ)
+            env.update(TORC_WORKFLOW_ID=str(workflow_id), TORC_API_URL=redact(self.url), TORC_OUTPUT_DIR=str(out),
+                       TORC_WORKER_ID=str(served.worker_id), TORC_WORKER_TOKEN=self._token)
+            working = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
+            ctx = self._contexts[workflow_id] = _Context(wf, served.rules, served.worker_id, working,
+                                                         str(out / "job_stdio"), env)
+            return ctx
+
+    def _enter(self, ctx: _Context) -> None:
+        """Be in the job's workflow's working directory before a spawn (a chdir only when it changes)."""
+        target = ctx.working_dir or self._previous_cwd
+        if target != self._cwd:
+            os.chdir(target)
+            self._cwd = target
+
+    def _stop_workflow(self, workflow_id: int) -> None:
+        """A worker serving several workflows: one was canceled. Its waiting jobs go back, its running ones
+        are stopped (SIGTERM, SIGKILL after the grace period) and recorded as the loop reaps them."""
+        self._take_from_pump()
+        mine = [j for j in self.queue if j.get("workflow_id") == workflow_id]
+        if mine:
+            self.queue = deque(j for j in self.queue if j.get("workflow_id") != workflow_id)
+            self._give_back(mine)
+        deadline = time.monotonic() + self.cfg.kill_grace_s
+        for child in self.children.values():
+            if child.job.get("workflow_id") == workflow_id and child.kill_reason is None:
+                child.kill_reason = "canceled"
+                process.signal_group(child, signal.SIGTERM)
+                self._kill_at[child.pid] = deadline
+
+    def _kill_late(self) -> None:
+        now = time.monotonic()
+        for pid, at in list(self._kill_at.items()):
+            child = self.children.get(pid)
+            if child is None:
+                del self._kill_at[pid]
+            elif now >= at:
+                process.signal_group(child, signal.SIGKILL)
+                del self._kill_at[pid]
+
     def _holds_nothing(self) -> bool:
         """(database thread) No job running, queued or being claimed here, and no recovery script running."""
         with self._held_lock:
@@ -256,6 +339,10 @@ class Worker:
             if cfg.end_time is not None and time.time() >= cfg.end_time - cfg.walltime_buffer_s:
                 self._stop_children("walltime")
                 return "walltime"
+            while pump.canceled_workflows:   # a worker serving several: one of them was canceled
+                self._stop_workflow(pump.canceled_workflows.popleft())
+            if self._kill_at:
+                self._kill_late()
 
             self._take_from_pump()
             self._start_queued()
@@ -355,6 +442,7 @@ class Worker:
         # Prefetch: hold more than we can run so processes keep running while the pump commits. What
         # runs or waits counts against the limit.
         k = prefetch_factor(self._recent_runtime_s)
+        slots = cfg.max_parallel_jobs or cpus
         # No job larger than the worker itself: the prefetch budget would admit it, but no slot ever could.
         job_cpus, job_gpus, job_mem = cpus, gpus, mem
         if cfg.max_parallel_jobs:
@@ -365,8 +453,11 @@ class Worker:
             cpus, gpus, mem = k * cpus - hc, k * gpus - hg, k * mem - hm
         if limit <= 0 or time_left <= 0:
             return None
+        # hungry: the jobs waiting to start here are down to HUNGRY of the prefetch (or none): claim, and
+        # commit what ended with it, now rather than let leaf completions wait for company.
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
-                "scheduler": cfg.scheduler, "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_mem}
+                "scheduler": cfg.scheduler, "hungry": jobs - slots <= HUNGRY * (k - 1) * slots,
+                "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_mem}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -409,8 +500,13 @@ class Worker:
         self._take_from_pump()
         if not self.queue:
             return
-        ids = [j["id"] for j in self.queue]
-        for j in self.queue:
+        jobs = list(self.queue)
+        self.queue.clear()
+        self._give_back(jobs)
+
+    def _give_back(self, jobs: list[dict]) -> None:
+        ids = [j["id"] for j in jobs]
+        for j in jobs:
             self._hold(j, -1)
             fds = _opened(j.pop("_prep", None))
             if fds:  # never started: no log files for an attempt that did not run
@@ -419,15 +515,15 @@ class Worker:
                 for path in self._log_paths("job", j):
                     with contextlib.suppress(OSError):
                         os.unlink(path)
-        self.queue.clear()
         self.pump.release(ids)
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
-        stem = f"{self._stdio_dir}/{logs.stem(prefix, self.cfg.workflow_id, job['id'], job['run_id'], job['attempt_id'])}"
+        wf = job["workflow_id"]
+        stem = f"{self._context(wf).stdio_dir}/{logs.stem(prefix, wf, job['id'], job['run_id'], job['attempt_id'])}"
         return f"{stem}.o", f"{stem}.e"
 
     def _env(self, job: dict, **extra) -> dict:
-        env = dict(self._base_env)
+        env = dict(self._context(job["workflow_id"]).env)
         env.update(TORC_JOB_ID=str(job["id"]), TORC_JOB_NAME=job["name"],
                    TORC_ATTEMPT_ID=str(job["attempt_id"]), TORC_RUN_ID=str(job["run_id"]), **extra)
         return env
@@ -446,6 +542,7 @@ class Worker:
                 argv, env, fds = prep.result()
             else:
                 argv, env = process.command_argv(job["command"]), self._env(job)
+            self._enter(self._context(job["workflow_id"]))
             if not self.journal.started(job):   # before the spawn: a start the journal misses could run twice
                 raise OSError("the worker's start journal cannot be written")
             child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
@@ -459,7 +556,7 @@ class Worker:
             with contextlib.suppress(OSError):
                 Path(err).write_text(why + "\n")
             self._hold(job, -1)
-            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id,
+            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
                               return_code=ExitCode.START_FAILED, started_at=job["started_at"])
             self._finish([_Ended(job, attempt, note={"start_error": why})])
             return
@@ -471,6 +568,7 @@ class Worker:
         out, err = self._log_paths("recovery", job)
         env = self._env(job, TORC_RETURN_CODE=str(attempt.return_code))
         try:
+            self._enter(self._context(job["workflow_id"]))
             child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err, pidfd=not self._sigchld)
         except OSError as e:
             with contextlib.suppress(OSError):
@@ -494,7 +592,8 @@ class Worker:
             d = ex.exec_time_s
             self._recent_runtime_s = d if self._recent_runtime_s is None else 0.9 * self._recent_runtime_s + 0.1 * d
             rc, killed, reason = classify_exit(ex.return_code, ex.signaled, child.kill_reason, self._stop_request)
-            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
+            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
+                              return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
@@ -529,9 +628,10 @@ class Worker:
                     self._count(plan.final)
                 continue
             hid = e.job.get("failure_handler_id")
+            ctx = self._context(e.job["workflow_id"])
             plan = plan_outcome(e.attempt, killed=e.killed,
-                                handler_rules=self.rules.get(hid, ()) if hid is not None else None,
-                                use_pending_failed=self.workflow["use_pending_failed"],
+                                handler_rules=ctx.rules.get(hid, ()) if hid is not None else None,
+                                use_pending_failed=ctx.workflow["use_pending_failed"],
                                 apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"),
                                 interrupted=e.kill_reason == "interrupted",
                                 interrupted_attempts=e.job.get("interrupted_attempts") or 0, note=e.note)
@@ -539,12 +639,16 @@ class Worker:
             self.summary.attempts += 1
             if plan.recovery_script:
                 # Claimed in the same transaction that records the attempt: at most one runner per attempt.
-                steps.append(recovery_claim_step(e.attempt, f"worker {self.worker_id}", plan.recovery_timeout_s,
-                                                 self.worker_id))
+                steps.append(recovery_claim_step(e.attempt, f"worker {ctx.worker_id}", plan.recovery_timeout_s,
+                                                 ctx.worker_id))
                 recoveries.append((e.job, e.attempt, plan.recovery_script, plan.recovery_timeout_s))
             else:
                 self._count(plan.final)
-        self.pump.submit(steps, recoveries, claim=not self._stop_request)
+        # A completion others wait for (its children), any failure (a cascade, a retry) and every recovery
+        # is committed at once; a leaf's completion may ride with the next batch (worker/pump.py).
+        urgent = bool(recoveries) or any(name != "finish_completed" for name, _ in steps) \
+            or any(e.job.get("has_children", True) for e in batch)
+        self.pump.submit(steps, recoveries, claim=not self._stop_request, urgent=urgent)
 
     def _count(self, status) -> None:
         if status is not None:
@@ -605,8 +709,8 @@ class Worker:
 
                 if self.cfg.end_time is not None:   # it must end before the allocation does
                     timeout_s = max(1, min(timeout_s, int(self.cfg.end_time - time.time()) - 5))
-                rc, timed_out = run_recovery_here(self.workflow, job, attempt, script, redact(self.url),
-                                                  timeout_s=timeout_s)
+                rc, timed_out = run_recovery_here(self._context(job["workflow_id"]).workflow, job, attempt, script,
+                                                  redact(self.url), timeout_s=timeout_s)
                 self.pump.submit(after_recovery(attempt, rc, script, timed_out_after_s=timed_out).steps, [],
                                  claim=False)
             self.pump.drain()
