@@ -27,6 +27,7 @@ WITH served AS (
               ORDER BY priority DESC, id
               LIMIT %(window)s) head
         WHERE head.num_cpus <= %(cpus)s AND head.num_gpus <= %(gpus)s AND head.memory_bytes <= %(memory)s
+          AND head.num_cpus <= %(job_cpus)s AND head.num_gpus <= %(job_gpus)s AND head.memory_bytes <= %(job_memory)s
           AND head.runtime_s <= %(time_left_s)s
           AND (%(scheduler)s::text IS NULL OR head.scheduler IS NULL OR head.scheduler = %(scheduler)s::text)
         LIMIT %(limit)s
@@ -52,7 +53,7 @@ WITH served AS (
     UPDATE jobs j SET status = 'running', worker_id = f.worker_id, started_at = now(), return_code = NULL
     FROM fitting f WHERE j.id = f.id
     RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
-              j.memory_bytes, j.runtime_s, j.priority, j.started_at, f.run_id, f.worker_id AS claimed_by,
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at, j.interrupted_attempts, f.run_id, f.worker_id AS claimed_by,
               j.invocation_script, j.env, j.stdio_mode, j.delete_stdio_on_success,
               EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = j.id) AS has_children
 ), ev AS (
