@@ -40,7 +40,7 @@ def _plan(db, wf, label):
         "EXPLAIN " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
          "time_left_s": 10**6, "scheduler": None, "label": label, "with_outputs": False,
-         "window": 1000}).fetchall())
+         "window": 1000, "job_cpus": 4, "job_gpus": 0, "job_memory": GIB * 8}).fetchall())
 
 
 def test_labeled_and_unlabeled_claims_are_index_range_scans(db):
@@ -71,7 +71,7 @@ def test_claim_reads_only_its_labels_buffers(db):
         "EXPLAIN (ANALYZE, BUFFERS) " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
          "time_left_s": 10**6, "scheduler": None, "label": "gpu", "with_outputs": False,
-         "window": 1000}).fetchall()
+         "window": 1000, "job_cpus": 4, "job_gpus": 0, "job_memory": GIB * 8}).fetchall()
     db.conn.rollback()
     text = "\n".join(r["QUERY PLAN"] for r in rows)
     scan = next(line for line in text.splitlines() if "jobs_ready_idx" in line)
