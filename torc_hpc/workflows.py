@@ -41,6 +41,21 @@ def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_
                               output_dir=output_dir, spec_sha256=spec_sha256(path))
 
 
+def check_output_dir(output_dir: str | Path) -> None:
+    """Before creating a workflow to run here: its logs must be writable (the directory is made if missing).
+    One clear error instead of a workflow row whose every job would fail to start."""
+    import tempfile
+
+    path = Path(output_dir) / "job_stdio"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".torc-probe-"):
+            pass
+    except OSError as e:
+        raise TorcError(f"cannot write job logs under {Path(output_dir).resolve()} ({e.strerror or e}); nothing "
+                        f"was created. Make it writable, or choose another with --output-dir") from None
+
+
 def unfinished_from_spec(db: Database, path: str | Path) -> list[dict]:
     """Workflows made from this very file (same path, same content) that still have work, newest first."""
     p = Path(path)
@@ -243,12 +258,13 @@ def failure_report(db: Database, wf: dict, *, limit: int = SUMMARY_FAILED_JOBS,
     for r in rows:
         run_id = r["run_id"] or wf["run_id"]
         attempt = r["result_attempt_id"] or r["attempt_id"]
-        paths = logs.attempt_logs(wf, r["id"], run_id, attempt)
+        paths = logs.attempt_logs_of(wf, r, r["id"], run_id, attempt)
         ev = decisions.get(r["id"])
         jobs.append({"id": r["id"], "name": r["name"], "status": r["status"], "return_code": r["return_code"],
                      "run_id": run_id, "attempt_id": attempt,
                      "decision": describe_decision(ev["kind"], ev["detail"]) if ev else None,
-                     "stderr_tail": logs.tail(paths.stderr, lines=tail_lines), "logs": paths.as_dict()})
+                     "stderr_tail": logs.tail(paths.stderr, lines=tail_lines), "logs": paths.as_dict(),
+                     **({"stderr_not_kept": paths.why_missing("stderr")} if paths.why_missing("stderr") else {})})
     return {"total": total, "jobs": jobs}
 
 
@@ -270,6 +286,11 @@ def next_steps(s: dict) -> list[dict]:
     if sum(c.get(k, 0) for k in ("failed", "terminated", "canceled")):
         steps.append({"command": f"torc workflows reset-status {wf} --failed-only && torc run {wf}",
                       "why": "after a fix, run the failed jobs again"})
+    elif s.get("unrunnable"):
+        # `torc run` here cannot continue: name what would (a machine or allocation where the jobs fit).
+        steps.append({"command": f"torc submit-slurm --account ACCOUNT {wf}",
+                      "why": f"{len(s['unrunnable'])} job(s) need more than this machine has; run them where "
+                             f"they fit (or lower their requests)"})
     elif (c.get("ready") or c.get("blocked")) and not c.get("pending_failed"):
         steps.append({"command": f"torc run {wf}", "why": "jobs are still waiting"})
     if failed or s.get("retries"):
@@ -301,7 +322,9 @@ def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: i
     Returns the job, the attempt, whether it is still running and its log files."""
     wf = db.workflow(workflow_id)
     job = resolve_job(db, workflow_id, job_ref)
-    known = [(a["run_id"], a["attempt_id"]) for a in db.all("job_attempts", job_id=job["id"], limit=1000)]
+    attempts = db.all("job_attempts", job_id=job["id"], limit=1000)
+    known = [(a["run_id"], a["attempt_id"]) for a in attempts]
+    statuses = {(a["run_id"], a["attempt_id"]): a["status"] for a in attempts}
     current = (wf["run_id"], job["attempt_id"])
     if job["status"] == "running" and current not in known:
         known.insert(0, current)
@@ -327,7 +350,7 @@ def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: i
     return {"workflow_id": workflow_id, "job_id": job["id"], "job_name": job["name"], "status": job["status"],
             "run_id": run, "attempt_id": attempt,
             "running": job["status"] == "running" and (run, attempt) == current,
-            "logs": logs.attempt_logs(wf, job["id"], run, attempt)}
+            "logs": logs.attempt_logs_of(wf, job, job["id"], run, attempt, statuses.get((run, attempt)))}
 
 
 def _has_recovery_logs(wf: dict, job_id: int, run: int, attempt: int) -> bool:

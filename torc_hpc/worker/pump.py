@@ -60,7 +60,8 @@ LAZY_COMMIT_S = 0.25       # a leaf job's completion waits at most this long for
 
 # Steps after which the job is no longer running under this worker (record_attempt_result is not one:
 # the job stays running while its recovery script runs).
-_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed"})
+_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed",
+                           "finish_interrupted"})
 
 MAX_SERVED = 64            # `torc worker --all-mine` serves at most this many workflows at once
 
@@ -77,6 +78,7 @@ class Served:
     rules: dict
     worker_id: int | None = None
     canceled: bool = False
+    settings: dict | None = None    # Torc's execution settings (worker_settings: env, execution_config, ...)
 
 
 class Pump(threading.Thread):
@@ -148,6 +150,12 @@ class Pump(threading.Thread):
         self.error: BaseException | None = None
         self.halt: str | None = None    # workflow_canceled | declared_lost | done
         self.unrunnable: list[dict] = []
+        self.label: str | None = None   # the worker's --label: claims, probes and the end see only its jobs
+        self.other_labels: list[str] = []   # at the end: labels of ready jobs left for other workers
+        self.capacity: dict = {}        # what this worker has, when it reports unrunnable jobs
+        self.held_not_started: Callable[[], int] = lambda: 0   # the worker's prefetch (live progress)
+        self.stop_recorded = False      # the worker's stop is in the database (its start journal is moot)
+        self._inflight: list = []       # the batch being committed (for uncommitted())
         self.last_claim_empty = False   # the last claim asked for jobs and got none
         self.stale = 0
         self.stale_ids: list[int] = []
@@ -173,7 +181,8 @@ class Pump(threading.Thread):
         if self.all_mine:
             ids = ids + self._discover(MAX_SERVED - len(ids), ids)
         for wf in ids:
-            self.served[wf] = Served(self.db.workflow(wf), self.db.failure_rules(wf))
+            self.served[wf] = Served(self.db.workflow(wf), self.db.failure_rules(wf),
+                                     settings=self.db.one("worker_settings", workflow_id=wf))
         if self.workflow_id is None and ids:
             self.workflow_id = ids[0]
         return self.served
@@ -196,14 +205,16 @@ class Pump(threading.Thread):
         """--all-mine: the owner's workflows with ready jobs that it does not serve yet (oldest first)."""
         if room <= 0:
             return []
-        return [r["id"] for r in self.db.all("my_workflows_with_ready_jobs", serving=list(serving), limit=room)]
+        return [r["id"] for r in self.db.all("my_workflows_with_ready_jobs", serving=list(serving), limit=room,
+                                                  label=self.label)]
 
     def _serve_more(self) -> bool:
         """--all-mine, once per heartbeat period or when idle: register for newly found workflows. True if any."""
         self._next_discovery = time.monotonic() + self.heartbeat_s
         new = self._discover(MAX_SERVED - sum(not s.canceled for s in self.served.values()), list(self.served))
         for wf in new:
-            served = Served(self.db.workflow(wf), self.db.failure_rules(wf))
+            served = Served(self.db.workflow(wf), self.db.failure_rules(wf),
+                            settings=self.db.one("worker_settings", workflow_id=wf))
             served.worker_id = self.db.register_worker(wf, **self._worker_info)
             self.served[wf] = served
             if self.workflow_id is None:
@@ -274,6 +285,11 @@ class Pump(threading.Thread):
                 self._steps or self._after or self._claim_wanted or self._busy or self._calls), timeout)
         if self.error:
             raise self.error
+
+    def uncommitted(self) -> list:
+        """After this thread failed: the steps it never committed (the failed batch, then the queued ones)."""
+        with self._cv:
+            return list(self._inflight) + list(self._steps)
 
     def stop(self, reason: str | None = None, unrunnable: list[str] | None = None) -> None:
         """Finish what is queued, record the worker's stop (`reason`; None after an error: the reconciler
@@ -443,6 +459,7 @@ class Pump(threading.Thread):
             self.recover.extend(after)
             return 0
         notify = sorted({self._job_wf.get(p["job_id"], self.workflow_id) for _, p in steps}) or None
+        self._inflight = steps
         result = self._with_reconnect(
             lambda: self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params,
                                    heartbeat=heartbeat, serving=serving if self.several else None,
@@ -459,7 +476,11 @@ class Pump(threading.Thread):
         for job in result["claimed"]:   # after the commit: nothing slow inside a transaction
             self._on_claimed(job)
         self.claimed.extend(result["claimed"])
-        self.recover.extend(after)
+        # A recovery whose claim did not commit (the job was taken over, or another runner claimed it first)
+        # is not ours to run.
+        lost = set(result["stale"])
+        self.recover.extend(r for r in after if r[0]["id"] not in lost)
+        self._inflight = []
         if result["stale"]:
             self.stale += len(result["stale"])
             self.stale_ids.extend(result["stale"])
@@ -531,8 +552,12 @@ class Pump(threading.Thread):
         now = time.monotonic()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.heartbeat_s
-            for wf, _ in self.serving():
-                reconcile(self.db, wf)
+            # A worker is a command that runs user code: orphans' recovery scripts run here (listings never
+            # do), within their time limits and the time this worker has left, heartbeating meanwhile.
+            time_left = self._limits()[3] if self._limits else None
+            for wf, served in self.serving():
+                reconcile(self.db, wf, run_recoveries=True, time_left_s=time_left,
+                          while_waiting=lambda: self.db.heartbeat(served.worker_id) if served.worker_id else None)
         if self.all_mine and now >= self._next_discovery:
             self._serve_more()
         ids = [wf for wf, _ in self.serving()]
@@ -541,12 +566,12 @@ class Pump(threading.Thread):
         if not ids:
             return "done" if self.exit_when_done else None
         if self.several:
-            probe = self.db.one("idle_probe_many", workflow_ids=ids)
+            probe = self.db.one("idle_probe_many", workflow_ids=ids, label=self.label)
             self._canceled(probe["canceled"])
             if self.halt:
                 return self.halt
         else:
-            probe = self.db.one("idle_probe", workflow_id=ids[0])
+            probe = self.db.one("idle_probe", workflow_id=ids[0], label=self.label)
             if probe["canceled"]:
                 return "workflow_canceled"
         ending = self.exit_when_done and not probe["running"]
@@ -565,13 +590,20 @@ class Pump(threading.Thread):
         if self.all_mine and self._serve_more():   # before leaving: has another workflow of its owner work?
             return None
         if not probe["ready"]:
+            # Ready jobs, if any, are for workers with other labels: say which (every ready row is one of
+            # them, so the bounded scan stops at once).
+            self.other_labels = sorted({r["label"] for wf in ids for r in self.db.all(
+                "ready_labels_elsewhere", workflow_id=wf, label=self.label)})
             return "done"
         # Ready jobs, nothing running anywhere, and our claim got none: done if none of them fits here.
         cpus, gpus, memory, time_left = self._limits() if self._limits else (2**62, 2**62, 2**62, 2**31 - 1)
         self.unrunnable = []
         for wf in ids:
             self.unrunnable += self.db.all("blocked_by_unrunnable", workflow_id=wf, cpus=cpus, gpus=gpus,
-                                           memory=memory, time_left_s=time_left)[:20 - len(self.unrunnable)]
+                                           memory=memory, time_left_s=time_left,
+                                           label=self.label)[:20 - len(self.unrunnable)]
+        self.capacity = {"cpus": cpus, "gpus": gpus, "memory_bytes": memory,
+                         "time_left_s": None if time_left >= 2**31 - 1 else time_left}
         return "done" if self.unrunnable else None
 
     # ---- notifications ------------------------------------------------------------------------------
@@ -686,13 +718,16 @@ class Pump(threading.Thread):
     def _leave(self, reason: str) -> None:
         if reason and reason != "error":
             unrunnable = getattr(self, "_stop_unrunnable", [])
+            recorded = True
             for wf, served in self.served.items():
                 why = "workflow_canceled" if served.canceled else reason
                 try:
                     self._with_reconnect(lambda: self.db.stop_worker(wf, served.worker_id, why,
                                                                      unrunnable=unrunnable[:20]))
                 except psycopg.Error:
+                    recorded = False
                     log.warning("could not record the worker's stop")
+            self.stop_recorded = recorded
 
     def _close(self) -> None:
         for conn in {id(c): c for c in (self._listen, self.db.conn if self.db else None) if c is not None}.values():

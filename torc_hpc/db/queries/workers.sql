@@ -17,9 +17,11 @@ RETURNING f.canceled_at IS NOT NULL AS workflow_canceled, w.stopped_at IS NOT NU
 
 -- name: idle_probe
 -- What an idle worker asks before anything else, O(1) whatever the workflow's size: is a job of the workflow
--- running (jobs_workflow_status_idx) or ready (jobs_ready_idx), and was the workflow canceled?
+-- running (jobs_workflow_status_idx) or ready for this worker's label (jobs_ready_idx, whose second column is
+-- the label), and was the workflow canceled?
 SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running') AS running,
-       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready') AS ready,
+       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+                                    AND coalesce(label, '') = coalesce(%(label)s::text, '')) AS ready,
        coalesce((SELECT canceled_at IS NOT NULL FROM workflows WHERE id = %(workflow_id)s), true) AS canceled;
 
 -- name: stop_worker
@@ -51,7 +53,7 @@ FOR UPDATE OF j;
 -- name: orphaned_jobs
 -- Running jobs whose worker has stopped or was declared lost: the reconciler finishes them.
 SELECT j.id, j.name, j.attempt_id, j.failure_handler_id, j.started_at, j.worker_id, w.run_id,
-       k.slurm_job_id, k.hostname, r.return_code AS recorded_return_code
+       j.interrupted_attempts, k.slurm_job_id, k.hostname, k.start_journal, r.return_code AS recorded_return_code
 FROM jobs j
 JOIN workflows w ON w.id = j.workflow_id
 JOIN workers k ON k.id = j.worker_id
