@@ -71,6 +71,7 @@ def make_worker(url: str, wf: int):
     w = Worker(WorkerConfig(workflow_id=wf, database_url=url, resources=Resources(cpus=1, memory_bytes=2**34)))
     pump = Pump(url, wf, claim_params=w._claim_params, wake=lambda: None, holds_nothing=lambda: True,
                 limits=w._limits, exit_when_done=True)
+    w.pump = pump   # the worker's claim parameters read what its database side serves
     pump.connect()
     pump.register(hostname=socket.gethostname(), pid=os.getpid(), num_cpus=1, num_gpus=0, memory_bytes=2**34)
     pump.claim_params = w._claim_params
