@@ -12,7 +12,7 @@ from rich.text import Text
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits,
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WorkflowArg, expansion_limits,
                                  open_db, script_setting, state)
 from torc_hpc.cli.output import Format, console, emit_json, fit, human_duration, terminal_width
 from torc_hpc.db.connection import resolve_url
@@ -220,7 +220,7 @@ def print_summary(s: dict) -> None:
                 console.print(f"  [dim]# {escape(x['why'])}[/dim]\n  {escape(x['command'])}", highlight=False)
 
 
-def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workflow id", show_default=False),
+def worker(workflow_id: str = WorkflowArg(),
            slurm: bool = typer.Option(False, "--slurm", help="inside an sbatch allocation: read its resources "
                                       "and end time from Slurm"),
            idle_timeout: int = typer.Option(60, "--idle-timeout", help="leave after this many idle seconds"),
@@ -238,8 +238,13 @@ def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workfl
     """
     from torc_hpc.worker.slurm_worker import run_worker
 
+    if workflow_id.strip().isdigit():   # what sbatch scripts pass: no lookup, no extra connection
+        wf_id = int(workflow_id)
+    else:
+        with open_db() as db:
+            wf_id = common.workflow_id(db, workflow_id)
     url = resolve_url(state.url)
-    summary = run_worker(url, workflow_id, slurm=slurm, idle_timeout_s=idle_timeout,
+    summary = run_worker(url, wf_id, slurm=slurm, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, scheduler=scheduler, max_parallel_jobs=max_parallel_jobs,
                          allocation_id=allocation_id)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
