@@ -12,11 +12,12 @@ from rich.text import Text
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WorkflowArg, expansion_limits,
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits,
                                  open_db, script_setting, state)
 from torc_hpc.cli.output import Format, console, emit_json, fit, human_duration, terminal_width
 from torc_hpc.db.connection import resolve_url
 from torc_hpc.errors import UnfinishedWorkflow
+from torc_hpc.worker.pump import MAX_SERVED
 
 _FINAL = ("completed", "failed", "terminated", "canceled", "disabled")
 
@@ -93,6 +94,22 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     else:
         print_summary(s)
     raise typer.Exit(0 if s["all_completed"] else 1)
+
+
+def _workflow_list(text: str | None) -> tuple[int, ...]:
+    """--workflows 3,7,9 → (3, 7, 9): integers, no repeats."""
+    if text is None:
+        return ()
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise typer.BadParameter(f"--workflows takes workflow ids separated by commas (like 3,7,9), not {text!r}")
+        if int(part) not in ids:
+            ids.append(int(part))
+    if not ids:
+        raise typer.BadParameter("--workflows needs at least one workflow id")
+    return tuple(ids)
 
 
 def _refuse_duplicate(db, target: str) -> None:
@@ -220,7 +237,15 @@ def print_summary(s: dict) -> None:
                 console.print(f"  [dim]# {escape(x['why'])}[/dim]\n  {escape(x['command'])}", highlight=False)
 
 
-def worker(workflow_id: str = WorkflowArg(),
+def worker(workflow_id: Optional[str] = typer.Argument(None, metavar="WF", show_default=False,
+                                                     help="the workflow id or `last` (or give --workflows / "
+                                                          "--all-mine)"),
+           workflows: Optional[str] = typer.Option(
+               None, "--workflows", show_default=False, metavar="3,7,9",
+               help="serve several workflows of yours at once (comma-separated ids): claims take turns between "
+                    "them, each job runs in its own workflow's directory and logs to its own output directory"),
+           all_mine: bool = typer.Option(False, "--all-mine", help="serve every workflow of yours that has ready "
+                                         f"jobs (up to {MAX_SERVED} at once; more are picked up as they appear)"),
            slurm: bool = typer.Option(False, "--slurm", help="inside an sbatch allocation: read its resources "
                                       "and end time from Slurm"),
            idle_timeout: int = typer.Option(60, "--idle-timeout", help="leave after this many idle seconds"),
@@ -232,21 +257,28 @@ def worker(workflow_id: str = WorkflowArg(),
                                                            help="run at most N jobs at once"),
            allocation_id: Optional[int] = typer.Option(None, "--allocation-id", help="torc's allocation row "
                                                        "(set by the sbatch script)")):
-    """Claim and run jobs of a workflow until nothing this worker can run is left (what sbatch scripts run).
+    """Claim and run jobs of a workflow (or of several of yours) until nothing this worker can run is left
+    (what sbatch scripts run). The worker holds one database connection for its whole life.
 
-    Example: `torc worker 3 --slurm --idle-timeout 120`
+    Examples: `torc worker 3 --slurm --idle-timeout 120` · `torc worker --workflows 3,7,9 --slurm` ·
+    `torc worker --all-mine -j 8`
     """
     from torc_hpc.worker.slurm_worker import run_worker
 
-    if workflow_id.strip().isdigit():   # what sbatch scripts pass: no lookup, no extra connection
-        wf_id = int(workflow_id)
-    else:
-        with open_db() as db:
-            wf_id = common.workflow_id(db, workflow_id)
+    ids = _workflow_list(workflows)
+    if (workflow_id is not None) + (workflows is not None) + all_mine != 1:
+        raise typer.BadParameter("give one of: a workflow id, --workflows 3,7,9, or --all-mine")
+    wf_id = workflow_id
+    if workflow_id is not None:
+        if workflow_id.strip().isdigit():   # what sbatch scripts pass: no lookup, no extra connection
+            wf_id = int(workflow_id)
+        else:
+            with open_db() as db:           # `last`
+                wf_id = common.workflow_id(db, workflow_id)
     url = resolve_url(state.url)
     summary = run_worker(url, wf_id, slurm=slurm, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, scheduler=scheduler, max_parallel_jobs=max_parallel_jobs,
-                         allocation_id=allocation_id)
+                         allocation_id=allocation_id, workflow_ids=ids, all_mine=all_mine)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
     if summary.unrunnable:
         names = ", ".join(r["name"] for r in summary.unrunnable)

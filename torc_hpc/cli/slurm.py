@@ -112,7 +112,8 @@ def slurm_list(workflow_id: str = WorkflowArg(), wide: bool = WideOpt, fmt: Form
         rows = db.all("list_allocations", workflow_id=workflow_id)
     emit_rows(rows, ["id", "slurm_job_id", "state", "sacct_state", "nodes", "cpus_per_node", "mem", "walltime_s",
                      "submitted_at"], fmt,
-              wide_columns=["scheduler", "exit_code", "submitted_by", "started_at", "ended_at", "error"], wide=wide,
+              wide_columns=["scheduler", "exit_code", "submitted_by", "started_at", "ended_at", "workflows", "error"],
+              wide=wide,
               flex="error" if wide else None, empty="no allocations: torc submit-slurm --account A WF")
 
 
