@@ -66,3 +66,14 @@ def test_finish_statement_uses_the_primary_key_with_stale_statistics(stale, name
     scans = [a for a in summary["jobs_access"] if "Scan" in a]
     assert scans and "jobs_pkey" in scans[0], text
     assert not any("jobs_running_idx" in a for a in summary["jobs_access"]), text
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+def test_the_idle_probe_reads_indexes_with_stale_statistics(stale, generic):
+    """An idle worker's check (idle_probe) finds a running and a ready job through the indexes, whatever
+    the statistics say: never a scan of the workflow (issue 11 item 3)."""
+    conn, work = stale
+    wf = work["claim_jobs"]["workflow_id"]
+    summary, text = explain(conn, q("idle_probe"), {"workflow_id": wf, "label": None}, generic=generic)
+    assert summary["jobs_access"] and all("Index" in a for a in summary["jobs_access"]), text
+    assert summary["buffers"] < 100, text
