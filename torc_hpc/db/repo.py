@@ -275,8 +275,11 @@ class Database:
                                  config=Jsonb({k: v for k, v in config.items() if v is not None}),
                                  selected_count=len(a.job_indexes))["id"]
             if a.job_indexes:
-                self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id,
-                         job_ids=[first_job_id + k for k in a.job_indexes])
+                job_ids = [first_job_id + k for k in a.job_indexes]
+                self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
+                self.run("mark_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
+        if expanded.actions:  # jobs created ready have reached on_jobs_ready already
+            self.run("recount_actions", workflow_id=wf_id, rearm=False, full=False)
 
     def event(self, workflow_id: int, kind: str, *, job_id=None, from_status=None, to_status=None,
               attempt_id=None, run_id=None, worker_id=None, detail: dict | None = None) -> None:
@@ -399,6 +402,7 @@ class Database:
             if row["run_id"] is None:
                 raise NotFound(f"workflow {workflow_id} is being deleted; finish with "
                                f"`torc workflows delete {workflow_id} --yes`")
+            self.rearm_actions(workflow_id, full=not failed_only)
             self.run("reset_ephemeral_user_data", workflow_id=workflow_id)
             self.event(workflow_id, "workflow_reset", run_id=row["run_id"],
                        detail={"failed_only": failed_only, "jobs_reset": row["reset"],
@@ -417,7 +421,14 @@ class Database:
     def reset_jobs(self, workflow_id: int, job_ids: list[int], *, reason: str) -> dict:
         """Reset the given jobs and their canceled descendants (within the caller's transaction if one is
         open; REPEATABLE READ is the caller's to set there). Returns run_id, reset and recounted."""
-        return self.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=job_ids, reason=reason)
+        row = self.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=job_ids, reason=reason)
+        self.rearm_actions(workflow_id, full=False)
+        return row
+
+    def rearm_actions(self, workflow_id: int, *, full: bool) -> None:
+        """After a reset, in its transaction: recount the workflow's actions from their jobs' statuses and
+        re-arm those the reset made pending again (docs/torc-compat.md §4.3). No actions: one index probe."""
+        self.one("recount_actions", workflow_id=workflow_id, rearm=True, full=full)
 
     def release_jobs(self, workflow_id: int, worker_id: int, job_ids: list[int]) -> list[int]:
         """Give jobs a worker claimed but never ran back: ready again, same attempt, event `released`."""

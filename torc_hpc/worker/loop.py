@@ -27,6 +27,8 @@ from torc_hpc.db.connection import connect, redact
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
+from torc_hpc.actions import Context as ActionContext, WorkerActions
+from torc_hpc.core.actions import Runner
 from torc_hpc.worker import process
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
 from torc_hpc.worker.pump import RECONNECT_S, Pump
@@ -148,6 +150,10 @@ class Worker:
         self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.db.url),
                               TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
                               TORC_WORKER_TOKEN=token)
+        # The workflow's actions (most have none: then this is one query and nothing more).
+        self.actions = WorkerActions.begin(self.db, cfg.database_url, cfg.workflow_id, ActionContext(
+            Runner.ALLOCATION if cfg.slurm_job_id else Runner.LOCAL, worker_id=self.worker_id,
+            env=self._base_env, output_dir=self.output_dir))
         self.listen = connect(cfg.database_url)
         self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
@@ -174,6 +180,8 @@ class Worker:
                 self.pump.stop()
                 self._log_pool.shutdown()
                 self._close_started_logs()
+                if self.actions is not None:
+                    self.actions.end()
                 self.summary.stale = self.pump.stale
                 try:
                     if reason != "error":  # after an error the reconciler decides, as for a crash
@@ -510,6 +518,8 @@ class Worker:
             else:
                 self._count(plan.final)
         self.pump.submit(steps, recoveries, claim=not self._stop_request)
+        if self.actions is not None:
+            self.actions.poke()
 
     def _count(self, status) -> None:
         if status is not None:
