@@ -189,7 +189,7 @@ def _schedule_nodes(db: Database, workflow_id: int, a: Action, ctx: Context) -> 
         except SlurmError as e:
             return {"outcome": "failed", "error": f"sbatch refused the allocation: {e.stderr.strip() or e}",
                     "allocations": submitted}
-        submitted.append({"id": s["id"], "slurm_job_id": s["slurm_job_id"]})
+        submitted.append({k: s[k] for k in ("id", "slurm_job_id", "sbatch_args")})
     out = {"outcome": "completed", "scheduler": name, "allocations": submitted}
     if problems:
         out["warning"] = "; ".join(problems)

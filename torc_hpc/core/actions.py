@@ -8,7 +8,8 @@ checks it); on_worker_start / on_worker_complete when a worker starts or stops (
 otherwise the first one). Whoever fires claims the row first (`claim_action`), so each fires at most once.
 
 Runners, as in Torc: a worker (`torc run`, or `torc worker` in an allocation) fires every kind; the
-watcher fires only schedule_nodes (run_commands run in the owner's environment, inside a worker).
+watcher and `torc submit-slurm` fire only schedule_nodes (run_commands run in the owner's environment,
+inside a worker).
 `torc run` has no Slurm: its schedule_nodes actions are recorded as skipped, with the reason.
 """
 
@@ -27,6 +28,11 @@ class Runner(str, Enum):
     LOCAL = "torc run"            # a worker on this machine, no Slurm
     ALLOCATION = "worker"         # a worker inside a Slurm allocation
     WATCHER = "watch"             # torc watch / the site's cron
+    SUBMIT = "submit-slurm"       # torc submit-slurm: the spec's start allocations instead of sized ones
+
+    @property
+    def is_worker(self) -> bool:
+        return self in (Runner.LOCAL, Runner.ALLOCATION)
 
 
 class Phase(str, Enum):
@@ -72,9 +78,9 @@ def _trigger_open(a: Action, phase: Phase, runner: Runner) -> bool:
     if t == "on_workflow_complete":
         return phase is not Phase.START   # the claim checks that no job can still change
     if t == "on_worker_start":
-        return runner is not Runner.WATCHER and phase is Phase.START
+        return runner.is_worker and phase is Phase.START
     if t == "on_worker_complete":
-        return runner is not Runner.WATCHER and phase is Phase.STOP
+        return runner.is_worker and phase is Phase.STOP
     return False
 
 
@@ -84,7 +90,7 @@ def plan(actions: list[Action], phase: Phase, runner: Runner) -> list[Plan]:
     for a in actions:
         if not _trigger_open(a, phase, runner):
             continue
-        if runner is Runner.WATCHER and a.action_type != "schedule_nodes":
+        if not runner.is_worker and a.action_type != "schedule_nodes":
             continue              # run_commands belong to workers (the owner's environment and directory)
         claim = not (a.trigger_type in WORKER_TRIGGERS and a.persistent)
         skip = None
@@ -99,7 +105,7 @@ def still_possible(actions: list[Action], runner: Runner) -> bool:
     """Whether a pending action could still fire while this runner runs (else a worker stops polling;
     on_worker_complete waits for the worker's end, which needs no polling)."""
     return any(a.trigger_type not in WORKER_TRIGGERS
-               for a in actions if runner is not Runner.WATCHER or a.action_type == "schedule_nodes")
+               for a in actions if runner.is_worker or a.action_type == "schedule_nodes")
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:

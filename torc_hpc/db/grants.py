@@ -17,7 +17,8 @@ What each kind gets (default deny: anything not listed here is refused by Postgr
   It holds no privilege on a command, a recovery script, a
   working directory, an output directory or an environment.
 - admin: reads everything (tables and the admin_* views); may cancel any workflow and job (the policies
-  allow only canceled_at / status canceled) and record the event.
+  allow only canceled_at / status canceled) and record the event, which moves the counters of the
+  actions waiting for those jobs (workflow_actions.reached_count).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ WATCHER_HIDDEN = {"jobs": {"command", "invocation_script", "env"}, "workflows": 
 
 ADMIN_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "events": ("*", ()),
+    "workflow_actions": ((), ("reached_count",)),   # a cancel moves the on_jobs_complete counters
     "jobs": ((), ("status",)),
     "workflows": ((), ("canceled_at",)),
 }

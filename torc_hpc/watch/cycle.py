@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 from typing import Callable
 
 
+from torc_hpc.actions import Context as ActionContext, fire as fire_actions
 from torc_hpc.core import autoschedule as auto
+from torc_hpc.core.actions import Phase, Runner
 from torc_hpc.core.recovery import adjust, classify
 from torc_hpc.db.repo import Database, retry_conflicts
 from torc_hpc.errors import SlurmError, TorcError
@@ -57,6 +59,7 @@ class CycleReport:
     done: bool = False
     skipped: str | None = None
     ai_agent: dict | None = None                      # --ai-recovery: whether the agent ran, and how it went
+    actions: list = field(default_factory=list)       # workflow actions fired this cycle (schedule_nodes)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +144,8 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
     report.reconciled = reconcile(db, workflow_id, client=client)
+    if client is not None and wf["canceled_at"] is None:   # the spec's schedule_nodes actions that are due
+        report.actions = fire_actions(db, workflow_id, Phase.POLL, ActionContext(Runner.WATCHER, client=client))
     db.run("ensure_watch_state", workflow_id=workflow_id)
     state = db.one("get_watch_state", workflow_id=workflow_id)
     backoff = _backoff(state)
