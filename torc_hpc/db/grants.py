@@ -42,13 +42,14 @@ READ_ONLY = {"torc_schema_migrations", "torc_grants"}
 # "*" means every column but owner and identity columns.
 WATCHER_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "allocations": ("*", ("slurm_job_id", "slurm_cluster", "script_path", "state", "sacct_state", "exit_code",
-                          "error", "started_at", "ended_at", "checked_at", "outcome", "sbatch_args")),
+                          "error", "started_at", "ended_at", "checked_at", "outcome", "sbatch_args",
+                          "unknown_since")),
     "events": ("*", ()),
     "results": ("*", ()),
     "watch_state": (("workflow_id", "last_auto_schedule_at", "consecutive_failures", "next_attempt_at",
-                     "paused_reason", "recovery_rounds", "updated_at"),
+                     "paused_reason", "recovery_rounds", "updated_at", "leased_by", "leased_until"),
                     ("last_auto_schedule_at", "consecutive_failures", "next_attempt_at", "paused_reason",
-                     "recovery_rounds", "updated_at")),
+                     "recovery_rounds", "updated_at", "leased_by", "leased_until")),
     "workers": ((), ("stopped_at", "stop_reason")),
     "jobs": ((), ("status", "attempt_id", "return_code", "ready_at", "unfinished_parents", "worker_id",
                   "started_at", "memory_bytes", "runtime_s")),

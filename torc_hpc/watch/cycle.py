@@ -23,10 +23,11 @@ from torc_hpc.reconcile import reconcile
 from torc_hpc.slurm import allocations as allocs
 from torc_hpc.slurm.client import SlurmClient
 from torc_hpc.watch.ai_recovery import AiRecovery, run_if_due as run_ai_agent_if_due
+from torc_hpc.watch.lease import Leases
 
 log = logging.getLogger("torc.watch")
 
-_WATCH_LOCK_BASE = 7_415_003 << 32   # advisory lock key = base | workflow id
+BUSY = "another watcher is working on this workflow"
 
 
 def utcnow() -> datetime:
@@ -65,12 +66,11 @@ class CycleReport:
         return asdict(self)
 
 
-def try_lock(db: Database, workflow_id: int) -> bool:
-    return db.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_WATCH_LOCK_BASE | workflow_id,)).fetchone()["ok"]
-
-
-def unlock(db: Database, workflow_id: int) -> None:
-    db.conn.execute("SELECT pg_advisory_unlock(%s)", (_WATCH_LOCK_BASE | workflow_id,))
+def plan_per_workflow(db: Database) -> None:
+    """Workflows differ by orders of magnitude in size: the watcher's connection prepares nothing, so every
+    statement is planned for its own workflow id (a generic plan made on a small workflow would be reused on
+    a huge one). A client-side setting: no session state on the server, nothing to leak through a pooler."""
+    db.conn.prepare_threshold = None
 
 
 def _backoff(state: dict) -> auto.Backoff:
@@ -135,12 +135,12 @@ def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now:
 
 
 def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: WatchConfig,
-             now: datetime | None = None) -> CycleReport:
+             now: datetime | None = None, renew: Callable[[], None] = lambda: None) -> CycleReport:
     """One cycle: refresh allocations and reconcile orphans, judge allocations for the back-off,
-    decide, act. `now` is injectable for tests; it defaults to the clock."""
+    decide, act. `now` is injectable for tests; it defaults to the clock. `renew` extends the caller's
+    lease; it is called before each step that may take long (Slurm calls)."""
     now = now or utcnow()
-    # Workflows differ by orders of magnitude in size: plan every query for its own workflow id.
-    db.conn.execute("SET plan_cache_mode = force_custom_plan")
+    plan_per_workflow(db)
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
     report.reconciled = reconcile(db, workflow_id, client=client)
@@ -181,10 +181,12 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
         if decision.submit:
             max_new = max(1, cfg.policy.max_pending - snap_row["pending_allocations"])
             ready_cpu_s = int(db.one("ready_cpu_seconds", workflow_id=workflow_id)["cpu_seconds"])
+            renew()
             _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new, ready_cpu_s,
-                         report, backoff)
+                         report, backoff, renew)
 
     if cfg.recover and wf["canceled_at"] is None:
+        renew()
         if _recover(db, workflow_id, client, cfg, state, counts, snap_row, report, now):
             counts = db.status_counts(workflow_id)
             report.counts = {k: v for k, v in counts.items() if v}
@@ -199,7 +201,8 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     return report
 
 
-def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, ready_cpu_s, report, backoff):
+def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, ready_cpu_s, report, backoff,
+                 renew=lambda: None):
     opts = _submit_options(db, workflow_id, cfg, state)
     try:
         # Size from the work: one allocation's shape first, then as many as the ready CPU-seconds need.
@@ -215,6 +218,7 @@ def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, read
         return
     db.run("mark_auto_scheduled", workflow_id=workflow_id, now=now)
     for req in requests:
+        renew()
         try:
             a = allocs.submit(db, workflow_id, client, req, opts, submitted_by="watch", reason=reason)
             report.submitted.append({"id": a["id"], "slurm_job_id": a["slurm_job_id"], "reason": reason})
@@ -306,25 +310,30 @@ def _resize_and_reset(db, workflow_id, cfg, candidates, node, report) -> list[in
                              "memory_bytes": new.memory_bytes, "runtime_s": new.runtime_s} for j, cause, new in plans)
     return [j["id"] for j, _, _ in plans]
 
-def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: datetime | None = None) -> CycleReport:
-    """run_once under the workflow's advisory lock; a busy workflow is skipped, not waited for."""
-    if not try_lock(db, workflow_id):
-        return CycleReport(workflow_id, counts={}, skipped="another watcher is working on this workflow")
+def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: datetime | None = None,
+               leases: Leases | None = None) -> CycleReport:
+    """run_once under the workflow's lease (watch_state.leased_by); a busy workflow is skipped, not waited
+    for. The lease is given back at the end of the cycle."""
+    leases = leases or Leases(db)
+    if not leases.take(workflow_id):
+        return CycleReport(workflow_id, counts={}, skipped=BUSY)
     try:
-        return run_once(db, workflow_id, client, cfg, now)
+        return run_once(db, workflow_id, client, cfg, now, renew=leases.renew)
     finally:
-        unlock(db, workflow_id)
+        leases.release([workflow_id])
 
 
 def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
-    """`torc watch --all --once`: one locked cycle for every workflow that has work."""
+    """`torc watch --all --once`: one leased cycle for every workflow that has work."""
     reports = []
+    plan_per_workflow(db)
     ids = [row["id"] for row in db.all("workflows_with_work")]
     if cfg.ai_recovery is not None:   # a workflow whose only unfinished jobs await a decision counts too
         ids = sorted(set(ids) | {row["id"] for row in db.all("workflows_with_pending_failed")})
+    leases = Leases(db)
     for wf_id in ids:
         try:
-            reports.append(run_locked(db, wf_id, client, cfg))
+            reports.append(run_locked(db, wf_id, client, cfg, leases=leases))
         except TorcError as e:
             r = CycleReport(wf_id, counts={})
             r.attention.append(str(e))
@@ -335,8 +344,9 @@ def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
 def loop(db: Database, workflow_id: int, client, cfg: WatchConfig, poll_interval_s: float,
          on_cycle: Callable[[CycleReport], None], sleep: Callable[[float], None] = time.sleep) -> CycleReport:
     """Cycles until the workflow is done (nothing left to run and no allocation alive)."""
+    leases = Leases(db)
     while True:
-        report = run_locked(db, workflow_id, client, cfg)
+        report = run_locked(db, workflow_id, client, cfg, leases=leases)
         on_cycle(report)
         if report.done:
             return report

@@ -84,3 +84,26 @@ ORDER BY j.id;
 -- name: resize_job
 -- --recover gives a job more memory or runtime.
 UPDATE jobs SET memory_bytes = %(memory_bytes)s, runtime_s = %(runtime_s)s WHERE id = %(job_id)s;
+
+-- name: take_watch_lease
+-- Take the workflow's watcher lease when nobody holds it, it expired, or it is already ours (one statement,
+-- creating the state row if needed). Returns a row when taken, none when another watcher holds it.
+INSERT INTO watch_state (workflow_id, leased_by, leased_until)
+VALUES (%(workflow_id)s, %(me)s, now() + %(ttl_s)s * interval '1 second')
+ON CONFLICT (workflow_id) DO UPDATE SET leased_by = EXCLUDED.leased_by, leased_until = EXCLUDED.leased_until
+WHERE watch_state.leased_by IS NULL OR watch_state.leased_until < now() OR watch_state.leased_by = EXCLUDED.leased_by
+RETURNING workflow_id, leased_until;
+
+-- name: renew_watch_leases
+-- Extend every lease this watcher holds (between the steps of a cycle; one statement for all of them).
+UPDATE watch_state SET leased_until = now() + %(ttl_s)s * interval '1 second'
+WHERE leased_by = %(me)s;
+
+-- name: release_watch_leases
+-- Give back this watcher's leases on these workflows (at the end of their cycle).
+UPDATE watch_state SET leased_by = NULL, leased_until = NULL
+WHERE leased_by = %(me)s AND workflow_id = ANY (%(workflow_ids)s::bigint[]);
+
+-- name: watch_lease_holder
+-- Who holds the workflow's watcher lease, and until when (for messages and tests).
+SELECT leased_by, leased_until, leased_until > now() AS live FROM watch_state WHERE workflow_id = %(workflow_id)s;
