@@ -278,6 +278,8 @@ class Database:
                 job_ids = [first_job_id + k for k in a.job_indexes]
                 self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
                 self.run("mark_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
+        if expanded.spec.dynamic_jobs is not None:
+            self.run("set_dynamic_jobs", workflow_id=wf_id, max_iterations=expanded.spec.dynamic_jobs.max_iterations)
         if expanded.actions:  # jobs created ready have reached on_jobs_ready already
             self.run("recount_actions", workflow_id=wf_id, rearm=False, full=False)
 

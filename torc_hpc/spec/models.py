@@ -351,6 +351,12 @@ class JobSpec(_Parameterized):
     stdio: StdioSpec | None = None
 
 
+class DynamicJobsSpec(_Strict):
+    """Torc's dynamic_jobs: running jobs may add jobs (`torc jobs spawn`); each lineage at most this often."""
+
+    max_iterations: Count1
+
+
 class WorkflowSpec(_Strict):
     name: Name
     description: Text | None = None
@@ -373,6 +379,7 @@ class WorkflowSpec(_Strict):
     env: Env = Field(default_factory=dict)
     resource_monitor: ResourceMonitorSpec | None = None
     execution_config: ExecutionConfigSpec | None = None
+    dynamic_jobs: DynamicJobsSpec | None = None
     enable_ro_crate: Literal[False] | None = None
     compute_node_wait_for_new_jobs_seconds: Count0 | None = None
     compute_node_ignore_workflow_completion: bool | None = None

@@ -72,6 +72,7 @@ ORDER BY f.name;
 -- Everything `torc workflows show` prints about one workflow besides its jobs.
 SELECT w.id, w.name, w.description, w.owner, w.spec_user, w.project, w.metadata, w.slurm_defaults, w.env,
        w.execution_config, w.resource_monitor, w.spec_path, w.working_dir, w.output_dir, w.run_id, w.created_at,
+       w.dynamic_max_iterations,
        w.canceled_at,
        (SELECT count(*) FROM jobs j WHERE j.workflow_id = w.id) AS jobs,
        (SELECT count(*) FROM files f WHERE f.workflow_id = w.id) AS files,
