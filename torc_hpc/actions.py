@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from torc_hpc.core import actions as core
 from torc_hpc.core.actions import Action, Phase, Runner
@@ -72,6 +73,8 @@ def _fire_one(db: Database, workflow_id: int, p: core.Plan, ctx: Context) -> dic
     a = p.action
     what = {"position": a.position, "trigger_type": a.trigger_type, "action_type": a.action_type,
             "fired_by": ctx.fired_by}
+    if a.action_type == "finalize_dataset":
+        return _finalize_dataset(db, workflow_id, a, ctx)
     with db.conn.transaction():
         if p.claim and db.one("claim_action", workflow_id=workflow_id, action_id=a.id,
                               fired_by=ctx.fired_by) is None:
@@ -206,6 +209,85 @@ def _merged(items) -> "allocs.Waiting":
                    max_memory_bytes=max((w.max_memory_bytes for w in items), default=2**20),
                    max_runtime_s=max((w.max_runtime_s for w in items), default=0),
                    max_gpus=max((w.max_gpus for w in items), default=0), ready=sum(w.ready for w in items))
+
+
+# ---- finalize_dataset (torc's own action) ----------------------------------------------------------------
+
+def _finalize_dataset(db: Database, workflow_id: int, a: Action, ctx: Context) -> dict | None:
+    """Every writer of the dataset finished: walk its directory (bounded) and record the file count, the
+    size and the fingerprint its hash_mode names, with an event — or, when a writer did not complete, why
+    not. Claimed first, like every action, so one worker does it."""
+    cfg = a.config
+    with db.conn.transaction():
+        if db.one("claim_action", workflow_id=workflow_id, action_id=a.id, fired_by=ctx.fired_by) is None:
+            return None
+    left = db.one("dataset_writers_left", dataset_id=cfg["dataset_id"])
+    wf = db.workflow(workflow_id)
+    root = Path(cfg["path"])
+    if not root.is_absolute():
+        root = Path(wf["working_dir"] or ".") / root
+    detail = {"dataset": cfg["dataset"], "path": str(root), "hash_mode": cfg["hash_mode"], "fired_by": ctx.fired_by}
+    if left["not_completed"]:
+        out = {"finalized": False, "file_count": None, "total_bytes": None, "digest": None,
+               "note": f"{left['not_completed']} of its {left['writers']} writer(s) did not complete"}
+    else:
+        out = fingerprint(root, cfg["hash_mode"])
+        out["finalized"] = True
+    with db.conn.transaction():
+        db.one("record_dataset", workflow_id=workflow_id, dataset_id=cfg["dataset_id"], worker_id=ctx.worker_id,
+               finalized=out["finalized"], file_count=out["file_count"], total_bytes=out["total_bytes"],
+               digest=out["digest"], note=out["note"], detail=Jsonb({**detail, **out}))
+    return {**detail, **out, "outcome": "completed" if out["finalized"] else "skipped"}
+
+
+def fingerprint(root: Path, hash_mode: str) -> dict:
+    """file_count, total_bytes, digest and a note (why it is partial), walking at most core.datasets.MAX_FILES
+    regular files under root (symbolic links are not followed)."""
+    import hashlib
+
+    from torc_hpc.core import datasets as ds
+
+    entries, notes = [], []
+    total = 0
+    if not root.is_dir():
+        return {"file_count": 0, "total_bytes": 0, "digest": None, "note": f"{root} is not a directory"}
+    stack = [root]
+    while stack and len(entries) < ds.MAX_FILES:
+        top = stack.pop()
+        try:
+            with os.scandir(top) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    elif e.is_file(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        entries.append((os.path.relpath(e.path, root), st.st_size, st.st_mtime_ns))
+                        total += st.st_size
+                        if len(entries) >= ds.MAX_FILES:
+                            notes.append(f"stopped after {ds.MAX_FILES:,} files (core.datasets.MAX_FILES)")
+                            break
+        except OSError as e:
+            notes.append(f"could not read {top}: {e.strerror}")
+    digest = None
+    if hash_mode == "content" and total <= ds.MAX_CONTENT_BYTES:
+        pairs = []
+        for rel, _, _ in entries:
+            h = hashlib.sha256()
+            try:
+                with open(root / rel, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError as e:
+                notes.append(f"could not read {rel}: {e.strerror}")
+                continue
+            pairs.append((rel, h.hexdigest()))
+        digest = ds.content_digest(pairs)
+    elif hash_mode in ("manifest", "content"):
+        if hash_mode == "content":
+            notes.append(f"{total:,} bytes is more than content hashing reads "
+                         f"(core.datasets.MAX_CONTENT_BYTES); manifest fingerprint instead")
+        digest = ds.manifest_digest(entries)
+    return {"file_count": len(entries), "total_bytes": total, "digest": digest, "note": "; ".join(notes) or None}
 
 
 # ---- in a worker ---------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ finish statements, equals selected_count); on_workflow_complete when no job can 
 checks it); on_worker_start / on_worker_complete when a worker starts or stops (persistent: every worker;
 otherwise the first one). Whoever fires claims the row first (`claim_action`), so each fires at most once.
 
+finalize_dataset is torc's own action (one per dataset that jobs write, on_jobs_complete over its writers):
+it records the dataset's file count, size and fingerprint once they all finished.
+
 Runners, as in Torc: a worker (`torc run`, or `torc worker` in an allocation) fires every kind; the
 watcher and `torc submit-slurm` fire only schedule_nodes (run_commands run in the owner's environment,
 inside a worker).
@@ -91,7 +94,7 @@ def plan(actions: list[Action], phase: Phase, runner: Runner) -> list[Plan]:
         if not _trigger_open(a, phase, runner):
             continue
         if not runner.is_worker and a.action_type != "schedule_nodes":
-            continue              # run_commands belong to workers (the owner's environment and directory)
+            continue              # run_commands and dataset walks belong to workers (the owner's files)
         claim = not (a.trigger_type in WORKER_TRIGGERS and a.persistent)
         skip = None
         if a.action_type == "schedule_nodes" and runner is Runner.LOCAL:

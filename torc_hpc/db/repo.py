@@ -266,6 +266,8 @@ class Database:
                         directions.append(direction)
             if job_ids:
                 self.run(insert_refs, workflow_id=wf_id, job_ids=job_ids, item_ids=item_ids, directions=directions)
+            if kind == "datasets":
+                self._dataset_finalizers(wf_id, items, ids, job_ids, item_ids, directions)
         for a in expanded.actions:
             config = {"commands": a.commands, "scheduler": a.scheduler, "num_allocations": a.num_allocations,
                       "start_one_worker_per_node": a.start_one_worker_per_node,
@@ -280,8 +282,26 @@ class Database:
                 self.run("mark_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
         if expanded.spec.dynamic_jobs is not None:
             self.run("set_dynamic_jobs", workflow_id=wf_id, max_iterations=expanded.spec.dynamic_jobs.max_iterations)
-        if expanded.actions:  # jobs created ready have reached on_jobs_ready already
+        if expanded.actions or expanded.datasets:  # jobs created ready have reached on_jobs_ready already
             self.run("recount_actions", workflow_id=wf_id, rearm=False, full=False)
+
+    def _dataset_finalizers(self, wf_id: int, datasets, ids: dict, job_ids, item_ids, directions) -> None:
+        """Each dataset that some job writes gets torc's own on_jobs_complete action over its writers (position
+        -1 - i): the worker that sees them all finished fingerprints it (torc_hpc.actions)."""
+        writers: dict[int, list[int]] = {}
+        for job_id, item_id, direction in zip(job_ids, item_ids, directions):
+            if direction == "output":
+                writers.setdefault(item_id, []).append(job_id)
+        for i, d in enumerate(datasets):
+            jobs = writers.get(ids[d.name])
+            if not jobs:
+                continue
+            config = {"dataset_id": ids[d.name], "dataset": d.name, "path": d.path, "hash_mode": d.hash_mode}
+            action_id = self.one("insert_action", workflow_id=wf_id, position=-1 - i,
+                                 trigger_type="on_jobs_complete", action_type="finalize_dataset",
+                                 config=Jsonb(config), selected_count=len(jobs))["id"]
+            self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=jobs)
+            self.run("mark_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=jobs)
 
     def event(self, workflow_id: int, kind: str, *, job_id=None, from_status=None, to_status=None,
               attempt_id=None, run_id=None, worker_id=None, detail: dict | None = None) -> None:

@@ -72,3 +72,25 @@ WHERE a.id = %(action_id)s AND a.workflow_id = %(workflow_id)s AND a.fired_at IS
               AND j.status IN ('blocked', 'ready', 'running', 'pending_failed'))
         ELSE true END
 RETURNING a.id, a.position, a.trigger_type, a.action_type, a.config;
+
+-- name: dataset_writers_left
+-- How many of a dataset's writers did not complete (failed, canceled, …): then it is not fingerprinted.
+SELECT count(*) FILTER (WHERE j.status NOT IN ('completed', 'disabled')) AS not_completed, count(*) AS writers
+FROM job_datasets jd JOIN jobs j ON j.id = jd.job_id
+WHERE jd.dataset_id = %(dataset_id)s AND jd.direction = 'output';
+
+-- name: record_dataset
+-- What a finalization found (or why it could not), with its event, in one statement.
+WITH upd AS (
+    UPDATE datasets SET finalized_at = CASE WHEN %(finalized)s THEN now() ELSE finalized_at END,
+                        file_count = %(file_count)s, total_bytes = %(total_bytes)s, digest = %(digest)s,
+                        finalize_note = %(note)s
+    WHERE id = %(dataset_id)s AND workflow_id = %(workflow_id)s
+    RETURNING id, name
+), ev AS (
+    INSERT INTO events (workflow_id, kind, worker_id, detail)
+    SELECT %(workflow_id)s, CASE WHEN %(finalized)s THEN 'dataset_finalized' ELSE 'dataset_not_finalized' END,
+           %(worker_id)s, %(detail)s
+    FROM upd
+)
+SELECT id, name FROM upd;
