@@ -5,8 +5,10 @@ transaction: lock the caller (it must be running), treat a batch whose names all
 (idempotent: nothing is written, the existing ids are returned), count the lineage's spawn against
 dynamic_jobs.max_iterations, insert the jobs blocked on the caller (and on the siblings and completed jobs
 they name) with their edges and events. The caller's own completion then unblocks them the usual way.
-An empty batch marks the lineage converged. Spawned jobs get TORC_ORCHESTRATOR_LINEAGE_ID in their
-environment (jobs.env, merged over the workflow's env).
+An empty batch marks the lineage converged. Spawned jobs get TORC_ORCHESTRATOR_LINEAGE_ID (Torc's) and
+TORC_ORCHESTRATOR_GENERATION (which spawn made them; Torc's client derives it from its records) in their
+environment (jobs.env, merged over the workflow's env). Every workflow may spawn (Torc's rule); the cap
+is dynamic_jobs.max_iterations, 1000 when the spec says nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torc_hpc.errors import TorcError
 from torc_hpc.spec.spawn import SpawnRejected, plan_batch, resource_table
 
 LINEAGE_ENV = "TORC_ORCHESTRATOR_LINEAGE_ID"
+GENERATION_ENV = "TORC_ORCHESTRATOR_GENERATION"   # which spawn of the lineage made the job (torc-hpc's own)
 _DONE = ("completed", "disabled")
 
 
@@ -41,9 +44,6 @@ def spawn(db: Database, workflow_id: int, job_id: int, lineage: str, batch, stat
         caller = db.one("lock_spawning_job", workflow_id=workflow_id, job_id=job_id)
         if caller is None:
             raise TorcError(f"job {job_id} is not in workflow {workflow_id}")
-        if caller["dynamic_max_iterations"] is None:
-            raise TorcError(f"workflow {workflow_id} does not let its jobs spawn jobs: its spec has no "
-                            "dynamic_jobs (add `dynamic_jobs: {max_iterations: N}`)")
         if caller["status"] != "running":
             raise TorcError(f"job {job_id} ({caller['name']}) is {caller['status']}: only a running job spawns jobs")
         state_json = Jsonb(state) if state is not None else None
@@ -84,6 +84,7 @@ def spawn(db: Database, workflow_id: int, job_id: int, lineage: str, batch, stat
         ids = [first + i for i in range(len(planned))]
         env = dict(caller["env"] or {})
         env[LINEAGE_ENV] = lineage
+        env[GENERATION_ENV] = str(row["iterations"])
         rows = db.all("insert_spawned_jobs", workflow_id=workflow_id, job_id=job_id, lineage=lineage,
                       iteration=row["iterations"], run_id=caller["run_id"], env=Jsonb(env), ids=ids, names=names,
                       commands=[j.command for j in planned],

@@ -133,8 +133,7 @@ def details(db: Database, workflow_id: int) -> dict:
     out["user_data"] = db.all("list_user_data", workflow_id=workflow_id) if row["user_data"] else []
     out["actions"] = db.all("list_actions", workflow_id=workflow_id) if row["actions"] else []
     out["datasets"] = db.all("list_datasets", workflow_id=workflow_id) if row["datasets"] else []
-    out["lineages"] = (db.all("list_lineages", workflow_id=workflow_id)
-                       if row["dynamic_max_iterations"] is not None else [])
+    out["lineages"] = db.all("list_lineages", workflow_id=workflow_id)
     return out
 
 

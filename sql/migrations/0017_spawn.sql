@@ -2,8 +2,8 @@
 -- `torc jobs spawn`, one transaction per call; each lineage (an independent chain of spawns) may spawn at
 -- most dynamic_max_iterations times. See docs/torc-compat.md §4.16.
 
-ALTER TABLE workflows ADD COLUMN dynamic_max_iterations integer CHECK (dynamic_max_iterations > 0);
-COMMENT ON COLUMN workflows.dynamic_max_iterations IS 'The spec''s dynamic_jobs.max_iterations: how many spawns each lineage may make; NULL: the workflow''s jobs may not spawn jobs.';
+ALTER TABLE workflows ADD COLUMN dynamic_max_iterations integer NOT NULL DEFAULT 1000 CHECK (dynamic_max_iterations > 0);
+COMMENT ON COLUMN workflows.dynamic_max_iterations IS 'The spec''s dynamic_jobs.max_iterations: how many spawns each lineage may make (Torc''s default 1000 when the spec says nothing).';
 
 CREATE TABLE spawn_lineages (
     workflow_id    bigint      NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,

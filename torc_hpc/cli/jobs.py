@@ -191,9 +191,9 @@ def jobs_spawn(jobs: str = typer.Option(..., "--jobs", help="the new jobs: JSON 
                fmt: Format = FormatOpt):
     """From inside a running job: add jobs to its workflow that wait for this job (one transaction).
 
-    The workflow's spec must allow it (`dynamic_jobs: {max_iterations: N}`: each lineage spawns at most N
-    times). A repeat of a call that already went through changes nothing. Spawned jobs get
-    TORC_ORCHESTRATOR_LINEAGE_ID.
+    Each lineage spawns at most `dynamic_jobs.max_iterations` times (the spec's; 1000 if it says nothing).
+    A repeat of a call that already went through changes nothing. Spawned jobs get
+    TORC_ORCHESTRATOR_LINEAGE_ID and TORC_ORCHESTRATOR_GENERATION (which spawn made them).
 
     Example: `torc jobs spawn --lineage caseA --jobs '[{"name": "step_2", "command": "./step.sh 2"}]'`
     """

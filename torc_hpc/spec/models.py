@@ -351,10 +351,13 @@ class JobSpec(_Parameterized):
     stdio: StdioSpec | None = None
 
 
-class DynamicJobsSpec(_Strict):
-    """Torc's dynamic_jobs: running jobs may add jobs (`torc jobs spawn`); each lineage at most this often."""
+DEFAULT_MAX_ITERATIONS = 1000   # Torc's default when dynamic_jobs (or its max_iterations) is omitted
 
-    max_iterations: Count1
+
+class DynamicJobsSpec(_Strict):
+    """Torc's dynamic_jobs: how often each lineage of `torc jobs spawn` calls may add jobs."""
+
+    max_iterations: Count1 = DEFAULT_MAX_ITERATIONS
 
 
 class WorkflowSpec(_Strict):
