@@ -34,6 +34,7 @@ from torc_hpc.errors import SlurmError, TorcError
 
 log = logging.getLogger("torc.actions")
 
+NORMAL_ENDS = ("done", "idle")   # worker stop reasons after which completion actions still run
 POLL_S = 2.0     # a worker looks for due actions this often at most, unless poked
 SETTLE_S = 0.2   # after a poke: the batch that poked is usually committed by then
 
@@ -59,10 +60,13 @@ def pending(db: Database, workflow_id: int) -> list[Action]:
     return [Action(**r) for r in db.all("pending_actions", workflow_id=workflow_id)]
 
 
-def fire(db: Database, workflow_id: int, phase: Phase, ctx: Context) -> list[dict]:
-    """Fire every action that is due for this runner now; returns what happened to each (for reports)."""
+def fire(db: Database, workflow_id: int, phase: Phase, ctx: Context, stop=None) -> list[dict]:
+    """Fire every action that is due for this runner now; returns what happened to each (for reports).
+    `stop()` true: fire no further action (a worker stopping early)."""
     done = []
     for p in core.plan(pending(db, workflow_id), phase, ctx.runner):
+        if stop is not None and stop():
+            break
         outcome = _fire_one(db, workflow_id, p, ctx)
         if outcome is not None:
             done.append(outcome)
@@ -133,6 +137,7 @@ def _run(command: str, cwd: str | None, env: dict, timeout_s: float) -> tuple[in
     on timeout, combined output)."""
     proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    _RUNNING.add(proc)
     try:
         out, _ = proc.communicate(timeout=max(0.0, timeout_s))
         return proc.returncode, out.decode(errors="replace")
@@ -143,6 +148,26 @@ def _run(command: str, cwd: str | None, env: dict, timeout_s: float) -> tuple[in
             pass
         out, _ = proc.communicate()
         return None, out.decode(errors="replace")
+    except BaseException:   # Ctrl-C while a start action runs: its commands go with us
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise
+    finally:
+        _RUNNING.discard(proc)
+
+
+_RUNNING: set = set()   # action commands running now (a worker stopping early kills their process groups)
+
+
+def kill_running() -> None:
+    """Stop every action command this process runs (SIGKILL to its process group)."""
+    for proc in list(_RUNNING):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _write_log(path: Path | None, output: list[str]) -> None:
@@ -303,6 +328,7 @@ class WorkerActions:
         self.db: Database | None = None
         self._wake = threading.Event()
         self._stopping = False
+        self._abort = False     # stopping early: fire nothing more
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -321,11 +347,20 @@ class WorkerActions:
         """Jobs finished: an action may be due (cheap; called by the worker loop after each batch)."""
         self._wake.set()
 
-    def end(self) -> None:
-        """The worker is leaving: let a running action finish, then fire what is due now, the completion
-        triggers included."""
+    def end(self, reason: str = "done") -> None:
+        """The worker is leaving. After a normal end (nothing left, idle): let a running action finish, then
+        fire what is due now, the completion triggers included. After any other (walltime, scancel, Ctrl-C,
+        cancel, lost, an error): stop the running action's commands and fire nothing more — the allocation
+        or the person is not waiting."""
         self._stopping = True
         self._wake.set()
+        if reason not in NORMAL_ENDS:
+            self._abort = True
+            kill_running()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            self._close()
+            return
         if self._thread is not None:
             self._thread.join()
         try:
@@ -337,7 +372,7 @@ class WorkerActions:
 
     def _fire(self, phase: Phase) -> list[dict]:
         try:
-            return fire(self.db, self.workflow_id, phase, self.ctx)
+            return fire(self.db, self.workflow_id, phase, self.ctx, stop=lambda: self._abort)
         except psycopg.Error as e:   # actions never take the worker down; the next poll or runner retries
             log.warning("workflow %s: could not fire actions (%s)", self.workflow_id, str(e).strip())
             self._close()

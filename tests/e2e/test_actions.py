@@ -145,3 +145,28 @@ def test_finishing_a_job_no_action_waits_for_never_reads_workflow_actions(db):
     counted = plan[plan.index("CTE counted"):]
     scan = next(line for line in counted.splitlines() if "on workflow_actions a" in line and "Update" not in line)
     assert "never executed" in scan, plan
+
+
+def test_ctrl_c_stops_a_running_action_and_fires_nothing_more(torc):
+    import signal
+    import time
+
+    from tests.conftest import wait_for
+
+    spec = {"name": "stop_early", "jobs": [{"name": "a", "command": "true"}, {"name": "b", "command": "sleep 60"}],
+            "actions": [{"trigger_type": "on_jobs_complete", "action_type": "run_commands", "jobs": ["a"],
+                         "commands": ["sleep 60; touch late"]},
+                        {"trigger_type": "on_workflow_complete", "action_type": "run_commands",
+                         "commands": ["touch end"]}]}
+    torc.write("stop.yaml", yaml.safe_dump(spec))
+    proc = torc.popen("run", "stop.yaml")
+    wf = wait_for(lambda: (w := torc.json("workflows", "list")) and w[0]["id"], timeout=60, what="the workflow")
+    wait_for(lambda: any(k == "action_started" for k, _ in _events(torc, wf)), timeout=60, what="the action")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=40)
+    assert time.monotonic() - started < 30
+    time.sleep(1)
+    assert not (torc.cwd / "late").exists() and not (torc.cwd / "end").exists()
+    kinds = [k for k, _ in _events(torc, wf)]
+    assert kinds.count("action_started") == 1 and "action_completed" not in kinds

@@ -181,7 +181,7 @@ class Worker:
                 self._log_pool.shutdown()
                 self._close_started_logs()
                 if self.actions is not None:
-                    self.actions.end()
+                    self.actions.end(reason)
                 self.summary.stale = self.pump.stale
                 try:
                     if reason != "error":  # after an error the reconciler decides, as for a crash
