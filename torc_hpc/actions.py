@@ -391,7 +391,12 @@ class WorkerActions:
                 except psycopg.Error:
                     continue
             self._fire(Phase.POLL)
-            if self.db is not None and not core.still_possible(pending(self.db, self.workflow_id), self.ctx.runner):
+            try:
+                left = pending(self.db, self.workflow_id) if self.db is not None else None
+            except psycopg.Error:
+                self._close()
+                continue
+            if left is not None and not core.still_possible(left, self.ctx.runner):
                 self._close()     # nothing can fire before the worker leaves: free the connection
                 return
 
