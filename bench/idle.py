@@ -1,12 +1,11 @@
 """Idle: PostgreSQL time per idle-worker check on a 10k-job and a 1M-job workflow (issue 11).
 
-What an idle worker does once a second today (worker/loop.py `_loop`, when nothing runs or waits and the
-last claim came back empty): `Worker._nothing_left()` (reconcile: live_workers, get_workflow,
-orphaned_jobs; then status_counts; blocked_by_unrunnable when jobs are ready) and then a claim through
-the pump (`Database.finish` with no steps and the worker's claim parameters: claim_jobs in one
-transaction). The benchmark calls the worker's own `_nothing_left` on a real `Worker` object and the
-real `Database.finish`, so it measures whatever the worker does when it changes (if `_nothing_left` is
-renamed, `idle_check()` below is the one place to follow it).
+What an idle worker does (worker/pump.py `Pump.idle_check`, run by the worker's database thread when it
+holds nothing, backing off from 50 ms to once a second): the reconciler at most once per heartbeat period,
+one statement of two EXISTS probes (a running job, a ready job), a claim only when a job is ready, and
+blocked_by_unrunnable only when nothing runs anywhere. The benchmark calls that method on a real
+worker's database side, so it measures whatever the worker does when it changes (`idle_check()` below is
+the one place to follow it).
 
 Workflows: bench/create.py's shape (half producers, half consumers of two producers), created with the
 same fast path (expand + COPY), sizes 10,001 and 1,000,001 jobs, on a private PostgreSQL with
@@ -52,24 +51,25 @@ TOO_BIG_CPUS = 64
 
 
 def idle_check(worker, params) -> None:
-    """One idle tick of today's worker: the done-check, then the pump's claim."""
-    worker._nothing_left()
-    worker.db.finish(worker.cfg.workflow_id, [], worker_id=worker.worker_id, claim=params)
+    """One idle check of the worker: its database thread's `Pump.idle_check()` (the reconciler at most
+    once per heartbeat period, two EXISTS probes, a claim when something is ready)."""
+    worker.idle_check()
 
 
 def make_worker(url: str, wf: int):
-    from torc_hpc.db import Database
+    """A worker's database side (worker/pump.py), connected and registered as `torc worker -j 1` would be:
+    what an idle worker runs, without its processes."""
     from torc_hpc.worker.loop import Worker, WorkerConfig
+    from torc_hpc.worker.pump import Pump
     from torc_hpc.worker.resources import Resources
 
-    cfg = WorkerConfig(workflow_id=wf, database_url=url, resources=Resources(cpus=1, memory_bytes=2**34))
-    w = Worker(cfg)
-    w.db = Database(url, migrate=False)
-    w.worker_id = w.db.register_worker(wf, hostname=socket.gethostname(), pid=os.getpid(), num_cpus=1,
-                                       num_gpus=0, memory_bytes=2**34)
-    if not hasattr(w, "_nothing_left"):
-        raise SystemExit("Worker._nothing_left is gone: update bench/idle.py idle_check() to the worker's idle check")
-    return w
+    w = Worker(WorkerConfig(workflow_id=wf, database_url=url, resources=Resources(cpus=1, memory_bytes=2**34)))
+    pump = Pump(url, wf, claim_params=w._claim_params, wake=lambda: None, holds_nothing=lambda: True,
+                limits=w._limits, exit_when_done=True)
+    pump.connect()
+    pump.register(hostname=socket.gethostname(), pid=os.getpid(), num_cpus=1, num_gpus=0, memory_bytes=2**34)
+    pump.claim_params = w._claim_params
+    return pump
 
 
 def _statements(conn) -> tuple[float, int]:
@@ -150,7 +150,7 @@ def run_size(pg, jobs: int) -> dict:
     created_s = time.perf_counter() - t
     total = admin.execute("SELECT count(*) FROM jobs WHERE workflow_id = %s", (wf,)).fetchone()[0]
     worker = make_worker(url, wf)
-    params = worker._claim_params()
+    params = worker.claim_params()
     out = {"jobs": total, "create_s": created_s, "claim_params": {k: v for k, v in params.items()}}
     try:
         for state in ("waiting", "too_small"):
@@ -165,7 +165,7 @@ def run_size(pg, jobs: int) -> dict:
                 claimed = worker.db.finish(wf, [], worker_id=worker.worker_id, claim=params)["claimed"]
                 assert not claimed, "the too_small claim must find nothing"
     finally:
-        worker.db.close()
+        worker.stop()
         admin.close()
     return out
 

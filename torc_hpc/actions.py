@@ -6,8 +6,8 @@ the events `action_started`, then `action_completed`, `action_failed` (with the 
 `action_skipped` (with the reason).
 
 Workers fire actions through `WorkerActions`: created only when the workflow has pending actions (most
-have none: then the worker does nothing more than one query at start), it fires the start triggers
-before the worker claims, fires due actions from a thread of its own while jobs run (woken by the worker
+have none: then the worker does nothing more than one query at start, on its own connection before its
+database thread takes it over), it fires the start triggers before the worker claims, fires due actions from a thread of its own while jobs run (woken by the worker
 after each batch of finishes, else every POLL_S), and the completion triggers when the worker leaves. It
 has its own short-lived database connection, open only while the workflow has actions left to fire.
 The watcher calls `fire` once per cycle (schedule_nodes only).
@@ -331,11 +331,15 @@ class WorkerActions:
         self._abort = False     # stopping early: fire nothing more
         self._thread: threading.Thread | None = None
 
+    @staticmethod
+    def needed(db: Database, workflow_id: int) -> bool:
+        """Whether the workflow has an action left to fire (one indexed query)."""
+        return bool(db.all("pending_actions", workflow_id=workflow_id))
+
     @classmethod
-    def begin(cls, db: Database, database_url: str, workflow_id: int, ctx: Context) -> "WorkerActions | None":
-        """Fire the start triggers (before the worker claims anything) and watch for the others."""
-        if not db.all("pending_actions", workflow_id=workflow_id):
-            return None
+    def begin(cls, database_url: str, workflow_id: int, ctx: Context) -> "WorkerActions":
+        """Open this worker's actions connection, fire the start triggers (the worker claims nothing before
+        they are done) and watch for the others."""
         self = cls(database_url, workflow_id, ctx)
         self.db = Database(database_url)
         self._fire(Phase.START)

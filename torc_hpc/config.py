@@ -22,6 +22,8 @@ EXAMPLE = """\
 # {path}
 database_url = "postgresql://me@dbhost/torc"   # no password here: use ~/.pgpass
 output_dir = "torc_output"
+# db_pooler = "transaction"                        # pgbouncer in transaction mode in front of PostgreSQL
+# notify_url = "postgresql://me@dbhost:5432/torc"  # direct, for LISTEN (else idle workers poll)
 
 [slurm]
 account = "my_project"
@@ -44,6 +46,12 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "TORC_DATABASE_URL", None,
             "PostgreSQL URL; none: the embedded server in your data directory", secret_url=True),
+    Setting("db_pooler", "TORC_DB_POOLER", "none",
+            "what is between torc and PostgreSQL: none, session, or transaction (pgbouncer's transaction "
+            "pooling: nothing prepared, no LISTEN on the pooled URL)"),
+    Setting("notify_url", "TORC_NOTIFY_URL", None,
+            "with db_pooler = transaction: a direct URL to PostgreSQL for LISTEN only; none: idle workers poll",
+            secret_url=True),
     Setting("output_dir", "TORC_OUTPUT_DIR", "torc_output", "where job logs go, for new workflows"),
     Setting("slurm.account", "TORC_SLURM_ACCOUNT", None, "sbatch --account"),
     Setting("slurm.partition", "TORC_SLURM_PARTITION", None, "sbatch --partition"),

@@ -87,7 +87,7 @@ def test_claim_uses_the_partial_ready_index(db):
     plan = "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
         "EXPLAIN " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
-         "time_left_s": 10**6, "scheduler": None}).fetchall())
+         "time_left_s": 10**6, "scheduler": None, "window": 1000}).fetchall())
     assert "jobs_ready_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
 
@@ -99,8 +99,9 @@ def test_a_claim_whose_answer_was_lost_is_given_back(db, db_url):
     from torc_hpc.worker.pump import Pump
 
     wf = create(db, {"name": "lost", "jobs": [{"name": "j_{i}", "command": "true", "parameters": {"i": "1:6"}}]})
-    wid = db.register_worker(wf, hostname="test", pid=1, num_cpus=64, num_gpus=0, memory_bytes=64 * GIB)
-    pump = Pump(db_url, wf, wid, claim_params=lambda: None, wake=lambda: None)
+    pump = Pump(db_url, wf, claim_params=lambda: None, wake=lambda: None)
+    pump.connect()
+    wid = pump.register(hostname="test", pid=1, num_cpus=64, num_gpus=0, memory_bytes=64 * GIB)
     real_finish, answers = pump.db.finish, []
 
     def finish_losing_the_first_answer(*args, **kwargs):
@@ -113,12 +114,12 @@ def test_a_claim_whose_answer_was_lost_is_given_back(db, db_url):
 
     pump.db.finish = finish_losing_the_first_answer
     try:
-        result = pump._finish([], {"cpus": 64, "gpus": 0, "memory": 64 * GIB, "limit": 3,
-                                   "time_left_s": NO_LIMIT_S, "scheduler": None})
+        got = pump._batch([], [], {"cpus": 64, "gpus": 0, "memory": 64 * GIB, "limit": 3,
+                                   "time_left_s": NO_LIMIT_S, "scheduler": None}, heartbeat=False)
     finally:
-        pump.db.close()
+        pump.stop()
     lost = {j["id"] for j in answers[0]["claimed"]}
-    got = {j["id"] for j in result["claimed"]}
+    got = {j["id"] for j in pump.claimed}
     assert len(lost) == 3 and len(got) == 3
     running = {r["id"] for r in db.conn.execute(
         "SELECT id FROM jobs WHERE worker_id = %s AND status = 'running'", (wid,)).fetchall()}
@@ -127,3 +128,29 @@ def test_a_claim_whose_answer_was_lost_is_given_back(db, db_url):
         "SELECT job_id FROM events WHERE workflow_id = %s AND kind = 'released'", (wf,)).fetchall()}
     assert released == lost
     assert pump.released_unacknowledged == 3
+
+
+def _rows_read_from(plan: dict, index: str) -> int:
+    """Rows the plan's scans of `index` produced (EXPLAIN ANALYZE, JSON)."""
+    own = plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1) if plan.get("Index Name") == index else 0
+    return own + sum(_rows_read_from(p, index) for p in plan.get("Plans", []))
+
+
+def test_a_claim_for_which_nothing_fits_stops_after_its_window(db):
+    """Issue 11 item 3: 3,000 ready jobs too big for this worker ahead of one that fits. A claim with a window
+    reads at most that many entries of jobs_ready_idx and finds nothing; only a claim without one (the
+    worker's occasional deep look) walks past them and finds the small job."""
+    from torc_hpc.db.queries import q
+
+    wf = create(db, {"name": "window", "jobs": [
+        {"name": "big_{i}", "command": "x", "resource_requirements": {"num_cpus": 64}, "parameters": {"i": "1:3000"}},
+        {"name": "small", "command": "x", "priority": -1}]})
+    wid = db.register_worker(wf, hostname="t", pid=1, num_cpus=1, num_gpus=0, memory_bytes=16 * GIB)
+    db.conn.execute("ANALYZE jobs")
+    params = {"workflow_id": wf, "worker_id": wid, "cpus": 1, "gpus": 0, "memory": 16 * GIB, "limit": 2,
+              "time_left_s": 10**6, "scheduler": None, "window": 1000}
+    with db.conn.transaction(force_rollback=True):
+        plan = db.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + q("claim_jobs"), params).fetchone()["QUERY PLAN"]
+    assert _rows_read_from(plan[0]["Plan"], "jobs_ready_idx") <= 1000
+    assert db.claim(wf, wid, cpus=1, gpus=0, memory=16 * GIB, limit=2, window=1000) == []
+    assert [j["name"] for j in db.claim(wf, wid, cpus=1, gpus=0, memory=16 * GIB, limit=2, window=None)] == ["small"]

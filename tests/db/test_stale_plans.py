@@ -3,12 +3,11 @@
 find its job(s) by the primary key, in its custom plan and in the generic plan a prepared statement may
 switch to, whatever the statistics say.
 
-Today finish_completed, finish_completed_batch, finish_pending_failed and release_jobs walk the partial
-index jobs_running_idx instead (every running job, O(running) per completion), and so does
-finish_failed's custom plan since its WHERE takes `status = %(from_status)s` (the parameter is 'running'
-for a worker's failure); those cases are marked xfail(strict): the change that fixes them
-(docs/scale-notes.md §3) turns them into failures until the marks go. finish_retry, and finish_failed's
-generic plan, already use the primary key and must keep doing so.
+Before migration 0014 finish_completed, finish_completed_batch, finish_pending_failed and release_jobs
+walked the partial index jobs_running_idx instead (every running job, O(running) per completion), and so
+did finish_failed's custom plan (its WHERE takes `status = %(from_status)s`, 'running' for a worker's
+failure). 0014 keeps that index out of reach of statements that do not name a worker, and release_jobs
+compares its worker with IS NOT DISTINCT FROM (docs/scale-notes.md §3).
 """
 
 import psycopg
@@ -20,8 +19,6 @@ from torc_hpc.db.queries import q
 
 JOBS, RUNNING, WORKERS = 10_000, 2_000, 20
 
-_TODAY_WRONG = {(name, generic) for name in ("finish_completed", "finish_completed_batch", "finish_pending_failed",
-                                             "release_jobs") for generic in (False, True)} | {("finish_failed", False)}
 STATEMENTS = ["finish_completed", "finish_completed_batch", "finish_failed", "finish_retry", "finish_pending_failed",
               "release_jobs"]
 
@@ -59,9 +56,7 @@ def stale(admin_url, template_db):
 def _cases():
     for name in STATEMENTS:
         for generic in (False, True):
-            marks = [pytest.mark.xfail(strict=True, reason="walks jobs_running_idx today (docs/scale-notes.md §3)")] \
-                if (name, generic) in _TODAY_WRONG else []
-            yield pytest.param(name, generic, marks=marks, id=f"{name}-{'generic' if generic else 'custom'}")
+            yield pytest.param(name, generic, id=f"{name}-{'generic' if generic else 'custom'}")
 
 
 @pytest.mark.parametrize("name,generic", list(_cases()))

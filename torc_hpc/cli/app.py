@@ -63,8 +63,14 @@ def _root(database_url: Optional[str] = typer.Option(
         None, "--database-url", show_default=False,
         help="PostgreSQL URL; else TORC_DATABASE_URL, else database_url in the config file, else the embedded "
              "server in your data directory"),
+          db_pooler: Optional[str] = typer.Option(
+        None, "--db-pooler", show_default=False,
+        help="none, session or transaction: what is between torc and PostgreSQL (else TORC_DB_POOLER, else "
+             "db_pooler in the config file); transaction: nothing prepared, workers poll or LISTEN on "
+             "TORC_NOTIFY_URL"),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="log what the worker does")):
     settings.flags["database_url"] = database_url
+    settings.flags["db_pooler"] = db_pooler
     state.url = settings.get("database_url", database_url)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("psycopg").setLevel(logging.INFO if verbose else logging.ERROR)  # torc says it better

@@ -60,7 +60,8 @@ def db_url():
 def db_status(fmt: Format = FormatOpt):
     """Which server torc uses and whether it answers: for the embedded one, its data directory, whether it is
     running and its size on disk (it is not started by this command); for yours, its URL (no password),
-    version and database size.
+    version and database size. Also what torc believes is in front of it (TORC_DB_POOLER: none, session,
+    transaction) and how workers hear of ready jobs (LISTEN, or polling behind a transaction pooler).
 
     Example: `torc db status`
     """
@@ -85,6 +86,7 @@ def db_status(fmt: Format = FormatOpt):
             out["url"] = redact(url)
         except Exception as e:  # noqa: BLE001 - status reports any failure to answer
             out.update(answers=False, error=str(e).strip().splitlines()[0])
+    out.update(connections_as(settings.all()))
     if fmt is not Format.table:
         emit_json(out)
         return
@@ -104,6 +106,22 @@ def db_status(fmt: Format = FormatOpt):
                       highlight=False)
     elif url:
         console.print(f"[red]does not answer:[/red] {out['error']}", highlight=False)
+    console.print(f"pooler: {out['pooler']} (from {out['pooler_source']}) · workers hear of ready jobs by "
+                  f"{out['notifications']}", highlight=False)
+
+
+def connections_as(values: dict) -> dict:
+    """What torc believes is between it and PostgreSQL, and how its workers learn of ready jobs."""
+    pooler, notify = values["db_pooler"], values["notify_url"]
+    mode = (pooler.value or "none").strip().lower()
+    if mode != "transaction":
+        how = "LISTEN on the database URL"
+    elif notify.value:
+        how = f"LISTEN on TORC_NOTIFY_URL {redact(notify.value)} (a second, direct connection per worker)"
+    else:
+        how = "polling (an O(1) probe, backing off to once a second; set TORC_NOTIFY_URL to LISTEN instead)"
+    return {"pooler": mode, "pooler_source": pooler.source, "prepared_statements": mode != "transaction",
+            "notifications": how}
 
 
 @app.command("stop")

@@ -20,7 +20,7 @@ from torc_hpc import limits
 from torc_hpc.core.states import RESETTABLE_FAILED, JobStatus, can_transition
 from torc_hpc.core.units import parse_duration
 from torc_hpc.db import migrate as migrations
-from torc_hpc.db.connection import connect, resolve_url
+from torc_hpc.db.connection import connect, connect_retrying, resolve_url
 from torc_hpc.db.queries import q
 from torc_hpc.errors import DatabaseError, NotFound, TorcError
 
@@ -71,40 +71,42 @@ def _copy_text(value: str | None) -> str:
 
 
 class Database:
-    """A connection to torc's database, migrated on first use."""
+    """A connection to torc's database, migrated on first use. With `retry_s`, a refused connection (too
+    many connections, a server restarting) is retried with back-off for that long before giving up."""
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True):
+    def __init__(self, url: str | None = None, *, migrate: bool = True, retry_s: float = 0):
         self.url = resolve_url(url)
-        self.conn = connect(self.url)
+        self.conn = connect_retrying(self.url, within_s=retry_s) if retry_s > 0 else connect(self.url)
         if migrate and migrations.pending(self.conn):
             migrations.migrate(self.conn)
 
     def close(self) -> None:
         self.conn.close()
 
-    def reconnect_after(self, exc: BaseException, deadline: float) -> bool:
-        """After `exc`, if the connection itself broke (server restart, failover, terminated backend), wait
-        and reconnect until `deadline` (time.monotonic()). True: connected again, retry the operation.
-        False: not a broken connection, or the deadline passed."""
+    def broken(self, exc: BaseException) -> bool:
+        """Whether `exc` means the connection itself is gone (server restart, failover, terminated backend)
+        rather than a statement failing on a working connection."""
         if not isinstance(exc, psycopg.OperationalError):
             return False
         state = getattr(exc, "sqlstate", None) or ""
         # 08xxx: connection exceptions; 57P01-03: admin/crash shutdown, cannot connect now (restarting).
-        if not (self.conn.broken or self.conn.closed or state.startswith("08") or state in ("57P01", "57P02", "57P03")):
+        return bool(self.conn.broken or self.conn.closed or state.startswith("08")
+                    or state in ("57P01", "57P02", "57P03"))
+
+    def reconnect_after(self, exc: BaseException, deadline: float) -> bool:
+        """After `exc`, if the connection itself broke, reconnect (with back-off) until `deadline`
+        (time.monotonic()). True: connected again, retry the operation. False: not a broken connection,
+        or the deadline passed."""
+        if not self.broken(exc) or time.monotonic() >= deadline:
             return False
-        delay = 0.2
-        while time.monotonic() < deadline:
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 10)
-            try:
-                with contextlib.suppress(Exception):
-                    self.conn.close()
-                self.conn = connect(self.url)
-                log.warning("reconnected to the database after: %s", str(exc).strip().splitlines()[0])
-                return True
-            except DatabaseError:
-                continue
-        return False
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        try:
+            self.conn = connect_retrying(self.url, within_s=deadline - time.monotonic(), what="reconnect")
+        except DatabaseError:
+            return False
+        log.warning("reconnected to the database after: %s", str(exc).strip().splitlines()[0])
+        return True
 
     def __enter__(self):
         return self
@@ -493,23 +495,27 @@ class Database:
     # ---- claims and completions ------------------------------------------------------------
 
     def claim(self, workflow_id: int, worker_id: int, *, cpus: int, gpus: int, memory: int, limit: int,
-              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None) -> list[dict]:
+              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None, window: int | None = None) -> list[dict]:
+        """Claim up to `limit` ready jobs that fit, looking at the first `window` ready jobs in claim order
+        (None: all of them)."""
         if limit <= 0:
             return []
         return self.all("claim_jobs", workflow_id=workflow_id, worker_id=worker_id, cpus=cpus, gpus=gpus,
                         memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
-                        scheduler=scheduler)
+                        scheduler=scheduler, window=window)
 
     @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
-               claim: dict | None = None) -> dict:
-        """Apply several finish_* steps in one transaction (a worker batches its completions), and
-        optionally claim more jobs in the same transaction: one commit per batch.
+               claim: dict | None = None, heartbeat: bool = False) -> dict:
+        """Apply several finish_* steps in one transaction (a worker batches its completions), optionally
+        claim more jobs and refresh the worker's heartbeat in the same transaction: one commit per batch.
 
-        Each step is (query name, params). Returns totals of rows finished and jobs made ready, and the
-        claimed jobs.
+        Each step is (query name, params). Returns totals of rows finished and jobs made ready, the claimed
+        jobs, and (with `heartbeat`) the heartbeat's answer. Idle workers are woken (NOTIFY) only when this
+        batch left more jobs ready than it claimed itself: a worker completing a chain claims the next link
+        in the same transaction, and waking every listener for it would be a storm of empty claims.
         """
-        totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": [], "claimed": []}
+        totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": [], "claimed": [], "heartbeat": None}
         completed = [p for name, p in steps if name == "finish_completed"]
         others = [(name, p) for name, p in steps if name != "finish_completed"]
         if len(completed) < 2:
@@ -530,10 +536,11 @@ class Database:
                     "cpu_time": [p["cpu_time_s"] for p in completed]})))
             for name, params in others:
                 pending.append((params["job_id"], self.conn.execute(q(name), params)))
+            beat = self.conn.execute(q("heartbeat"), {"worker_id": worker_id}) if heartbeat else None
             claim_cursor = None
             if claim is not None and claim["limit"] > 0:
                 claim_cursor = self.conn.execute(q("claim_jobs"), {
-                    **claim, "workflow_id": workflow_id, "worker_id": worker_id,
+                    "window": None, **claim, "workflow_id": workflow_id, "worker_id": worker_id,
                     "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
             for job_id, cur in pending:
                 row = cur.fetchone()
@@ -546,7 +553,9 @@ class Database:
                 totals["canceled"] += row.get("canceled", 0) or 0
             if claim_cursor is not None:
                 totals["claimed"] = claim_cursor.fetchall()
-            if totals["newly_ready"]:
+            if beat is not None:
+                totals["heartbeat"] = beat.fetchone() or {"workflow_canceled": True, "declared_lost": True}
+            if totals["newly_ready"] > len(totals["claimed"]):
                 self.notify_ready(workflow_id)
         return totals
 

@@ -1,4 +1,8 @@
-"""The worker loop: claim → spawn → wait (pidfds, LISTEN/NOTIFY, signals) → finish in batches."""
+"""The worker loop: claim → spawn → wait (SIGCHLD or pidfds, signals) → finish in batches.
+
+This main thread starts and reaps processes and never touches the database: the database thread
+(worker/pump.py) owns the worker's one connection, and this loop sends it requests (finished steps, claims,
+releases) and reads what it sends back (claimed jobs, recovery scripts to start, `halt`)."""
 
 from __future__ import annotations
 
@@ -23,15 +27,15 @@ import psycopg
 
 from torc_hpc.core.states import ExitCode
 from torc_hpc.errors import DatabaseError
-from torc_hpc.db.connection import connect, redact
-from torc_hpc.db.repo import NO_LIMIT_S, Attempt, Database, finish_step
+from torc_hpc.db.connection import redact, resolve_url
+from torc_hpc.db.repo import NO_LIMIT_S, Attempt, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
 from torc_hpc.actions import Context as ActionContext, WorkerActions
 from torc_hpc.core.actions import Runner
 from torc_hpc.worker import process
 from torc_hpc.worker.outcomes import after_recovery, plan_outcome
-from torc_hpc.worker.pump import RECONNECT_S, Pump
+from torc_hpc.worker.pump import Pump
 from torc_hpc.worker.resources import Resources
 
 log = logging.getLogger("torc.worker")
@@ -66,7 +70,8 @@ class WorkerConfig:
     slurm_job_id: str | None = None
     scheduler: str | None = None
     sigterm_reason: Callable[[], str] | None = None  # Slurm: tell walltime from scancel
-    on_tick: Callable[["Worker"], None] | None = None
+    on_tick: Callable[[Pump], None] | None = None   # called on the database thread, with it (its .db), twice a second
+    allocation_id: int | None = None                # torc's allocation row: marked started on registering
 
 
 @dataclass
@@ -128,44 +133,56 @@ class Worker:
 
     def run(self) -> WorkerSummary:
         cfg = self.cfg
-        self.db = Database(cfg.database_url)
-        wf = self.db.workflow(cfg.workflow_id)
-        self.workflow = wf
-        self.rules = self.db.failure_rules(cfg.workflow_id)
-        # Jobs run where the workflow was created. posix_spawn cannot set a child's directory here, so the
-        # worker moves there itself (and back when it returns: it may run inside a longer-lived process).
-        self._previous_cwd = os.getcwd()
-        if wf["working_dir"] and os.path.isdir(wf["working_dir"]):
-            os.chdir(wf["working_dir"])
-        self.output_dir = Path(cfg.output_dir or wf["output_dir"]).resolve()
-        (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
-        self._stdio_dir = str(self.output_dir / "job_stdio")
-        self.worker_id = self.db.register_worker(
-            cfg.workflow_id, hostname=socket.gethostname(), pid=os.getpid(),
-            num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
-            memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
-            end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
-            token=(token := secrets.token_hex(16)))
+        self.url = resolve_url(cfg.database_url)
+        # The database thread owns the worker's one connection. It opens it here, retrying while the server
+        # refuses (too many connections, a restart), before anything is registered.
+        self.pump = Pump(self.url, cfg.workflow_id, claim_params=self._claim_params, wake=self._wake,
+                         on_claimed=self._on_claimed, holds_nothing=self._holds_nothing, limits=self._limits,
+                         heartbeat_s=cfg.heartbeat_interval_s, exit_when_done=cfg.exit_when_done,
+                         on_tick=cfg.on_tick)
+        try:
+            wf, self.rules = self.pump.connect()
+            self.workflow = wf
+            # Jobs run where the workflow was created. posix_spawn cannot set a child's directory here, so
+            # the worker moves there itself (and back when it returns: it may run inside a longer-lived process).
+            self._previous_cwd = os.getcwd()
+            if wf["working_dir"] and os.path.isdir(wf["working_dir"]):
+                os.chdir(wf["working_dir"])
+            self.output_dir = Path(cfg.output_dir or wf["output_dir"]).resolve()
+            (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
+            self._stdio_dir = str(self.output_dir / "job_stdio")
+            self.worker_id = self.pump.register(
+                hostname=socket.gethostname(), pid=os.getpid(),
+                num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
+                memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
+                end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
+                token=(token := secrets.token_hex(16)), allocation_id=cfg.allocation_id)
+        except BaseException:
+            self.pump.stop()
+            if getattr(self, "_previous_cwd", None):
+                with contextlib.suppress(OSError):
+                    os.chdir(self._previous_cwd)
+            raise
         self._base_env = dict(os.environ)
-        self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.db.url),
+        self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.url),
                               TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
                               TORC_WORKER_TOKEN=token)
-        # The workflow's actions (most have none: then this is one query and nothing more).
-        self.actions = WorkerActions.begin(self.db, cfg.database_url, cfg.workflow_id, ActionContext(
-            Runner.ALLOCATION if cfg.slurm_job_id else Runner.LOCAL, worker_id=self.worker_id,
-            env=self._base_env, output_dir=self.output_dir))
-        self.listen = connect(cfg.database_url)
-        self.listen.execute(f"LISTEN torc_ready_{int(cfg.workflow_id)}")
+        # The workflow's actions: most have none, and then this one query (on the worker's connection, before
+        # the database thread takes it over) is all they cost; with some, their thread has its own.
+        self.actions = None
+        with_actions = WorkerActions.needed(self.pump.db, cfg.workflow_id)
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
         self._to_close: deque[int] = deque()   # started jobs' log descriptors, closed by the log thread
-        self.pump = Pump(cfg.database_url, cfg.workflow_id, self.worker_id, self._claim_params, self._wake,
-                         self._on_claimed)
         self.pump.start()
         restore = self._install_signal_handlers()
         reason = "error"
         try:
+            if with_actions:   # start triggers fire before the first claim; heartbeats already flow
+                self.actions = WorkerActions.begin(self.url, cfg.workflow_id, ActionContext(
+                    Runner.ALLOCATION if cfg.slurm_job_id else Runner.LOCAL, worker_id=self.worker_id,
+                    env=self._base_env, output_dir=self.output_dir))
             reason = self._loop()
         except psycopg.Error as e:
             raise DatabaseError(
@@ -177,27 +194,19 @@ class Worker:
                 if self.children or self.queue or not self.pump.idle():
                     self._stop_children("interrupted" if reason == "error" else reason)
             finally:
-                self.pump.stop()
                 self._log_pool.shutdown()
                 self._close_started_logs()
-                if self.actions is not None:
+                # After an error the reconciler decides, as for a crash: no stop is recorded.
+                self.pump.stop(None if reason == "error" else reason,
+                               unrunnable=[r["name"] for r in self.summary.unrunnable])
+                if self.actions is not None:   # after the last finishes committed
                     self.actions.end(reason)
                 self.summary.stale = self.pump.stale
+                restore()
                 try:
-                    if reason != "error":  # after an error the reconciler decides, as for a crash
-                        self._with_reconnect(lambda: self.db.stop_worker(
-                            cfg.workflow_id, self.worker_id, reason,
-                            unrunnable=[r["name"] for r in self.summary.unrunnable][:20]))
-                except psycopg.Error:
-                    log.warning("could not record the worker's stop")
-                finally:
-                    restore()
-                    self.listen.close()
-                    self.db.close()
-                    try:
-                        os.chdir(self._previous_cwd)
-                    except OSError:
-                        pass
+                    os.chdir(self._previous_cwd)
+                except OSError:
+                    pass
         self.summary.stop_reason = reason
         return self.summary
 
@@ -209,67 +218,51 @@ class Worker:
         except OSError:
             pass
 
+    def _holds_nothing(self) -> bool:
+        """(database thread) No job running, queued or being claimed here, and no recovery script running."""
+        with self._held_lock:
+            return self._held[0] == 0 and not self.children
+
     def _loop(self) -> str:
         cfg = self.cfg
         sel = selectors.DefaultSelector()
-        self._listen_fd = self.listen.pgconn.socket
-        sel.register(self._listen_fd, selectors.EVENT_READ, "notify")
         sel.register(self._sig_r, selectors.EVENT_READ, "signal")
         self._sel = sel
         self.pump.request_claim()
-        next_heartbeat = 0.0
         idle_since = time.monotonic()
-        next_tick = 0.0
-        next_idle_check = 0.0
         while True:
-            if self.pump.error:
-                raise self.pump.error
+            pump = self.pump
+            if pump.error:
+                raise pump.error
             if self._stop_request:
                 self._stop_children(self._stop_request)
                 return self._stop_request
-            mono = time.monotonic()
-            if mono >= next_heartbeat:
-                hb = self._with_reconnect(lambda: self.db.heartbeat(self.worker_id))
-                next_heartbeat = mono + cfg.heartbeat_interval_s
-                if hb["declared_lost"]:
-                    log.error("this worker was declared lost by another torc process; stopping")
-                    self._stop_children("lost")
-                    return "declared_lost"
-                if hb["workflow_canceled"]:
-                    self._stop_children("canceled")
-                    return "workflow_canceled"
+            if pump.halt == "declared_lost":
+                self._stop_children("lost")
+                return "declared_lost"
+            if pump.halt == "workflow_canceled":
+                self._stop_children("canceled")
+                return "workflow_canceled"
             if cfg.end_time is not None and time.time() >= cfg.end_time - cfg.walltime_buffer_s:
                 self._stop_children("walltime")
                 return "walltime"
-            if cfg.on_tick and mono >= next_tick:
-                cfg.on_tick(self)
-                next_tick = mono + 0.5
 
             self._take_from_pump()
             self._start_queued()
             if self.children or self.queue:
                 idle_since = time.monotonic()
-            elif self.pump.idle() and self.pump.last_claim_empty and mono >= next_idle_check:
-                next_idle_check = mono + 1.0
-                if cfg.exit_when_done and self._with_reconnect(self._nothing_left):
-                    return "done"
-                if cfg.idle_timeout_s is not None and time.monotonic() - idle_since >= cfg.idle_timeout_s:
-                    return "idle"
-                self.pump.request_claim()  # ready jobs may have appeared without a NOTIFY reaching us
-            timeout = max(0.0, next_heartbeat - time.monotonic())
-            if not self.children or self._sigchld:
-                timeout = min(timeout, 1.0)
+            elif pump.halt == "done" and pump.idle():
+                self.summary.unrunnable = pump.unrunnable
+                return "done"
+            elif (cfg.idle_timeout_s is not None and time.monotonic() - idle_since >= cfg.idle_timeout_s
+                  and pump.idle()):
+                return "idle"
+            timeout = 1.0
             if cfg.end_time is not None:
                 timeout = min(timeout, max(0.0, cfg.end_time - cfg.walltime_buffer_s - time.time()))
             exits = []
             for key, _ in sel.select(timeout):
-                if key.data == "notify":
-                    try:
-                        if self._drain_notifies():
-                            self.pump.request_claim()
-                    except psycopg.OperationalError as e:
-                        self._relisten(e)
-                elif key.data == "signal":
+                if key.data == "signal":
                     self._drain_signal_socket()
                 else:
                     ex = process.reap(key.data)
@@ -299,22 +292,6 @@ class Worker:
         process.close_pidfd(child)
         if child.kind == "job":
             self._hold(child.job, -1)
-
-    def _nothing_left(self) -> bool:
-        """For `torc run`: true when no job is running anywhere and none is ready for us."""
-        from torc_hpc.reconcile import reconcile
-
-        reconcile(self.db, self.cfg.workflow_id)
-        counts = self.db.status_counts(self.cfg.workflow_id)
-        if counts["running"]:
-            return False
-        if counts["ready"]:
-            cpus, gpus, memory, time_left = self._limits()
-            self.summary.unrunnable = self.db.all(
-                "blocked_by_unrunnable", workflow_id=self.cfg.workflow_id, cpus=cpus, gpus=gpus,
-                memory=memory, time_left_s=time_left)
-            return bool(self.summary.unrunnable)
-        return True
 
     # ---- capacity --------------------------------------------------------------------------
     # Counters are shared with the pump thread (which claims on their basis): change them under the lock.
@@ -410,7 +387,7 @@ class Worker:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
         self.queue.clear()
-        self._with_reconnect(lambda: self.db.release_jobs(self.cfg.workflow_id, self.worker_id, ids))
+        self.pump.release(ids)
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
         stem = f"{self._stdio_dir}/{logs.stem(prefix, self.cfg.workflow_id, job['id'], job['run_id'], job['attempt_id'])}"
@@ -571,7 +548,7 @@ class Worker:
                 job, attempt, script = self.pump.recover.popleft()
                 from torc_hpc.reconcile import run_recovery_here
 
-                rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.db.url))
+                rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.url))
                 self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
             self.pump.drain()
         except Exception:  # noqa: BLE001 - processes are stopped; the reconciler records what we could not
@@ -608,43 +585,3 @@ class Worker:
                 pass
         except (BlockingIOError, InterruptedError):
             pass
-
-    def _with_reconnect(self, operation):
-        """Run a main-thread database operation, reconnecting across a database restart."""
-        deadline = time.monotonic() + RECONNECT_S
-        while True:
-            try:
-                return operation()
-            except psycopg.OperationalError as e:
-                if not self.db.reconnect_after(e, deadline):
-                    raise
-
-    def _relisten(self, exc: BaseException) -> None:
-        """The LISTEN connection broke: open a new one and ask for a claim, in case a NOTIFY was missed."""
-        self._sel.unregister(self._listen_fd)
-        with contextlib.suppress(Exception):
-            self.listen.close()
-        deadline = time.monotonic() + RECONNECT_S
-        delay = 0.2
-        while True:
-            try:
-                self.listen = connect(self.cfg.database_url)
-                self.listen.execute(f"LISTEN torc_ready_{int(self.cfg.workflow_id)}")
-                break
-            except (psycopg.OperationalError, DatabaseError):
-                if time.monotonic() >= deadline:
-                    raise DatabaseError(f"lost the database and could not reconnect within {RECONNECT_S:.0f}s: "
-                                        f"{str(exc).strip()}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
-        self._listen_fd = self.listen.pgconn.socket
-        self._sel.register(self._listen_fd, selectors.EVENT_READ, "notify")
-        self.pump.request_claim()
-
-    def _drain_notifies(self) -> bool:
-        pg = self.listen.pgconn
-        pg.consume_input()
-        got = False
-        while pg.notifies() is not None:
-            got = True
-        return got

@@ -6,7 +6,6 @@ import logging
 import os
 import time
 
-from torc_hpc.db.repo import Database
 from torc_hpc.slurm.client import CliSlurmClient
 from torc_hpc.worker.loop import Worker, WorkerConfig, WorkerSummary
 from torc_hpc.worker.resources import local_resources, slurm_resources
@@ -29,9 +28,6 @@ def run_worker(database_url: str, workflow_id: int, *, slurm: bool, idle_timeout
         resources = slurm_resources()
         end = CliSlurmClient().end_time(slurm_job_id)
         end_time = end.timestamp() if end else None
-        if allocation_id is not None:
-            with Database(database_url) as db:
-                db.run("allocation_started", id=allocation_id, workflow_id=workflow_id, slurm_job_id=slurm_job_id)
     else:
         resources = local_resources()
 
@@ -44,6 +40,7 @@ def run_worker(database_url: str, workflow_id: int, *, slurm: bool, idle_timeout
                        max_parallel_jobs=max_parallel_jobs, end_time=end_time,
                        walltime_buffer_s=walltime_buffer_s, exit_when_done=True, idle_timeout_s=idle_timeout_s,
                        slurm_job_id=slurm_job_id, scheduler=scheduler,
-                       sigterm_reason=sigterm_reason if slurm else None, kill_grace_s=3)
+                       sigterm_reason=sigterm_reason if slurm else None, kill_grace_s=3,
+                       allocation_id=allocation_id if slurm else None)
     log.info("worker for workflow %s: %s, ends %s", workflow_id, resources, end_time)
     return Worker(cfg).run()

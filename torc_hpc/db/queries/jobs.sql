@@ -3,20 +3,29 @@
 
 -- name: claim_jobs
 -- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
--- candidates walks jobs_ready_idx in claim order; fitting keeps the prefix whose running sums fit.
+-- head reads at most %(window)s entries of jobs_ready_idx in claim order (NULL: all), so a claim for which
+-- nothing fits stops there instead of walking every ready job of a large workflow (the worker looks deeper,
+-- window NULL, only now and then: worker/pump.py). candidates keeps the head's jobs that fit and locks them,
+-- reaching each row by its ctid (same statement, same snapshot; a row changed meanwhile fails the recheck and
+-- is skipped); fitting keeps the prefix whose running sums fit.
 WITH wf AS (
     SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NULL
-), candidates AS (
-    SELECT id, priority, num_cpus, num_gpus, memory_bytes
+), head AS (
+    SELECT ctid AS tid, id, priority, num_cpus, num_gpus, memory_bytes, runtime_s, scheduler
     FROM jobs
-    WHERE workflow_id = %(workflow_id)s AND status = 'ready'
-      AND num_cpus <= %(cpus)s AND num_gpus <= %(gpus)s AND memory_bytes <= %(memory)s
-      AND runtime_s <= %(time_left_s)s
-      AND (%(scheduler)s::text IS NULL OR scheduler IS NULL OR scheduler = %(scheduler)s::text)
-      AND EXISTS (SELECT 1 FROM wf)
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND EXISTS (SELECT 1 FROM wf)
     ORDER BY priority DESC, id
+    LIMIT %(window)s
+), candidates AS (
+    SELECT j.id, j.priority, j.num_cpus, j.num_gpus, j.memory_bytes
+    FROM head JOIN jobs j ON j.ctid = head.tid
+    WHERE head.num_cpus <= %(cpus)s AND head.num_gpus <= %(gpus)s AND head.memory_bytes <= %(memory)s
+      AND head.runtime_s <= %(time_left_s)s
+      AND (%(scheduler)s::text IS NULL OR head.scheduler IS NULL OR head.scheduler = %(scheduler)s::text)
+      AND j.status = 'ready'
+    ORDER BY head.priority DESC, head.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 ), fitting AS (
     SELECT id FROM (
         SELECT id,
@@ -28,7 +37,7 @@ WITH wf AS (
 ), claimed AS (
     UPDATE jobs j SET status = 'running', worker_id = %(worker_id)s, started_at = now(), return_code = NULL
     FROM fitting WHERE j.id = fitting.id
-    RETURNING j.id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
+    RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
               j.memory_bytes, j.runtime_s, j.priority, j.started_at
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
@@ -98,9 +107,14 @@ WITH input AS (
                          %(peak_memory)s::bigint[], %(cpu_time)s::float8[])
         AS t(job_id, run_id, attempt_id, started_at, completed_at, exec_time_s, peak_memory_bytes, cpu_time_s)
 ), done AS (
+    -- The batch is reached by jobs_pkey whatever the statistics say: `j.id = ANY (...)` restates the join as
+    -- a condition on the key, and the status test is written with IS NOT DISTINCT FROM (the same as = for
+    -- this NOT NULL column) so that no index on status can serve it. Statistics from before a run believe
+    -- nothing runs, and an index scan of "every running job" then looks cheaper than 64 key lookups.
     UPDATE jobs j SET status = 'completed', return_code = 0
     FROM input i
-    WHERE j.id = i.job_id AND j.status = 'running' AND j.attempt_id = i.attempt_id
+    WHERE j.id = i.job_id AND j.id = ANY (%(job_ids)s::bigint[]) AND j.status IS NOT DISTINCT FROM 'running'
+      AND j.attempt_id = i.attempt_id
     RETURNING j.id, j.workflow_id, i.run_id, i.attempt_id, i.started_at, i.completed_at, i.exec_time_s,
               i.peak_memory_bytes, i.cpu_time_s, j.action_ids
 ), result AS (
@@ -290,9 +304,11 @@ SELECT count(*) AS recorded FROM result;
 
 -- name: release_jobs
 -- A stopping worker gives back jobs it claimed but never started: ready again, same attempt.
+-- IS NOT DISTINCT FROM (for a worker id, the same as =) is an operator jobs_running_idx cannot serve: the
+-- jobs are found by jobs_pkey whatever the statistics say (docs/scale-notes.md §3).
 WITH rel AS (
     UPDATE jobs SET status = 'ready', worker_id = NULL, started_at = NULL, ready_at = now()
-    WHERE id = ANY (%(job_ids)s::bigint[]) AND status = 'running' AND worker_id = %(worker_id)s
+    WHERE id = ANY (%(job_ids)s::bigint[]) AND status = 'running' AND worker_id IS NOT DISTINCT FROM %(worker_id)s::bigint
     RETURNING id, attempt_id
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)

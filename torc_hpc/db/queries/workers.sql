@@ -15,6 +15,13 @@ FROM workflows f
 WHERE w.id = %(worker_id)s AND f.id = w.workflow_id
 RETURNING f.canceled_at IS NOT NULL AS workflow_canceled, w.stopped_at IS NOT NULL AS declared_lost;
 
+-- name: idle_probe
+-- What an idle worker asks before anything else, O(1) whatever the workflow's size: is a job of the workflow
+-- running (jobs_workflow_status_idx) or ready (jobs_ready_idx), and was the workflow canceled?
+SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running') AS running,
+       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready') AS ready,
+       coalesce((SELECT canceled_at IS NOT NULL FROM workflows WHERE id = %(workflow_id)s), true) AS canceled;
+
 -- name: stop_worker
 -- A worker leaves cleanly.
 UPDATE workers SET stopped_at = now(), stop_reason = %(reason)s WHERE id = %(worker_id)s AND stopped_at IS NULL;
