@@ -332,9 +332,11 @@ class WorkerActions:
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def needed(db: Database, workflow_id: int) -> bool:
-        """Whether the workflow has an action left to fire (one indexed query)."""
-        return bool(db.all("pending_actions", workflow_id=workflow_id))
+    def needed(db: Database, workflow_ids: list[int]) -> list[int]:
+        """Which of these workflows have an action left to fire (one indexed query)."""
+        if not workflow_ids:
+            return []
+        return [r["workflow_id"] for r in db.all("workflows_with_pending_actions", workflow_ids=workflow_ids)]
 
     @classmethod
     def begin(cls, database_url: str, workflow_id: int, ctx: Context) -> "WorkerActions":

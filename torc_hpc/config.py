@@ -153,9 +153,13 @@ class Settings:
 
     def get(self, key: str, flag: Any = None) -> Any:
         """The effective value of one setting; `flag` is what the command line gave (None: nothing)."""
+        return self.value(key, flag).value
+
+    def value(self, key: str, flag: Any = None) -> Value:
+        """One setting's effective value and where it came from; `flag` is what the command line gave."""
         if flag is not None:
-            return flag
-        return resolve({}, self.env, self.file_values(), self.path)[key].value
+            return Value(key, flag, "flag")
+        return resolve({}, self.env, self.file_values(), self.path)[key]
 
 
 settings = Settings()

@@ -81,24 +81,26 @@ def find_lost_workers(live: list[dict], stale_after_s: float,
 
 
 def reconcile(db: Database, workflow_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-              client=None) -> dict:
+              client=None, slurm: dict[str, dict] | None = None) -> dict:
     """Declare dead workers lost and pass their running jobs through the failure handlers.
 
     With a Slurm client: one squeue and at most one sacct call refresh every active allocation of the
     workflow and every allocation a live worker runs in; jobs left running by an allocation that ended
     get the return code its end implies (TIMEOUT 152, CANCELLED 143, out of memory 137, ...). Jobs of
-    other lost workers get ExitCode.WORKER_LOST.
+    other lost workers get ExitCode.WORKER_LOST. `slurm` is what the cluster watcher's one pass already
+    learned (slurm id → state): then this workflow asks Slurm nothing itself.
     """
     report = {"lost_workers": 0, "orphaned_jobs": 0}
     host = socket.gethostname()
     slurm_ended: dict[str, str] = {}
     exit_codes: dict[str, int] = {}
     live = db.all("live_workers", workflow_id=workflow_id)
-    if client is not None:
-        worker_ids = {w["slurm_job_id"] for w in live}
-        for job_id, info in refresh_allocations(db, workflow_id, client, extra_ids=worker_ids).items():
+    if slurm is None and client is not None:
+        slurm = refresh_allocations(db, workflow_id, client, extra_ids={w["slurm_job_id"] for w in live})
+    if slurm:
+        for job_id, info in slurm.items():
             if info["state"] is AllocationState.ENDED:
-                slurm_ended[job_id] = info["sacct_state"] or "ended"
+                slurm_ended[job_id] = info["sacct_state"] or info.get("why") or "ended"
                 exit_codes[job_id] = end_return_code(info["sacct_state"] or "", info["exit_code"] or "0:0")
     # Workers already declared lost whose allocation has since reported its end: use that end's code.
     for w, reason in find_lost_workers(live, stale_after_s, slurm_ended):

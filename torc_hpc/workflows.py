@@ -296,9 +296,11 @@ def decide_pending(db: Database, workflow_id: int, job_id: int, *, retry: bool, 
 
 
 def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: int | None = None,
-               run: int | None = None) -> dict:
+               run: int | None = None, recovery: bool = False) -> dict:
     """Which attempt's logs `torc logs` shows: the latest (the running one, else the last that finished), or
-    the attempt/run asked for. Returns the job, the attempt, whether it is still running and its log files."""
+    the attempt/run asked for. With `recovery` and neither given: the latest attempt whose recovery script
+    left logs (it runs after attempt N fails and writes recovery_…_aN, so the latest attempt rarely has one).
+    Returns the job, the attempt, whether it is still running and its log files."""
     wf = db.workflow(workflow_id)
     job = resolve_job(db, workflow_id, job_ref)
     known = [(a["run_id"], a["attempt_id"]) for a in db.all("job_attempts", job_id=job["id"], limit=1000)]
@@ -312,6 +314,8 @@ def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: i
         raise NotFound(f"job {job['name']} ({job['id']}) never ran (it is {job['status']}), so it has no logs")
     if attempt is None and run is None:
         run, attempt = known[0]
+        if recovery:
+            run, attempt = next(((r, a) for r, a in known if _has_recovery_logs(wf, job["id"], r, a)), known[0])
     elif attempt is None:
         attempt = next((a for r, a in known if r == run), None)
         if attempt is None:
@@ -326,6 +330,11 @@ def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: i
             "run_id": run, "attempt_id": attempt,
             "running": job["status"] == "running" and (run, attempt) == current,
             "logs": logs.attempt_logs(wf, job["id"], run, attempt)}
+
+
+def _has_recovery_logs(wf: dict, job_id: int, run: int, attempt: int) -> bool:
+    paths = logs.attempt_logs(wf, job_id, run, attempt)
+    return paths.recovery_stdout.exists() or paths.recovery_stderr.exists()
 
 
 def attempt_running(db: Database, workflow_id: int, job_id: int, run_id: int, attempt_id: int) -> bool:

@@ -14,3 +14,4 @@ CREATE INDEX watch_state_leased_idx ON watch_state (leased_by) WHERE leased_by I
 
 ALTER TABLE allocations ADD COLUMN unknown_since timestamptz;
 COMMENT ON COLUMN allocations.unknown_since IS 'When squeue and sacct first both did not know this allocation (NULL: known at the last check). After the grace period (watch.unknown_grace) it is ended, cause unknown.';
+

@@ -100,3 +100,20 @@ def test_overlapping_cron_watchers_through_pgbouncer_leave_no_session_state(tmp_
             for c in clients:
                 c.close()
         assert seen == {"auto"}
+
+
+def test_the_interactive_watcher_listens_on_its_own_connection_only_without_a_pooler(db, monkeypatch):
+    from torc_hpc.cli.watch import notify_sleep
+
+    wf = _wf(db)
+    channels = "SELECT count(*) AS n FROM pg_listening_channels()"
+    monkeypatch.setenv("TORC_DB_POOLER", "transaction")
+    monkeypatch.delenv("TORC_NOTIFY_URL", raising=False)
+    sleep = notify_sleep(db, wf)
+    assert db.conn.execute(channels).fetchone()["n"] == 0      # no session state behind the pooler
+    t0 = time.monotonic()
+    sleep(0.2)
+    assert time.monotonic() - t0 >= 0.2
+    monkeypatch.setenv("TORC_DB_POOLER", "none")
+    notify_sleep(db, wf)
+    assert db.conn.execute(channels).fetchone()["n"] == 1

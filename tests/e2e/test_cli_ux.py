@@ -215,6 +215,8 @@ def test_tables_fit_80_columns_without_breaking_words(torc):
     assert all(re.search(r"\bcompleted\b", line) for line in jobs[1:]) and all("…" in line for line in jobs[1:])
     wide = torc("jobs", "list", "last", "--wide").stdout.splitlines()     # every column, at its own width
     assert "command" in wide[0] and all(re.search(r"\bcompleted\b.*\btrue$", line) for line in wide[1:])
+    wide = torc("workflows", "list", "--wide").stdout.splitlines()        # short listings too
+    assert "canceled" in wide[0] and re.search(r"\bnarrow\b", wide[1]), wide
 
 
 def test_errors_are_not_hard_wrapped_when_not_a_terminal(torc):
@@ -273,3 +275,23 @@ def test_logs_follow_prints_while_the_attempt_runs_and_stops_when_it_ends(torc):
     finally:
         runner.wait(timeout=60)
     assert runner.returncode == 0
+
+
+def test_logs_recovery_shows_the_attempt_whose_recovery_script_ran(torc):
+    """The recovery script runs after attempt N fails and writes recovery_…_aN; the job's latest attempt (N+1)
+    has none, so `--recovery` without --attempt shows the latest attempt that has recovery logs."""
+    setup(torc, textwrap.dedent("""\
+        name: rec
+        failure_handlers:
+          - name: h
+            rules: [{exit_codes: [10], recovery_script: "echo fixing after $TORC_ATTEMPT_ID", max_retries: 3}]
+        jobs:
+          - {name: flaky, command: ./flaky.sh 10 2, failure_handler: h}
+        """))
+    rc, s = run_json(torc, "wf.yaml")
+    assert rc == 0 and s["counts"] == {"completed": 1}
+    out = torc("logs", "last", "flaky", "--recovery", "--stdout").stdout
+    assert out == "fixing after 1\n"
+    info = torc.json("logs", "last", "flaky", "--recovery")
+    assert info["attempt_id"] == 1 and info["tails"]["recovery_stdout"] == "fixing after 1"
+    assert torc.json("logs", "last", "flaky")["attempt_id"] == 2          # the job's own logs: still the latest

@@ -171,8 +171,38 @@ def test_torc_admin_usage_and_stuck(cluster_db, alice_wf, tmp_path):
     assert any(f["owner"] == "alice" and f["return_code"] == 137 for f in u["failures"])
     stuck = json.loads(admin("stuck").stdout)
     assert any(s["problem"] == "running_stale_heartbeat" and s["job_id"] == job for s in stuck)
+    # ...and the other two kinds: a job pending_failed for two days, an allocation pending in Slurm for two
+    # (removed again: the Slurm test on this cluster database runs a cron watcher over every workflow).
+    with _conn(cluster_db, "alice") as c:
+        waiting = c.execute("UPDATE jobs SET status = 'pending_failed' WHERE workflow_id = %s AND name = 'b' "
+                            "RETURNING id", (alice_wf,)).fetchone()[0]
+        c.execute("INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, ts) "
+                  "VALUES (%s, %s, 'pending_failed', 'running', 'pending_failed', now() - interval '2 days')",
+                  (alice_wf, waiting))
+        alloc = c.execute("INSERT INTO allocations (workflow_id, walltime_s, submitted_by, state, slurm_job_id, "
+                          "submitted_at) VALUES (%s, 60, 'alice', 'pending', 'not-a-slurm-id', "
+                          "now() - interval '2 days') RETURNING id", (alice_wf,)).fetchone()[0]
+    try:
+        stuck = json.loads(admin("stuck").stdout)
+        assert any(s["problem"] == "pending_failed_old" and s["job_id"] == waiting for s in stuck), stuck
+        assert any(s["problem"] == "allocation_pending_long" and s["slurm_job_id"] == "not-a-slurm-id"
+                   and s["owner"] == "alice" for s in stuck), stuck
+    finally:
+        with _conn(cluster_db, "alice") as c:
+            c.execute("DELETE FROM allocations WHERE id = %s", (alloc,))
+            c.execute("UPDATE jobs SET status = 'blocked' WHERE id = %s", (waiting,))
     # an ordinary user has no admin views
     refused = admin("usage", role="bob")
     assert refused.returncode != 0 and "permission denied" in refused.stderr
     old = json.loads(admin("usage", "--since", "2000-01-01").stdout)
     assert old["since"].startswith("2000-01-01")
+    # The table fits 80 columns and never cuts the owner (the row's identity); --wide shows the rest.
+    env = dict(__import__("os").environ, TORC_DATABASE_URL=role_url(cluster_db, "support"), TORC_NO_SLURM="1",
+               COLUMNS="80")
+    for wide in ([], ["--wide"]):
+        table = subprocess.run([sys.executable, "-m", "torc_hpc.cli.app", "admin", "usage", *wide], env=env,
+                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        lines = table.stdout.splitlines()
+        assert table.returncode == 0 and any(line.startswith("alice ") for line in lines), table.stdout
+        assert wide or all(len(line) <= 80 for line in lines), table.stdout
+    assert "cpu_hours_used" in table.stdout

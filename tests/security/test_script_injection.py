@@ -111,3 +111,31 @@ def test_worker_url_names_the_owner_and_never_a_password():
     assert params["user"] == "alice" and "password" not in params and "sslkey" not in params
     assert params["host"] == "db.example" and params["port"] == "5433" and params["sslmode"] == "require"
     assert "s3cret" not in url
+
+
+def test_cli_refuses_hostile_settings_before_writing_and_names_their_source(torc):
+    """Through the real CLI: an output directory or a Slurm setting with a newline, from the command line, the
+    environment or the config file, is refused before the workflow is created, naming where it came from."""
+    torc.write("wf.yaml", "name: w\njobs:\n  - {name: a, command: 'true'}\n")
+    hostile = "out\ntouch /tmp/owned"
+    cfg = torc.write("torc.toml", '[slurm]\naccount = "acct\\ntouch /tmp/owned"\n')
+    cases = [
+        ({}, ["submit-slurm", "wf.yaml", "--account", "a", "-o", hostile], "--output-dir from the command line"),
+        ({}, ["run", "wf.yaml", "-o", hostile], "--output-dir from the command line"),
+        ({}, ["workflows", "create", "wf.yaml", "-o", hostile], "--output-dir from the command line"),
+        ({"TORC_OUTPUT_DIR": hostile}, ["workflows", "create", "wf.yaml"], "TORC_OUTPUT_DIR from the environment"),
+        ({"TORC_SLURM_PARTITION": "p\nq"}, ["submit-slurm", "wf.yaml", "--account", "a"],
+         "TORC_SLURM_PARTITION from the environment"),
+        ({"TORC_CONFIG": str(cfg)}, ["submit-slurm", "wf.yaml"], f"slurm.account from the config file {cfg}"),
+        ({"TORC_CONFIG": str(cfg)}, ["workflows", "plan", "wf.yaml"], f"slurm.account from the config file {cfg}"),
+    ]
+    for env, args, source in cases:
+        saved = dict(torc.env)
+        torc.env.update(env)
+        try:
+            proc = torc(*args, check=False)
+        finally:
+            torc.env = saved
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert source in proc.stderr and "control character" in proc.stderr, (args, proc.stderr)
+    assert torc.json("workflows", "list") == []        # nothing was created

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -107,3 +108,4 @@ def test_cron_watcher_submits_alices_allocation_as_alice(slurm_alice, cluster_db
         if slurm_ids:
             subprocess.run(["scancel", *[i for i in slurm_ids if i]], capture_output=True)
         time.sleep(0)
+        shutil.rmtree(work, ignore_errors=True)

@@ -98,7 +98,7 @@ def torc_as(user: str, *args, cwd: str, env: dict, timeout: float = 120) -> subp
 
 def home_dir(user: str, name: str) -> Path:
     pw = pwd.getpwnam(user)
-    d = Path(pw.pw_dir) / name
+    d = Path(pw.pw_dir) / f"{name}-{os.getpid()}"   # concurrent test runs share alice and bob: one dir each
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)

@@ -35,3 +35,51 @@ def pytest_collection_modifyitems(config, items):
                 problem, checked = _cluster_problem(), True
             if problem:
                 item.add_marker(pytest.mark.skip(reason=f"no Slurm cluster: {problem}"))
+
+
+class SlurmCalls:
+    """The real Slurm commands behind wrappers that log their argv (one line per call) and exec the real
+    program: tests count calls while the real tools still answer. Put `bin` first on PATH."""
+
+    TOOLS = ("sbatch", "squeue", "sacct", "scancel", "sinfo", "scontrol")
+
+    def __init__(self, root):
+        import os
+        import shutil
+
+        self.bin = root / "slurm-bin"
+        self.bin.mkdir()
+        self.log = root / "slurm-calls.log"
+        self.log.touch()
+        os.chmod(self.log, 0o666)      # allocations submitted as another owner log here too
+        for tool in self.TOOLS:
+            real = shutil.which(tool)
+            w = self.bin / tool
+            w.write_text(f'#!/bin/sh\nprintf "%s\\n" "{tool} $*" >> {self.log}\nexec {real} "$@"\n')
+            w.chmod(0o755)
+        os.chmod(root, 0o755)
+        os.chmod(self.bin, 0o755)
+
+    def path(self, base: str) -> str:
+        return f"{self.bin}:{base}"
+
+    def calls(self, tool: str | None = None) -> list[str]:
+        lines = self.log.read_text().splitlines()
+        return [line for line in lines if tool is None or line.split(" ", 1)[0] == tool]
+
+    def count(self) -> dict[str, int]:
+        from collections import Counter
+
+        return dict(Counter(line.split(" ", 1)[0] for line in self.calls()))
+
+    def reset(self) -> None:
+        self.log.write_text("")
+
+
+@pytest.fixture
+def slurm_calls(tmp_path_factory, monkeypatch):
+    import os
+
+    calls = SlurmCalls(tmp_path_factory.mktemp("slurmcalls"))
+    monkeypatch.setenv("PATH", calls.path(os.environ["PATH"]))
+    return calls

@@ -119,3 +119,47 @@ def test_refused_sbatch_keeps_the_script_and_says_why(torc):
     (alloc,) = torc.json("slurm", "list", wf)
     assert alloc["state"] == "submit_failed" and "Invalid account" in alloc["error"]
     assert (torc.cwd / "torc_output" / "slurm" / f"torc_wf{wf}_a{alloc['id']}.sh").exists()
+
+
+def test_a_recycled_slurm_job_id_does_not_crash_the_submission(db, tmp_path):
+    """Job ids are unique only within one Slurm cluster, and a rebuilt cluster of the same name starts them
+    again: sbatch succeeds with an id an older allocation already carries. The new allocation is recorded
+    (the old record stays), and the submission does not fail after sbatch ran."""
+    import subprocess
+
+    from tests.helpers import create
+    from torc_hpc.slurm import ops as slurm_ops
+    from torc_hpc.slurm.allocations import SubmitOptions
+    from torc_hpc.slurm.client import CliSlurmClient
+
+    old_wf = create(db, {"name": "before_the_rebuild", "jobs": [{"name": "a", "command": "true"}]},
+                    working_dir=str(tmp_path))
+    wf = create(db, {"name": "after_the_rebuild", "jobs": [{"name": "a", "command": "true"}]},
+                working_dir=str(tmp_path))
+
+    class RebuiltCluster(CliSlurmClient):
+        """The real sbatch; before its id is recorded, the old cluster's record of the same id is planted."""
+
+        def submit(self, script):
+            job_id = super().submit(script)
+            db.conn.execute("INSERT INTO allocations (workflow_id, walltime_s, submitted_by, state, slurm_job_id, "
+                            "slurm_cluster) VALUES (%s, 60, 'old', 'ended', %s, %s)",
+                            (old_wf, job_id, self.cluster_name()))
+            return job_id
+
+    client = RebuiltCluster()
+    out = None
+    try:
+        out = slurm_ops.submit_for_workflow(db, wf, client, SubmitOptions(account=ACCOUNT, idle_timeout_s=5), 1,
+                                            submitted_by="test")
+        job_id = out["allocations"][0]["slurm_job_id"]
+        rows = db.conn.execute("SELECT workflow_id, slurm_cluster, state FROM allocations WHERE slurm_job_id = %s "
+                               "ORDER BY id", (job_id,)).fetchall()
+        assert [(r["workflow_id"], r["slurm_cluster"]) for r in rows] == [(wf, None), (old_wf, client.cluster_name())]
+        assert rows[0]["state"] != "submit_failed"
+        ev = [e for e in db.all("list_events", workflow_id=wf, after_id=0, limit=100)
+              if e["kind"] == "allocation_submitted"]
+        assert len(ev) == 1 and ev[0]["detail"]["slurm_job_id"] == job_id
+    finally:
+        if out:
+            subprocess.run(["scancel", *[a["slurm_job_id"] for a in out["allocations"]]], capture_output=True)

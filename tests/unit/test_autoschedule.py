@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from torc_hpc.core.autoschedule import (Backoff, Policy, Rule, Snapshot, after_failure, after_success,
-                                        allocation_failed, allocations_needed, decide)
+                                        allocation_failed, allocations_needed, decide,
+                                        vanished_needs_a_person)
 from torc_hpc.core.recovery import Cause, adjust, classify
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -102,9 +103,21 @@ def test_allocations_needed(work, offer, max_new, n):
     (dict(submitted=True, workers_registered=0, sacct_state="COMPLETED", elapsed_s=2), True),
     (dict(submitted=True, workers_registered=0, sacct_state="CANCELLED by 0", elapsed_s=4000), False),
     (dict(submitted=True, workers_registered=0, sacct_state="NODE_FAIL", elapsed_s=4000), True),
+    # vanished: Slurm forgot it; with no worker ever started it failed, else its workers did the work
+    (dict(submitted=True, workers_registered=0, sacct_state=None, elapsed_s=None, vanished=True), True),
+    (dict(submitted=True, workers_registered=2, sacct_state=None, elapsed_s=None, vanished=True), False),
 ])
 def test_allocation_failed(kw, failed):
     assert allocation_failed(quick_failure_s=60, **kw) is failed
+
+
+@pytest.mark.parametrize("workers,lost,attention", [
+    (0, 0, True),    # never ran a worker: nothing it was for happened
+    (1, 1, True),    # its worker was declared lost, with whatever it was running
+    (3, 0, False),   # every worker left on its own: a site without accounting sees this after each allocation
+])
+def test_a_vanished_allocation_needs_a_person_when_it_may_have_cost_work(workers, lost, attention):
+    assert vanished_needs_a_person(workers_registered=workers, lost_workers=lost) is attention
 
 
 @pytest.mark.parametrize("kw,cause", [

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from torc_hpc.core.allocation import Shape, Waiting, derive_shape, fits
-from torc_hpc.core.slurm_states import AllocationState, allocation_state, base_state, end_return_code
+from datetime import datetime, timedelta, timezone
+
+from torc_hpc.core.slurm_states import AllocationState, allocation_state, base_state, end_return_code, vanished
 from torc_hpc.slurm.allocations import database_reachability_warning
 from torc_hpc.slurm.parse import parse_sacct, parse_sbatch_parsable, parse_squeue
 
@@ -50,9 +52,27 @@ def test_allocation_state(raw, state):
     ("OUT_OF_MEMORY", "0:125", 137), ("FAILED", "0:9", 137), ("FAILED", "1:0", 155),
     ("NODE_FAIL", "0:0", 153), ("BOOT_FAIL", "0:0", 153), ("PREEMPTED", "0:0", 155),
     ("DEADLINE", "0:0", 155), ("COMPLETED", "0:0", 154), ("SOMETHING_NEW", "0:0", 155),
+    ("", "0:0", 154),   # vanished: neither squeue nor sacct knows how it ended
 ])
 def test_end_return_code(raw, exit_code, rc):
     assert end_return_code(raw, exit_code) == rc
+
+
+_T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("unknown_for_s,grace_s,ended", [
+    (None, 600, False),     # known at the last check
+    (0, 600, False),        # first unknown answer: a lagging slurmdbd or a controller restart gives one
+    (599, 600, False),
+    (600, 600, True),       # unknown on every check for the whole grace period
+    (86400, 600, True),
+    (0, 0, True),           # a site that wants no grace
+])
+def test_an_allocation_unknown_past_the_grace_period_has_vanished(unknown_for_s, grace_s, ended):
+    since = None if unknown_for_s is None else _T0
+    now = _T0 + timedelta(seconds=unknown_for_s or 0)
+    assert vanished(since, now, grace_s) is ended
 
 
 def test_base_state():

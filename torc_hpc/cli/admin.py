@@ -9,7 +9,7 @@ from typing import Optional
 import psycopg
 import typer
 
-from torc_hpc.cli.common import FormatOpt, open_db
+from torc_hpc.cli.common import FormatOpt, WideOpt, open_db
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
 from torc_hpc.core.units import parse_duration
 from torc_hpc.errors import TorcError
@@ -55,7 +55,7 @@ def _read(db, *names: str) -> list[list[dict]]:
 @app.command("usage")
 def admin_usage(since: Optional[str] = typer.Option(None, "--since", help="only results since: a date, or a "
                                                     "duration back from now (7d, 24h); default: all time"),
-                fmt: Format = FormatOpt):
+                wide: bool = WideOpt, fmt: Format = FormatOpt):
     """Per owner: workflows, attempts by outcome, CPU-hours and GPU-hours (runtime × requested CPUs/GPUs),
     CPU-hours used (rusage), jobs by status now, and failed attempts by return code.
 
@@ -77,8 +77,9 @@ def admin_usage(since: Optional[str] = typer.Option(None, "--since", help="only 
         return
     console.print(f"usage since {start:%Y-%m-%d %H:%M} UTC" if start else "usage, all time")
     emit_rows([{**u, "jobs": ", ".join(f"{k} {v}" for k, v in sorted(u["jobs"].items()))} for u in usage],
-              ["owner", "workflows", "attempts", "completed", "failed", "terminated", "cpu_hours", "gpu_hours",
-               "cpu_hours_used", "jobs"], fmt, empty="no workflows visible to you (are you granted --admin?)")
+              ["owner", "workflows", "attempts", "failed", "cpu_hours", "gpu_hours", "jobs"], fmt,
+              wide_columns=["completed", "terminated", "cpu_hours_used", "last_result_at"], wide=wide, flex="jobs",
+              empty="no workflows visible to you (are you granted --admin?)")
     if failures:
         emit_rows(failures, ["owner", "return_code", "attempts", "workflows", "last_at"], fmt,
                   title="failed attempts by return code")
@@ -99,4 +100,4 @@ def admin_stuck(heartbeat_timeout: float = typer.Option(120, "--heartbeat-timeou
         _window(db, None, heartbeat_timeout, pending_after)
         (rows,) = _read(db, "admin_stuck")
     emit_rows(rows, ["owner", "workflow_id", "problem", "job_id", "job_name", "slurm_job_id", "since", "detail"],
-              fmt, empty="nothing is stuck")
+              fmt, flex="detail", empty="nothing is stuck")

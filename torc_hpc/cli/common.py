@@ -53,9 +53,25 @@ def job(db: Database, workflow_id: int, ref: str) -> dict:
     return ops.resolve_job(db, workflow_id, ref)
 
 
-def config_value(key: str, flag=None):
-    """A setting's effective value: the flag if given, else environment, config file, default."""
-    return settings.get(key, flag)
+def script_setting(key: str, flag=None, option: str | None = None):
+    """A setting's effective value (the flag if given, else environment, config file, default), for settings
+    that end up in sbatch scripts (the output directory, Slurm options): a newline or other control
+    character is refused before anything is written, naming where the value came from (the option, the
+    environment variable, or the config file and its key)."""
+    from torc_hpc.config import BY_KEY
+    from torc_hpc.slurm.script import check_value
+
+    v = settings.value(key, flag)
+    if v.source == "flag":
+        field, source = option or "--" + key.rsplit(".", 1)[-1], "the command line"
+    elif v.source.startswith("env "):
+        field, source = BY_KEY[key].env, "the environment"
+    elif v.source.startswith("config "):
+        field, source = key, f"the config file {settings.path}"
+    else:
+        field, source = key, "torc's defaults"
+    check_value(field, v.value, source)
+    return v.value
 
 
 def expansion_limits(max_jobs: int, max_dependencies: int):

@@ -30,7 +30,8 @@ def logs(workflow_id: str = WorkflowArg(), job: str = JobArg(),
          stderr: bool = typer.Option(False, "--stderr", "-e", help="only the job's stderr, no header"),
          stdout: bool = typer.Option(False, "--stdout", "-o", help="only the job's stdout, no header"),
          recovery: bool = typer.Option(False, "--recovery",
-                                       help="the recovery script's logs for that attempt instead of the job's"),
+                                       help="the recovery script's logs for that attempt instead of the job's "
+                                            "(default: the latest attempt whose recovery script ran)"),
          tail: Optional[int] = typer.Option(None, "--tail", "-n", min=0, show_default=False,
                                             help="only the last N lines (control characters made safe)"),
          follow: bool = typer.Option(False, "--follow", "-F",
@@ -51,7 +52,7 @@ def logs(workflow_id: str = WorkflowArg(), job: str = JobArg(),
         if follow and attempt is None and run is None:
             target = _wait_for_start(db, wf_id, job)
         else:
-            target = ops.log_target(db, wf_id, job, attempt=attempt, run=run)
+            target = ops.log_target(db, wf_id, job, attempt=attempt, run=run, recovery=recovery)
         paths: logfiles.AttemptLogs = target["logs"]
         if recovery:
             chosen = [("recovery stderr", paths.recovery_stderr), ("recovery stdout", paths.recovery_stdout)]

@@ -128,7 +128,7 @@ def kind_for(name: str) -> str:
 _SHORT = {"attempt_id": "att", "return_code": "rc", "num_cpus": "cpus", "num_gpus": "gpus", "memory_bytes": "mem",
           "runtime_s": "runtime", "worker_id": "worker", "exec_time_s": "time", "peak_memory_bytes": "peak mem",
           "cpu_time_s": "cpu", "job_name": "job", "run_id": "run", "job_id": "job id",
-          "canceled_jobs": "canceled", "pending_failed": "pending", "completed": "done", "total": "jobs", "slurm_job_id": "slurm id",
+          "canceled_jobs": "canceled", "canceled": "wf canceled", "pending_failed": "pending", "completed": "done", "total": "jobs", "slurm_job_id": "slurm id",
           "cpus_per_node": "cpus/node", "walltime_s": "walltime", "sacct_state": "sacct", "submitted_at": "submitted",
           "started_at": "started", "ended_at": "ended", "completed_at": "ended", "created_at": "created",
           "from_status": "from", "to_status": "to"}
@@ -299,4 +299,5 @@ def emit_rows(rows: list[dict], columns: list[str], fmt: Format, *, title: str |
     if title:
         console.print(f"[bold]{title}[/bold]")
     shown = all_cols if wide else list(columns)
-    stream_rows(rows, measured_cols(rows, shown, flex=flex), Format.table, grow=False)
+    # --wide: every column at its own width (as streamed listings do), not cut to the terminal's
+    stream_rows(rows, measured_cols(rows, shown, flex=flex), Format.table, wide=wide, grow=False)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, config_value, expansion_limits
+from torc_hpc.cli.common import FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits, script_setting
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows, fit, human_bytes, human_duration, terminal_width
 from torc_hpc.limits import PLAN_STAGES_SHOWN
 from torc_hpc.plan import Plan, plan_file
@@ -43,9 +43,9 @@ def show_plan(spec: Path | str, fmt: Format, *, slurm=None, account=None, partit
     from torc_hpc.slurm.allocations import SubmitOptions
     from torc_hpc.slurm.client import default_client
 
-    opts = SubmitOptions(account=config_value("slurm.account", account),
-                         partition=config_value("slurm.partition", partition),
-                         walltime=config_value("slurm.walltime", walltime), qos=config_value("slurm.qos"))
+    opts = SubmitOptions(account=script_setting("slurm.account", account),
+                         partition=script_setting("slurm.partition", partition),
+                         walltime=script_setting("slurm.walltime", walltime), qos=script_setting("slurm.qos"))
     client = default_client() if slurm is not False else None
     p = plan_file(spec, opts=opts, client=client, count=num_allocations, slurm=slurm, limits=limits)
     if fmt is not Format.table:

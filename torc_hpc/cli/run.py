@@ -12,11 +12,12 @@ from rich.text import Text
 
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
-from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, config_value,
-                                 expansion_limits, open_db, state)
+from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, expansion_limits,
+                                 open_db, script_setting, state)
 from torc_hpc.cli.output import Format, console, emit_json, fit, human_duration, terminal_width
 from torc_hpc.db.connection import resolve_url
 from torc_hpc.errors import UnfinishedWorkflow
+from torc_hpc.worker.pump import MAX_SERVED
 
 _FINAL = ("completed", "failed", "terminated", "canceled", "disabled")
 
@@ -64,7 +65,8 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
         else:
             if not new:
                 _refuse_duplicate(db, target)
-            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir),
+            out = script_setting("output_dir", output_dir, "--output-dir")
+            wf_id = ops.create_from_file(db, target, output_dir=out,
                                          limits=expansion_limits(max_jobs, max_dependencies))
             if fmt is Format.table:
                 console.print(f"created workflow [bold]{wf_id}[/bold] from {escape(target)}")
@@ -92,6 +94,22 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     else:
         print_summary(s)
     raise typer.Exit(0 if s["all_completed"] else 1)
+
+
+def _workflow_list(text: str | None) -> tuple[int, ...]:
+    """--workflows 3,7,9 → (3, 7, 9): integers, no repeats."""
+    if text is None:
+        return ()
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise typer.BadParameter(f"--workflows takes workflow ids separated by commas (like 3,7,9), not {text!r}")
+        if int(part) not in ids:
+            ids.append(int(part))
+    if not ids:
+        raise typer.BadParameter("--workflows needs at least one workflow id")
+    return tuple(ids)
 
 
 def _refuse_duplicate(db, target: str) -> None:
@@ -219,7 +237,14 @@ def print_summary(s: dict) -> None:
                 console.print(f"  [dim]# {escape(x['why'])}[/dim]\n  {escape(x['command'])}", highlight=False)
 
 
-def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workflow id", show_default=False),
+def worker(workflow_id: Optional[int] = typer.Argument(None, metavar="WF", show_default=False,
+                                                     help="the workflow id (or give --workflows / --all-mine)"),
+           workflows: Optional[str] = typer.Option(
+               None, "--workflows", show_default=False, metavar="3,7,9",
+               help="serve several workflows of yours at once (comma-separated ids): claims take turns between "
+                    "them, each job runs in its own workflow's directory and logs to its own output directory"),
+           all_mine: bool = typer.Option(False, "--all-mine", help="serve every workflow of yours that has ready "
+                                         f"jobs (up to {MAX_SERVED} at once; more are picked up as they appear)"),
            slurm: bool = typer.Option(False, "--slurm", help="inside an sbatch allocation: read its resources "
                                       "and end time from Slurm"),
            idle_timeout: int = typer.Option(60, "--idle-timeout", help="leave after this many idle seconds"),
@@ -231,16 +256,21 @@ def worker(workflow_id: int = typer.Argument(..., metavar="WF", help="the workfl
                                                            help="run at most N jobs at once"),
            allocation_id: Optional[int] = typer.Option(None, "--allocation-id", help="torc's allocation row "
                                                        "(set by the sbatch script)")):
-    """Claim and run jobs of a workflow until nothing this worker can run is left (what sbatch scripts run).
+    """Claim and run jobs of a workflow (or of several of yours) until nothing this worker can run is left
+    (what sbatch scripts run). The worker holds one database connection for its whole life.
 
-    Example: `torc worker 3 --slurm --idle-timeout 120`
+    Examples: `torc worker 3 --slurm --idle-timeout 120` · `torc worker --workflows 3,7,9 --slurm` ·
+    `torc worker --all-mine -j 8`
     """
     from torc_hpc.worker.slurm_worker import run_worker
 
+    ids = _workflow_list(workflows)
+    if (workflow_id is not None) + (workflows is not None) + all_mine != 1:
+        raise typer.BadParameter("give one of: a workflow id, --workflows 3,7,9, or --all-mine")
     url = resolve_url(state.url)
     summary = run_worker(url, workflow_id, slurm=slurm, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, scheduler=scheduler, max_parallel_jobs=max_parallel_jobs,
-                         allocation_id=allocation_id)
+                         allocation_id=allocation_id, workflow_ids=ids, all_mine=all_mine)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
     if summary.unrunnable:
         names = ", ".join(r["name"] for r in summary.unrunnable)

@@ -10,7 +10,7 @@ import typer
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
 from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WideOpt, WorkflowArg,
-                                 config_value, expansion_limits, open_db)
+                                 expansion_limits, open_db, script_setting)
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows, err_console
 from torc_hpc.slurm import ops as slurm_ops
 from torc_hpc.slurm.client import default_client
@@ -34,11 +34,11 @@ def _submit_options(account, partition, walltime, nodes, mem, qos, gres, extra, 
                     walltime_buffer, max_parallel_jobs):
     from torc_hpc.slurm.allocations import SubmitOptions
 
-    template = config_value("slurm.template", template)
-    return SubmitOptions(account=config_value("slurm.account", account),
-                         partition=config_value("slurm.partition", partition),
-                         walltime=config_value("slurm.walltime", walltime), nodes=nodes, mem=mem,
-                         qos=config_value("slurm.qos", qos), gres=gres, extra=extra,
+    template = script_setting("slurm.template", template)
+    return SubmitOptions(account=script_setting("slurm.account", account),
+                         partition=script_setting("slurm.partition", partition),
+                         walltime=script_setting("slurm.walltime", walltime), nodes=nodes, mem=mem,
+                         qos=script_setting("slurm.qos", qos), gres=gres, extra=extra,
                          template=Path(template).expanduser() if template else None, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, max_parallel_jobs=max_parallel_jobs)
 
@@ -85,7 +85,8 @@ def submit_slurm(
             wf_id = common.workflow_id(db, target)
             ops.touch(db, wf_id, client)
         else:
-            wf_id = ops.create_from_file(db, target, output_dir=config_value("output_dir", output_dir),
+            out = script_setting("output_dir", output_dir, "--output-dir")
+            wf_id = ops.create_from_file(db, target, output_dir=out,
                                          limits=expansion_limits(max_jobs, max_dependencies))
         # A spec whose actions schedule nodes at the start (Torc's `torc submit`) gets those allocations;
         # otherwise they are sized from the waiting jobs.
@@ -115,7 +116,8 @@ def slurm_list(workflow_id: str = WorkflowArg(), wide: bool = WideOpt, fmt: Form
         rows = db.all("list_allocations", workflow_id=workflow_id)
     emit_rows(rows, ["id", "slurm_job_id", "state", "sacct_state", "nodes", "cpus_per_node", "mem", "walltime_s",
                      "submitted_at"], fmt,
-              wide_columns=["scheduler", "exit_code", "submitted_by", "started_at", "ended_at", "error"], wide=wide,
+              wide_columns=["scheduler", "exit_code", "submitted_by", "started_at", "ended_at", "workflows", "error"],
+              wide=wide,
               flex="error" if wide else None, empty="no allocations: torc submit-slurm --account A WF")
 
 

@@ -40,7 +40,22 @@ def watch(
         cooldown: int = typer.Option(1800, "--auto-schedule-cooldown", help="seconds between auto-schedules"),
         stranded_timeout: int = typer.Option(7200, "--auto-schedule-stranded-timeout",
                                              help="seconds before retries below the threshold get allocations anyway"),
-        max_pending: int = typer.Option(2, "--max-pending-allocations", help="never queue more than this many"),
+        max_pending: int = typer.Option(2, "--max-pending-allocations",
+                                        help="never queue more than this many for one workflow"),
+        max_pending_per_owner: int = typer.Option(10, "--max-pending-per-owner", min=0,
+                                                  envvar="TORC_WATCH_MAX_PENDING_PER_OWNER",
+                                                  help="never queue more allocations than this for one owner, "
+                                                       "all workflows together"),
+        max_pending_total: int = typer.Option(100, "--max-pending-total", min=0,
+                                              envvar="TORC_WATCH_MAX_PENDING_TOTAL",
+                                              help="never queue more allocations than this in all"),
+        pack_workflows: int = typer.Option(50, "--max-workflows-per-allocation", min=1,
+                                           envvar="TORC_WATCH_PACK_WORKFLOWS",
+                                           help="--all: small workflows of one owner share an allocation, at "
+                                                "most this many in one (1: never share)"),
+        pack_walltime: str = typer.Option("01:00:00", "--pack-walltime", envvar="TORC_WATCH_PACK_WALLTIME",
+                                          help="--all: a shared allocation may run this long to hold more "
+                                               "small workflows (HH:MM:SS or PT1H)"),
         backoff: str = typer.Option("60,300,900,1800", "--auto-schedule-backoff",
                                     help="seconds to wait after the 1st, 2nd, ... failed allocation in a row"),
         max_failures: int = typer.Option(5, "--auto-schedule-max-failures",
@@ -76,7 +91,8 @@ def watch(
     states, the next decision with its countdown), refreshed every few seconds and at once when jobs become
     ready. Example: `torc watch last --auto-schedule --recover`
 
-    Cron mode, one cycle for every workflow with work, quiet unless a person is needed:
+    Cron mode, one pass over the cluster (one squeue, at most one sacct), quiet unless a person is needed;
+    small workflows of one owner share allocations, and pending allocations are capped per owner and in all:
 
         */10 * * * *  torc watch --all --once --auto-schedule --recover
 
@@ -84,6 +100,7 @@ def watch(
     triaged by an AI agent through `torc mcp`; a missing or failing agent is one line, and the jobs wait.
     """
     from torc_hpc.core.autoschedule import Policy
+    from torc_hpc.core.packing import Caps
     from torc_hpc.watch import cycle
 
     if workflow_id is None and not all_workflows:
@@ -100,7 +117,9 @@ def watch(
         policy=Policy(threshold=threshold, cooldown_s=cooldown, stranded_timeout_s=stranded_timeout,
                       max_pending=max_pending, backoff_s=steps, max_failures=max_failures),
         submit=SubmitOptions(account=account, partition=partition, walltime=walltime),
-        ai_recovery=_ai_options(ai_recovery, ai_agent, ai_timeout))
+        ai_recovery=_ai_options(ai_recovery, ai_agent, ai_timeout),
+        caps=Caps(per_owner=max_pending_per_owner, total=max_pending_total, workflows_per_allocation=pack_workflows,
+                  pack_walltime_s=_seconds("--pack-walltime", pack_walltime)))
     client = default_client()
     if (auto_schedule or recover) and client is None:
         err_console.print("[yellow]warning:[/yellow] Slurm's tools are not on PATH: nothing will be submitted")
@@ -114,7 +133,8 @@ def watch(
                 if fmt is not Format.table:
                     emit_json(r.as_dict())
                 elif r.attention:
-                    print(f"workflow {r.workflow_id}: " + "; ".join(r.attention))
+                    print(("torc watch" if r.workflow_id is None else f"workflow {r.workflow_id}") + ": "
+                          + "; ".join(r.attention))
             raise typer.Exit(1 if needs_person else 0)
         workflow_id = common.workflow_id(db, workflow_id)
         wf = db.workflow(workflow_id)
@@ -148,16 +168,37 @@ def watch(
         raise typer.Exit(0 if s["all_completed"] else 1)
 
 
+def _seconds(option: str, text: str) -> int:
+    from torc_hpc.core.units import parse_duration
+
+    try:
+        return int(parse_duration(text))
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes a duration like 01:00:00 or PT1H, not {text!r}") from None
+
+
 def notify_sleep(db, workflow_id: int, view=None):
     """A sleep for the watch loop that ends early when the workflow's ready-jobs NOTIFY arrives (at most one
-    cycle per MIN_REFRESH_S, so a busy workflow does not turn the watcher into a busy loop)."""
-    db.conn.execute(f"LISTEN torc_ready_{int(workflow_id)}")
+    cycle per MIN_REFRESH_S, so a busy workflow does not turn the watcher into a busy loop).
+
+    Behind a transaction pooler a LISTEN would stay on a pooled server connection (session state) and hear
+    nothing: the watcher then listens on TORC_NOTIFY_URL (PostgreSQL itself) when it is set, else it just
+    sleeps the poll interval."""
+    from torc_hpc.db.connection import connect, notify_url, pooler_mode
+
+    listener = db.conn
+    if pooler_mode() == "transaction":
+        listener = connect(notify_url(), pooler="none") if notify_url() else None
+    if listener is not None:
+        listener.execute(f"LISTEN torc_ready_{int(workflow_id)}")
 
     def sleep(seconds: float) -> None:
         start = time.monotonic()
         if view:
             view.next_cycle_at = start + seconds
-        for _ in db.conn.notifies(timeout=seconds, stop_after=1):
+        if listener is None:
+            time.sleep(seconds)
+        for _ in (listener.notifies(timeout=seconds, stop_after=1) if listener is not None else ()):
             break
         rest = MIN_REFRESH_S - (time.monotonic() - start)
         if rest > 0:

@@ -13,7 +13,7 @@ from torc_hpc import retention
 from torc_hpc import workflows as ops
 from torc_hpc.cli import common
 from torc_hpc.cli.common import (FormatOpt, MaxDependenciesOpt, MaxJobsOpt, WideOpt, WorkflowArg,
-                                 config_value, expansion_limits, open_db)
+                                 expansion_limits, open_db, script_setting)
 from torc_hpc.cli.output import Format, console, emit_json, emit_rows
 from torc_hpc.cli.plan import plan as plan_command
 from torc_hpc.cli.run import print_summary
@@ -42,7 +42,7 @@ def workflows_create(spec: Path = typer.Argument(..., metavar="SPEC", help="work
     Example: `torc workflows create sweep.yaml && torc run last`
     """
     with open_db() as db:
-        wf_id = ops.create_from_file(db, spec, output_dir=config_value("output_dir", output_dir),
+        wf_id = ops.create_from_file(db, spec, output_dir=script_setting("output_dir", output_dir, "--output-dir"),
                                      limits=expansion_limits(max_jobs, max_dependencies))
         n = sum(db.status_counts(wf_id).values())
     if fmt is not Format.table:

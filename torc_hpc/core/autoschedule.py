@@ -130,15 +130,25 @@ def allocations_needed(waiting_cpu_seconds: int, allocation_cpu_seconds: int, ma
 
 
 def allocation_failed(*, submitted: bool, workers_registered: int, sacct_state: str | None,
-                      elapsed_s: float | None, quick_failure_s: int) -> bool | None:
-    """Judge an ended allocation: True failed, False worked, None (not ended, or cannot tell yet)."""
+                      elapsed_s: float | None, quick_failure_s: int, vanished: bool = False) -> bool | None:
+    """Judge an ended allocation: True failed, False worked, None (not ended, or cannot tell yet).
+    `vanished`: it was ended because neither squeue nor sacct knew it any more (no state to judge by)."""
     if not submitted:
         return True
     if workers_registered > 0:
         return False
+    if vanished:
+        return True   # no worker ever started in it, and Slurm cannot say why
     if sacct_state is None:
         return None
     # No worker ever registered: it could not start (bad path, unreachable database) or died at once.
     if elapsed_s is not None and elapsed_s <= quick_failure_s:
         return True
     return sacct_state.split(" ")[0] in ("FAILED", "NODE_FAIL", "BOOT_FAIL")
+
+
+def vanished_needs_a_person(*, workers_registered: int, lost_workers: int) -> bool:
+    """An allocation was ended because Slurm no longer knew it: say so in cron's output when it may have
+    cost work (no worker ever started in it, or one of its workers was declared lost with its jobs). One
+    whose workers all left on their own is what a site without accounting sees after every allocation."""
+    return workers_registered == 0 or lost_workers > 0

@@ -3,6 +3,7 @@ jobs it left running. Pure tables."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from torc_hpc.core.states import ExitCode
@@ -12,7 +13,7 @@ class AllocationState(StrEnum):
     PENDING = "pending"      # queued
     RUNNING = "running"
     ENDED = "ended"          # finished, whatever the cause (sacct_state says which)
-    UNKNOWN = "unknown"      # neither squeue nor sacct knows it (yet)
+    UNKNOWN = "unknown"      # neither squeue nor sacct knows it (yet); ended after a grace period
 
 
 _ACTIVE = {
@@ -54,12 +55,28 @@ def allocation_state(raw: str) -> AllocationState:
     return _ACTIVE.get(s, AllocationState.ENDED)
 
 
+# An allocation that neither squeue nor sacct has known for this long is ended, cause unknown (no accounting
+# on the site, records purged, a rebuilt cluster). Long enough for slurmdbd to catch up after a restart and
+# for a cron watcher to see it unknown on two runs; a site changes it with TORC_WATCH_UNKNOWN_GRACE.
+UNKNOWN_GRACE_S = 600
+
+
+def vanished(unknown_since: datetime | None, now: datetime, grace_s: float = UNKNOWN_GRACE_S) -> bool:
+    """Whether an allocation unknown to squeue and sacct since `unknown_since` is to be ended now: it has
+    been unknown, on every check, for at least the grace period. (One unknown answer proves nothing: a
+    controller restart or a lagging slurmdbd gives one.)"""
+    return unknown_since is not None and (now - unknown_since).total_seconds() >= grace_s
+
+
 def end_return_code(raw_state: str, exit_code: str = "0:0") -> int:
     """Return code for jobs orphaned by an allocation that ended in `raw_state` with sacct's ExitCode.
 
-    FAILED with signal 9 is what OverMemoryKill leaves (sacct shows FAILED 0:9): out of memory.
+    FAILED with signal 9 is what OverMemoryKill leaves (sacct shows FAILED 0:9): out of memory. No state
+    at all (the allocation vanished: no scheduler knows how it ended) is the worker-lost code, 154.
     """
     s = base_state(raw_state)
+    if not s:
+        return int(ExitCode.WORKER_LOST)
     if s == "FAILED" and _signal(exit_code) == 9:
         return ExitCode.OUT_OF_MEMORY
     return int(_END_CODES.get(s, ExitCode.SLURM_FAILED))

@@ -117,22 +117,36 @@ def transient(exc: BaseException) -> bool:
     return True
 
 
-def connect(url: str, *, autocommit: bool = True, pooler: str | None = None) -> psycopg.Connection:
+def connect(url: str, *, autocommit: bool = True, pooler: str | None = None,
+            plan_once: bool = False) -> psycopg.Connection:
     """One connection, as torc uses them (dict rows, autocommit: transactions are explicit). Behind a
     transaction pooler nothing is ever prepared on the server (prepare_threshold=None): statements go
-    unnamed, with their parameters still bound server-side."""
-    pooled = (pooler or pooler_mode()) == "transaction"
+    unnamed, with their parameters still bound server-side.
+
+    `plan_once` (a worker's long-lived connection, where it is allowed): every statement is prepared at
+    its first execution and planned once, generically (plan_cache_mode = force_generic_plan), instead of
+    five unprepared executions and five custom plans per statement and connection. The hot statements reach
+    their rows by key or by a partial index whatever the parameters (tests/db/test_stale_plans.py checks the
+    generic plans); planning is most of what a new worker costs PostgreSQL (docs/scale-notes.md)."""
+    mode = pooler or pooler_mode()
+    pooled = mode == "transaction"
     try:
-        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, application_name="torc",
-                               connect_timeout=15, prepare_threshold=None if pooled else 5)
+        conn = psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, application_name="torc",
+                               connect_timeout=15,
+                               prepare_threshold=None if pooled else 0 if plan_once else 5)
     except psycopg.OperationalError as e:
         raise DatabaseError(
             f"cannot connect to PostgreSQL at {redact(url)}: {str(e).strip()}\n"
             f"  hint: check {ENV_URL} (or --database-url), or unset it to use the embedded server") from e
+    if plan_once and not pooled:
+        # Session state, fine on a direct connection and behind a session pooler (reset when the client
+        # leaves); never behind a transaction pooler, where it would leak to other clients.
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+    return conn
 
 
 def connect_retrying(url: str, *, within_s: float, pooler: str | None = None, what: str = "connect",
-                     sleep=time.sleep) -> psycopg.Connection:
+                     plan_once: bool = False, sleep=time.sleep) -> psycopg.Connection:
     """connect(), retried with randomized exponential back-off (0.2 s doubling, at most 10 s between tries)
     for up to `within_s` seconds while the failure is transient: `too many connections`, a server starting
     or restarting, a refused connection. A worker calls this before it registers, so one refused at start
@@ -150,4 +164,4 @@ def connect_retrying(url: str, *, within_s: float, pooler: str | None = None, wh
     retrying = Retrying(retry=retry_if_exception(transient), stop=stop_after_delay(max(0.0, within_s)),
                         wait=wait_random_exponential(multiplier=0.2, max=10), reraise=True,
                         before_sleep=before_sleep, sleep=sleep)
-    return retrying(connect, url, pooler=pooler)
+    return retrying(connect, url, pooler=pooler, plan_once=plan_once)

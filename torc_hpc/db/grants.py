@@ -44,6 +44,7 @@ WATCHER_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "allocations": ("*", ("slurm_job_id", "slurm_cluster", "script_path", "state", "sacct_state", "exit_code",
                           "error", "started_at", "ended_at", "checked_at", "outcome", "sbatch_args",
                           "unknown_since")),
+    "allocation_workflows": ("*", ()),
     "events": ("*", ()),
     "results": ("*", ()),
     "watch_state": (("workflow_id", "last_auto_schedule_at", "consecutive_failures", "next_attempt_at",

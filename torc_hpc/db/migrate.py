@@ -68,7 +68,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
         conn.execute("COMMENT ON TABLE torc_schema_migrations IS "
                      "'Schema versions applied by torc db migrate (files in sql/migrations).'")
         for version, name, path in pending(conn):
-            conn.execute(path.read_text())
+            conn.execute(path.read_text(), prepare=False)   # several statements: never a prepared one
             conn.execute("INSERT INTO torc_schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(f"{version:04d}_{name}")
     if applied:

@@ -74,9 +74,11 @@ class Database:
     """A connection to torc's database, migrated on first use. With `retry_s`, a refused connection (too
     many connections, a server restarting) is retried with back-off for that long before giving up."""
 
-    def __init__(self, url: str | None = None, *, migrate: bool = True, retry_s: float = 0):
+    def __init__(self, url: str | None = None, *, migrate: bool = True, retry_s: float = 0, plan_once: bool = False):
         self.url = resolve_url(url)
-        self.conn = connect_retrying(self.url, within_s=retry_s) if retry_s > 0 else connect(self.url)
+        self.plan_once = plan_once   # see connection.connect: a worker's connection plans each statement once
+        self.conn = (connect_retrying(self.url, within_s=retry_s, plan_once=plan_once) if retry_s > 0
+                     else connect(self.url, plan_once=plan_once))
         if migrate and migrations.pending(self.conn):
             migrations.migrate(self.conn)
 
@@ -102,7 +104,8 @@ class Database:
         with contextlib.suppress(Exception):
             self.conn.close()
         try:
-            self.conn = connect_retrying(self.url, within_s=deadline - time.monotonic(), what="reconnect")
+            self.conn = connect_retrying(self.url, within_s=deadline - time.monotonic(), what="reconnect",
+                                         plan_once=self.plan_once)
         except DatabaseError:
             return False
         log.warning("reconnected to the database after: %s", str(exc).strip().splitlines()[0])
@@ -506,42 +509,56 @@ class Database:
 
     @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
-               claim: dict | None = None, heartbeat: bool = False) -> dict:
+               claim: dict | None = None, heartbeat: bool = False,
+               serving: list[tuple[int, int]] | None = None, notify: list[int] | None = None) -> dict:
         """Apply several finish_* steps in one transaction (a worker batches its completions), optionally
         claim more jobs and refresh the worker's heartbeat in the same transaction: one commit per batch.
 
-        Each step is (query name, params). Returns totals of rows finished and jobs made ready, the claimed
-        jobs, and (with `heartbeat`) the heartbeat's answer. Idle workers are woken (NOTIFY) only when this
-        batch left more jobs ready than it claimed itself: a worker completing a chain claims the next link
-        in the same transaction, and waking every listener for it would be a storm of empty claims.
+        Each step is (query name, params). `serving`: (workflow id, worker row) of every workflow a worker
+        serves when it serves several (the claim then spans them: claim_jobs_multi; the heartbeat refreshes
+        every row). Returns totals of rows finished and jobs made ready, the claimed jobs, and (with
+        `heartbeat`) the heartbeat's answer, one row per workflow. Idle workers are woken (NOTIFY on each of
+        `notify`, default the workflow) only when this batch left more jobs ready than it claimed itself: a
+        worker completing a chain claims the next link in the same transaction, and waking every listener for
+        it would be a storm of empty claims.
         """
         totals = {"finished": 0, "newly_ready": 0, "canceled": 0, "stale": [], "claimed": [], "heartbeat": None}
-        completed = [p for name, p in steps if name == "finish_completed"]
+        serving = serving or [(workflow_id, worker_id)]
+        # Completions always go through the batch statement, even one: a worker plans one statement, not two
+        # (one per worker row: each result names the row of its own workflow).
+        completed: dict[int | None, list[dict]] = {}
+        for name, p in steps:
+            if name == "finish_completed":
+                completed.setdefault(p["worker_id"], []).append(p)
         others = [(name, p) for name, p in steps if name != "finish_completed"]
-        if len(completed) < 2:
-            completed, others = [], steps
         # Pipeline mode: every statement goes out at once, then one wait for the results and one for COMMIT.
         with self.conn.pipeline(), self.conn.transaction():
             pending = []
-            if completed:
+            for wid, batch in completed.items():
                 # The common case, exits 0, in one statement for the whole batch.
                 pending.append((None, self.conn.execute(q("finish_completed_batch"), {
-                    "worker_id": completed[0]["worker_id"],
-                    "job_ids": [p["job_id"] for p in completed], "run_ids": [p["run_id"] for p in completed],
-                    "attempt_ids": [p["attempt_id"] for p in completed],
-                    "started": [p["started_at"] for p in completed],
-                    "completed": [p["completed_at"] for p in completed],
-                    "exec_time": [p["exec_time_s"] for p in completed],
-                    "peak_memory": [p["peak_memory_bytes"] for p in completed],
-                    "cpu_time": [p["cpu_time_s"] for p in completed]})))
+                    "worker_id": wid,
+                    "job_ids": [p["job_id"] for p in batch], "run_ids": [p["run_id"] for p in batch],
+                    "attempt_ids": [p["attempt_id"] for p in batch],
+                    "started": [p["started_at"] for p in batch],
+                    "completed": [p["completed_at"] for p in batch],
+                    "exec_time": [p["exec_time_s"] for p in batch],
+                    "peak_memory": [p["peak_memory_bytes"] for p in batch],
+                    "cpu_time": [p["cpu_time_s"] for p in batch]})))
             for name, params in others:
                 pending.append((params["job_id"], self.conn.execute(q(name), params)))
-            beat = self.conn.execute(q("heartbeat"), {"worker_id": worker_id}) if heartbeat else None
+            beat = self.conn.execute(q("heartbeat_many"), {"worker_ids": [w for _, w in serving]}) \
+                if heartbeat else None
             claim_cursor = None
             if claim is not None and claim["limit"] > 0:
-                claim_cursor = self.conn.execute(q("claim_jobs"), {
-                    "window": None, **claim, "workflow_id": workflow_id, "worker_id": worker_id,
-                    "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
+                args = {"window": None, **claim, "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)}
+                if len(serving) > 1:
+                    claim_cursor = self.conn.execute(q("claim_jobs_multi"), {
+                        "rotate": 0, **args, "workflow_ids": [w for w, _ in serving],
+                        "worker_ids": [k for _, k in serving]})
+                else:
+                    claim_cursor = self.conn.execute(q("claim_jobs"), {
+                        **args, "workflow_id": serving[0][0], "worker_id": serving[0][1]})
             for job_id, cur in pending:
                 row = cur.fetchone()
                 if job_id is None:
@@ -554,9 +571,10 @@ class Database:
             if claim_cursor is not None:
                 totals["claimed"] = claim_cursor.fetchall()
             if beat is not None:
-                totals["heartbeat"] = beat.fetchone() or {"workflow_canceled": True, "declared_lost": True}
+                totals["heartbeat"] = beat.fetchall()
             if totals["newly_ready"] > len(totals["claimed"]):
-                self.notify_ready(workflow_id)
+                for wf in notify or [workflow_id]:
+                    self.notify_ready(wf)
         return totals
 
 

@@ -15,7 +15,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from torc_hpc.core.allocation import Shape, Waiting, derive_shape, fits
-from torc_hpc.core.slurm_states import AllocationState, allocation_state
+from torc_hpc.core.autoschedule import allocations_needed
+from torc_hpc.core.slurm_states import UNKNOWN_GRACE_S, AllocationState, allocation_state, vanished
 from torc_hpc.core.units import format_duration, parse_duration, parse_memory
 from torc_hpc.db.repo import Database
 from torc_hpc.errors import SlurmError, TorcError
@@ -77,11 +78,13 @@ class AllocationRequest:
     defaults: dict = field(default_factory=dict)  # the workflow's slurm_defaults (sbatch long options)
     one_worker: bool = False   # one worker for the whole allocation (an action without start_one_worker_per_node)
 
-    def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path) -> list[str]:
+    def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path, packed: int = 0) -> list[str]:
         s = self.shape
         tasks = self.ntasks_per_node or 1
         # One allocation of a serialized scheduler at a time: Slurm's singleton dependency on a shared name.
         name = f"torc_wf{workflow_id}" + (f"_{self.scheduler}" if self.serialize and self.scheduler else "")
+        if packed:
+            name += f"_pack{packed}"     # serves `packed` workflows, this one the first
         args = [f"--job-name={name}", f"--nodes={s.nodes}", f"--ntasks-per-node={tasks}",
                 f"--cpus-per-task={max(1, -(-s.cpus_per_node // tasks))}", f"--mem={s.mem_mb_per_node}M",
                 f"--time={format_duration(s.walltime_s)}",
@@ -156,6 +159,18 @@ def plan_requests(db: Database, workflow_id: int, opts: SubmitOptions, client, c
     return requests
 
 
+def size_from_ready(db: Database, workflow_id: int, opts: SubmitOptions, client, ready_cpu_s: int,
+                    max_new: int) -> tuple[AllocationRequest, list[AllocationRequest], int]:
+    """What the watcher submits for a workflow's ready work: one allocation's shape first (for the jobs
+    without a scheduler, else the first scheduler's), then how many such allocations the ready CPU-seconds
+    need (at most max_new). Returns that request, every scheduler's request for one allocation, the count."""
+    requests = plan_requests(db, workflow_id, opts, client, 1)
+    req = ([r for r in requests if r.scheduler is None] or requests[:1])[0]
+    shape = req.shape
+    offer = shape.cpus_per_node * shape.nodes * max(1, shape.walltime_s - opts.walltime_buffer_s)
+    return req, requests, allocations_needed(ready_cpu_s, offer, max_new)
+
+
 def request_for(name: str | None, w: Waiting, sch: dict | None, opts: SubmitOptions, node,
                 count: int, defaults: dict | None = None) -> tuple[AllocationRequest, list[str]]:
     """The allocation submit-slurm would ask for, for one scheduler's waiting work (pure; `node` is the
@@ -226,17 +241,29 @@ def database_reachability_warning(url: str, node_list: str) -> str | None:
 
 
 def submit(db: Database, workflow_id: int, client: SlurmClient, request: AllocationRequest, opts: SubmitOptions,
-           *, submitted_by: str, reason: str | None = None) -> dict:
+           *, submitted_by: str, reason: str | None = None, workflows: tuple[int, ...] | None = None) -> dict:
     """Record, render, sbatch, as the workflow's owner. The row exists before sbatch runs; a refused
     sbatch keeps its script.
 
     The script goes to the workflow's output directory and names the owner's role in its database URL
     (without a password). When this process acts for another owner (the cluster watcher, as root), the
     script is written and submitted by a child that runs as the owner's Unix user (torc_hpc.slurm.owner).
+
+    `workflows`: a packed allocation serving several workflows of the same owner (`workflow_id`, its home,
+    among them); its worker runs `torc worker --workflows 3,7,9`.
     """
     wf = db.workflow(workflow_id)
     me = db.one("whoami")["role"]
     owner = db.one("workflow_owner", workflow_id=workflow_id)["owner"]
+    members = tuple(sorted(set(workflows or ()) | {workflow_id})) if workflows else None
+    if members and len(members) > 1:
+        for other in members:
+            theirs = db.one("workflow_owner", workflow_id=other)
+            if theirs is None or theirs["owner"] != owner:
+                raise TorcError(f"a packed allocation holds one owner's workflows only: workflow {other} is not "
+                                f"{owner}'s")
+    else:
+        members = None
     ident = owner_mod.submitter_for(owner, me)
     out_source = f"workflow {workflow_id}'s working_dir/output_dir"
     scripts.check_value("working_dir", wf["working_dir"], out_source)
@@ -254,8 +281,10 @@ def submit(db: Database, workflow_id: int, client: SlurmClient, request: Allocat
                           account=request.account, partition=request.partition, nodes=s.nodes,
                           cpus_per_node=s.cpus_per_node, mem=f"{s.mem_mb_per_node}M", walltime_s=s.walltime_s,
                           sbatch_args=[], submitted_by=submitted_by, reason=reason)["id"]
+        if members:
+            db.run("insert_allocation_workflows", allocation_id=alloc_id, workflow_ids=list(members))
     args, values = script_values(workflow_id, alloc_id, request, opts, base,
-                                 worker_url(db.url, owner, same_role=ident is None and owner == me))
+                                 worker_url(db.url, owner, same_role=ident is None and owner == me), members)
     path = base / f"torc_wf{workflow_id}_a{alloc_id}.sh"
     db.run("allocation_args", id=alloc_id, sbatch_args=args)
     outcome = owner_mod.submit_as(ident, {"script_path": str(path), "template": str(template), "values": values},
@@ -284,18 +313,22 @@ def submit(db: Database, workflow_id: int, client: SlurmClient, request: Allocat
             db.run("allocation_submitted", id=alloc_id, slurm_job_id=slurm_id, slurm_cluster=None,
                    script_path=str(path))
     with db.conn.transaction():
-        db.event(workflow_id, "allocation_submitted",
-                 detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "slurm_cluster": cluster,
-                         "scheduler": request.scheduler, "submitted_by": submitted_by, "reason": reason,
-                         "sbatch_args": args, "as": ident.user if ident else None})
+        for wf_id in members or (workflow_id,):
+            db.event(wf_id, "allocation_submitted",
+                     detail={"allocation_id": alloc_id, "slurm_job_id": slurm_id, "slurm_cluster": cluster,
+                             "scheduler": request.scheduler, "submitted_by": submitted_by, "reason": reason,
+                             "sbatch_args": args, "as": ident.user if ident else None,
+                             "workflows": list(members) if members else None})
     return {"id": alloc_id, "slurm_job_id": slurm_id, "script_path": str(path), "scheduler": request.scheduler,
-            "sbatch_args": args, "submitted_as": ident.user if ident else None}
+            "sbatch_args": args, "submitted_as": ident.user if ident else None,
+            "workflows": list(members) if members else None}
 
 
 def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, opts: SubmitOptions, log_dir: Path,
-                  database_url: str) -> tuple[list[str], dict[str, str]]:
-    """The sbatch arguments and the template's variables, each checked and quoted for the script."""
-    args = request.sbatch_args(workflow_id, alloc_id, log_dir)
+                  database_url: str, workflows: tuple[int, ...] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The sbatch arguments and the template's variables, each checked and quoted for the script.
+    `workflows`: the members of a packed allocation (its worker serves them all)."""
+    args = request.sbatch_args(workflow_id, alloc_id, log_dir, packed=len(workflows) if workflows else 0)
     worker_args = [f"--idle-timeout={int(opts.idle_timeout_s)}", f"--walltime-buffer={int(opts.walltime_buffer_s)}",
                    f"--allocation-id={int(alloc_id)}"]
     if request.scheduler:
@@ -304,8 +337,12 @@ def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, o
         worker_args.append(f"--max-parallel-jobs={int(opts.max_parallel_jobs)}")
     # One worker per node; with ntasks_per_node > 1 the step must still get the node's every CPU.
     cpus = " --cpus-per-task=$SLURM_CPUS_ON_NODE" if (request.ntasks_per_node or 1) > 1 else ""
-    launcher = f"srun --ntasks-per-node=1{cpus} --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 and not request.one_worker else "exec "
+    launcher = (f"srun --ntasks-per-node=1{cpus} --nodes=$SLURM_JOB_NUM_NODES "
+                if request.shape.nodes > 1 and not request.one_worker else "exec ")
+    # What the worker serves: one workflow (its id), or a pack (--workflows with the ids, integers only).
+    target = (f"--workflows {','.join(str(int(w)) for w in workflows)}" if workflows else str(int(workflow_id)))
     values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),
+              "worker_target": target,
               "allocation_id": str(int(alloc_id)), "database_url": scripts.quote(database_url),
               "launcher": launcher, "python": scripts.quote(sys.executable), "worker_args": " ".join(worker_args)}
     return args, values
@@ -320,11 +357,40 @@ def cluster_name(client) -> str | None:
         return None
 
 
+def unknown_grace_s() -> float:
+    """Seconds an allocation may stay unknown to squeue and sacct before it is ended (TORC_WATCH_UNKNOWN_GRACE)."""
+    import os
+
+    raw = os.environ.get("TORC_WATCH_UNKNOWN_GRACE")
+    try:
+        return float(raw) if raw else float(UNKNOWN_GRACE_S)
+    except ValueError:
+        raise TorcError(f"TORC_WATCH_UNKNOWN_GRACE must be a number of seconds, not {raw!r}") from None
+
+
 def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -> dict[str, dict]:
-    """Ask Slurm about every active allocation (and extra job ids): one squeue, then one sacct for the
-    ones squeue no longer shows. Stores the states; returns slurm id → {state, sacct_state, exit_code}."""
-    active = {a["slurm_job_id"] for a in db.all("active_allocations", workflow_id=workflow_id)}
-    ids = sorted(active | {i for i in extra_ids if i})
+    """Ask Slurm about every active allocation of one workflow (and extra job ids, e.g. its live workers'):
+    one squeue, then at most one sacct. Returns slurm id → {state, sacct_state, exit_code, ...}."""
+    active = {r["slurm_job_id"] for r in db.all("cluster_slurm_ids", workflow_ids=[workflow_id])}
+    return refresh_ids(db, client, active | set(extra_ids))
+
+
+def refresh_cluster(db: Database, client: SlurmClient, workflow_ids) -> dict[str, dict]:
+    """The watcher's pass over the cluster: every active allocation of these workflows (those it holds the
+    lease of) and every allocation their live workers run in, in one squeue and at most one sacct. The
+    watcher also ends allocations that have been unknown past the grace period (end_vanished)."""
+    ids = {r["slurm_job_id"] for r in db.all("cluster_slurm_ids", workflow_ids=sorted(workflow_ids))}
+    return refresh_ids(db, client, ids, end_vanished=True)
+
+
+def refresh_ids(db: Database, client: SlurmClient, ids, *, end_vanished: bool = False,
+                grace_s: float | None = None) -> dict[str, dict]:
+    """One squeue for all `ids`, then one sacct for the ones squeue no longer shows (or shows ended); store
+    the states in one statement. An allocation neither knows is `unknown`. With `end_vanished` (the
+    watcher, which reports it), one unknown for the grace period is ended, cause unknown
+    (core.slurm_states.vanished): its info then says `vanished`, `why` and whose it was, and its workflow
+    gets an `allocation_vanished` event."""
+    ids = sorted({i for i in ids if i})
     if not ids:
         return {}
     queue = client.status(ids)
@@ -344,9 +410,26 @@ def refresh(db: Database, workflow_id: int, client: SlurmClient, extra_ids=()) -
                 continue
             seen[job_id] = {"state": allocation_state(row.state), "sacct_state": row.state,
                             "exit_code": row.exit_code, "started_at": row.start_time, "ended_at": row.end_time}
+    grace = unknown_grace_s() if grace_s is None else grace_s
+    order = sorted(seen)
     with db.conn.transaction():
-        for job_id, info in seen.items():
-            db.one("update_allocation_state", slurm_job_id=job_id, state=info["state"].value,
-                   sacct_state=info["sacct_state"], exit_code=info["exit_code"], started_at=info["started_at"],
-                   ended_at=info["ended_at"])
+        rows = db.all("update_allocation_states", slurm_job_ids=order,
+                      states=[seen[i]["state"].value for i in order],
+                      sacct_states=[seen[i]["sacct_state"] for i in order],
+                      exit_codes=[seen[i]["exit_code"] for i in order],
+                      started_at=[seen[i]["started_at"] for i in order],
+                      ended_at=[seen[i]["ended_at"] for i in order])
+        gone_for_good = [r for r in rows if end_vanished and r["state"] == AllocationState.UNKNOWN.value
+                         and vanished(r["unknown_since"], r["db_now"], grace)]
+        if gone_for_good:
+            why = (f"neither squeue nor sacct has known this Slurm job for {grace:.0f}s or more: ended, cause "
+                   f"unknown (no accounting on this site, records purged, or a rebuilt cluster)")
+            for r in db.all("end_vanished_allocations", ids=[r["id"] for r in gone_for_good], why=why):
+                seen[r["slurm_job_id"]] = {"state": AllocationState.ENDED, "sacct_state": None, "exit_code": None,
+                                           "started_at": None, "ended_at": None, "vanished": True, "why": why,
+                                           "allocation_id": r["id"], "workflow_id": r["workflow_id"],
+                                           "unknown_since": r["unknown_since"]}
+                db.event(r["workflow_id"], "allocation_vanished",
+                         detail={"allocation_id": r["id"], "slurm_job_id": r["slurm_job_id"],
+                                 "unknown_since": r["unknown_since"].isoformat(), "grace_s": grace})
     return seen

@@ -81,11 +81,13 @@ def submitter_for(owner: str, current_role: str) -> Identity | None:
     if owner == current_role:
         return None
     ident = identity_of(owner)
-    if ident.uid == os.geteuid():
-        return None
+    # Before "is it me?": the cluster watcher runs as root, and another role mapped to uid 0 (a role named
+    # root, a wrong map line) must not get its jobs run as root by it.
     if ident.uid == 0:
         raise TorcError(f"refusing to submit role {owner!r}'s allocations as root (its Unix user {ident.user!r} "
                         f"has uid 0); map the role to an ordinary user in {ENV_USER_MAP}")
+    if ident.uid == os.geteuid():
+        return None
     if os.geteuid() != 0:
         me = pwd.getpwuid(os.geteuid()).pw_name
         raise TorcError(f"workflow owned by {owner!r} must be submitted as Unix user {ident.user!r}, and this "

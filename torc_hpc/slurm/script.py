@@ -19,7 +19,7 @@ from pathlib import Path
 from torc_hpc.errors import TorcError
 
 REQUIRED = ("sbatch_directives", "workflow_id", "allocation_id", "database_url", "launcher", "python",
-            "worker_args")
+            "worker_args", "worker_target")
 
 # An sbatch option name: -C, --constraint, --mail-type, ...
 _OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*$")

@@ -15,6 +15,7 @@ from typing import Callable
 
 from torc_hpc.actions import Context as ActionContext, fire as fire_actions
 from torc_hpc.core import autoschedule as auto
+from torc_hpc.core import packing
 from torc_hpc.core.actions import Phase, Runner
 from torc_hpc.core.recovery import adjust, classify
 from torc_hpc.db.repo import Database, retry_conflicts
@@ -44,11 +45,12 @@ class WatchConfig:
     max_recovery_rounds: int = 3
     submit: allocs.SubmitOptions | None = None      # command-line sbatch options (override the saved ones)
     ai_recovery: AiRecovery | None = None           # --ai-recovery: an agent decides pending_failed jobs
+    caps: packing.Caps = field(default_factory=packing.Caps)   # pending allocations per owner / in all; packing
 
 
 @dataclass
 class CycleReport:
-    workflow_id: int
+    workflow_id: int | None                           # None: about the whole pass, not one workflow
     counts: dict
     allocations_active: int = 0
     decision: dict | None = None
@@ -109,6 +111,23 @@ def _submit_options(db: Database, workflow_id: int, cfg: WatchConfig, state: dic
     return opts
 
 
+def _vanished_lines(db: Database, workflow_id: int, slurm: dict[str, dict] | None) -> list[str]:
+    """One attention line per allocation of this workflow that this pass ended because Slurm no longer
+    knew it, when that may have cost work (core.autoschedule.vanished_needs_a_person)."""
+    lines = []
+    for slurm_id, info in (slurm or {}).items():
+        if not info.get("vanished") or info["workflow_id"] != workflow_id:
+            continue
+        w = db.one("allocation_workers", slurm_job_id=slurm_id)
+        if not auto.vanished_needs_a_person(workers_registered=w["workers"], lost_workers=w["lost"]):
+            continue
+        since = info["unknown_since"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"allocation {info['allocation_id']} (Slurm job {slurm_id}) vanished: neither squeue nor "
+                     f"sacct has known it since {since}; it was ended, cause unknown, and jobs it left running "
+                     f"were recorded terminated (154). Check `sacct -j {slurm_id}` and the workflow's slurm/ logs")
+    return lines
+
+
 def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now: datetime,
                        b: auto.Backoff) -> auto.Backoff:
     """Count allocations that failed (or worked) into the back-off, each once."""
@@ -117,9 +136,10 @@ def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now:
         if a["started_at"] and a["ended_at"]:
             elapsed = (a["ended_at"] - a["started_at"]).total_seconds()
         ended = a["state"] in ("ended", "submit_failed")
+        gone = a["state"] == "ended" and a["unknown_since"] is not None and a["sacct_state"] is None
         verdict = auto.allocation_failed(submitted=a["state"] != "submit_failed", workers_registered=a["workers"],
                                          sacct_state=a["sacct_state"] if ended else None, elapsed_s=elapsed,
-                                         quick_failure_s=policy.quick_failure_s)
+                                         quick_failure_s=policy.quick_failure_s, vanished=gone)
         if verdict is None:
             continue
         db.run("judge_allocation", id=a["id"], outcome="failed" if verdict else "ok")
@@ -135,15 +155,21 @@ def _judge_allocations(db: Database, workflow_id: int, policy: auto.Policy, now:
 
 
 def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: WatchConfig,
-             now: datetime | None = None, renew: Callable[[], None] = lambda: None) -> CycleReport:
+             now: datetime | None = None, renew: Callable[[], None] = lambda: None,
+             slurm: dict[str, dict] | None = None, wants: list | None = None) -> CycleReport:
     """One cycle: refresh allocations and reconcile orphans, judge allocations for the back-off,
     decide, act. `now` is injectable for tests; it defaults to the clock. `renew` extends the caller's
-    lease; it is called before each step that may take long (Slurm calls)."""
+    lease; it is called before each step that may take long (Slurm calls). `slurm` is the cluster pass's
+    answer (cron_once): given, this cycle asks Slurm nothing itself. `wants` (cron_once): a decision to
+    submit is added there, and the pass submits for every workflow at once (watch.packed)."""
     now = now or utcnow()
     plan_per_workflow(db)
     wf = db.workflow(workflow_id)
     report = CycleReport(workflow_id, counts={})
-    report.reconciled = reconcile(db, workflow_id, client=client)
+    if slurm is None and client is not None:   # one workflow alone: the same pass, over its allocations only
+        slurm = allocs.refresh_cluster(db, client, [workflow_id])
+    report.reconciled = reconcile(db, workflow_id, client=client, slurm=slurm)
+    report.attention.extend(_vanished_lines(db, workflow_id, slurm))
     if client is not None and wf["canceled_at"] is None:   # the spec's schedule_nodes actions that are due
         report.actions = fire_actions(db, workflow_id, Phase.POLL, ActionContext(Runner.WATCHER, client=client))
     db.run("ensure_watch_state", workflow_id=workflow_id)
@@ -182,8 +208,16 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
             max_new = max(1, cfg.policy.max_pending - snap_row["pending_allocations"])
             ready_cpu_s = int(db.one("ready_cpu_seconds", workflow_id=workflow_id)["cpu_seconds"])
             renew()
-            _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new, ready_cpu_s,
-                         report, backoff, renew)
+            if wants is not None:
+                from torc_hpc.watch import packed
+
+                w = packed.want(db, workflow_id, client, _submit_options(db, workflow_id, cfg, state),
+                                decision.reason, max_new, ready_cpu_s, report, cfg.caps)
+                if w is not None:
+                    wants.append(w)
+            else:
+                _auto_submit(db, workflow_id, client, cfg, state, decision.reason, now, max_new, ready_cpu_s,
+                             report, backoff, renew)
 
     if cfg.recover and wf["canceled_at"] is None:
         renew()
@@ -203,14 +237,16 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
 
 def _auto_submit(db, workflow_id, client, cfg, state, reason, now, max_new, ready_cpu_s, report, backoff,
                  renew=lambda: None):
+    from torc_hpc.watch import packed
+
+    left, why = packed.room(db, db.one("workflow_owner", workflow_id=workflow_id)["owner"], cfg.caps)
+    if not left:
+        report.decision["deferred"] = why
+        return
+    max_new = min(max_new, left)
     opts = _submit_options(db, workflow_id, cfg, state)
     try:
-        # Size from the work: one allocation's shape first, then as many as the ready CPU-seconds need.
-        requests = allocs.plan_requests(db, workflow_id, opts, client, 1)
-        requests = [r for r in requests if r.scheduler is None] or requests[:1]
-        shape = requests[0].shape
-        offer = shape.cpus_per_node * shape.nodes * max(1, shape.walltime_s - opts.walltime_buffer_s)
-        count = auto.allocations_needed(ready_cpu_s, offer, max_new)
+        _, _, count = allocs.size_from_ready(db, workflow_id, opts, client, ready_cpu_s, max_new)
         requests = allocs.plan_requests(db, workflow_id, opts, client, count)[:max_new]
     except TorcError as e:
         report.attention.append(f"cannot size an allocation: {e}")
@@ -324,21 +360,59 @@ def run_locked(db: Database, workflow_id: int, client, cfg: WatchConfig, now: da
 
 
 def cron_once(db: Database, client, cfg: WatchConfig) -> list[CycleReport]:
-    """`torc watch --all --once`: one leased cycle for every workflow that has work."""
-    reports = []
+    """`torc watch --all --once`: one pass over the cluster. Take the lease of every workflow with work (one
+    statement), ask Slurm about all their allocations at once (one squeue, at most one sacct), then run
+    each workflow's cycle on that answer. Workflows another watcher holds are skipped."""
     plan_per_workflow(db)
     ids = [row["id"] for row in db.all("workflows_with_work")]
     if cfg.ai_recovery is not None:   # a workflow whose only unfinished jobs await a decision counts too
         ids = sorted(set(ids) | {row["id"] for row in db.all("workflows_with_pending_failed")})
     leases = Leases(db)
-    for wf_id in ids:
-        try:
-            reports.append(run_locked(db, wf_id, client, cfg, leases=leases))
-        except TorcError as e:
-            r = CycleReport(wf_id, counts={})
-            r.attention.append(str(e))
-            reports.append(r)
-    return reports
+    mine = leases.take_many(ids)
+    reports = {wf: CycleReport(wf, counts={}, skipped=BUSY) for wf in ids if wf not in mine}
+    try:
+        slurm: dict[str, dict] = {}
+        if client is not None and mine:
+            try:
+                slurm = allocs.refresh_cluster(db, client, mine)
+            except SlurmError as e:   # Slurm is away: decide nothing on a half-known cluster, say so once
+                r = CycleReport(None, counts={})
+                r.attention.append(f"Slurm did not answer ({e}); no workflow was looked at this time")
+                return [r, *reports.values()]
+        wants: list = []
+        now = utcnow()
+        for wf_id in sorted(mine):
+            leases.renew()
+            try:
+                reports[wf_id] = run_once(db, wf_id, client, cfg, now=now, renew=leases.renew, slurm=slurm,
+                                          wants=wants)
+            except TorcError as e:
+                r = CycleReport(wf_id, counts={})
+                r.attention.append(str(e))
+                reports[wf_id] = r
+        if wants:
+            from torc_hpc.watch import packed
+
+            packed.submit_plan(db, client, wants, cfg.caps, now, leases.renew,
+                               on_failure=lambda wf_ids, why: _refused(db, wf_ids, cfg, now, reports))
+            for w in wants:   # what they submitted counts as alive
+                w.report.allocations_active += len(w.report.submitted)
+    finally:
+        leases.release()
+    return [reports[wf] for wf in ids]
+
+
+def _refused(db: Database, workflow_ids, cfg: WatchConfig, now: datetime, reports: dict) -> None:
+    """An sbatch of the cron pass was refused: every workflow it was for backs off (and may pause)."""
+    for wf in workflow_ids:
+        state = db.one("get_watch_state", workflow_id=wf)
+        b = _judge_allocations(db, wf, cfg.policy, now, _backoff(state))   # the home's refused row, if its own
+        if b == _backoff(state):
+            b = auto.after_failure(b, now, cfg.policy, "sbatch refused a packed allocation")
+        _save_backoff(db, wf, b)
+        if b.paused_reason:
+            reports[wf].attention.append(f"auto-schedule paused: {b.paused_reason}; fix it, then "
+                                         f"`torc watch {wf} --resume`")
 
 
 def loop(db: Database, workflow_id: int, client, cfg: WatchConfig, poll_interval_s: float,

@@ -42,6 +42,16 @@ class Leases:
             self.held.add(workflow_id)
         return row is not None
 
+    def take_many(self, workflow_ids) -> set[int]:
+        """take() for many workflows in one statement; returns those now held."""
+        ids = sorted(set(workflow_ids))
+        if not ids:
+            return set()
+        got = {r["workflow_id"] for r in self.db.all("take_watch_leases", workflow_ids=ids, me=self.me,
+                                                     ttl_s=self.ttl_s)}
+        self.held |= got
+        return got
+
     def renew(self) -> None:
         if self.held:
             self.db.run("renew_watch_leases", me=self.me, ttl_s=self.ttl_s)

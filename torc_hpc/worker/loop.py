@@ -41,8 +41,11 @@ from torc_hpc.worker.resources import Resources
 log = logging.getLogger("torc.worker")
 
 BIG = 2**62
-PREFETCH_WINDOW_S = 0.05   # hold about this much work beyond the slots: enough to cover a commit
+# Hold about this much work beyond the slots: enough to cover a commit, and the lazy commit of leaf jobs'
+# completions (worker/pump.py LAZY_COMMIT_S), so that with many workers each commit carries several jobs.
+PREFETCH_WINDOW_S = 0.25
 PREFETCH_MAX = 64          # never more than this many × the slots
+HUNGRY = 0.25              # claim (and commit) once the jobs waiting here fall to this share of the prefetch
 
 
 def prefetch_factor(avg_runtime_s: float | None) -> int:
@@ -56,7 +59,7 @@ def prefetch_factor(avg_runtime_s: float | None) -> int:
 
 @dataclass
 class WorkerConfig:
-    workflow_id: int
+    workflow_id: int | None              # the workflow served (None with all_mine and no list)
     database_url: str
     resources: Resources
     max_parallel_jobs: int | None = None     # count jobs instead of resources
@@ -72,6 +75,8 @@ class WorkerConfig:
     sigterm_reason: Callable[[], str] | None = None  # Slurm: tell walltime from scancel
     on_tick: Callable[[Pump], None] | None = None   # called on the database thread, with it (its .db), twice a second
     allocation_id: int | None = None                # torc's allocation row: marked started on registering
+    workflow_ids: tuple[int, ...] = ()   # `torc worker --workflows 3,7,9`: serve these (all its owner's)
+    all_mine: bool = False               # `torc worker --all-mine`: every workflow of its owner with ready jobs
 
 
 @dataclass
@@ -89,6 +94,19 @@ def _opened(future) -> tuple[int, int] | None:
         return future.result()[2] if future else None
     except OSError:
         return None
+
+
+@dataclass
+class _Context:
+    """What starting a job of one served workflow needs: where it runs, where its logs go, its environment,
+    its failure rules and this worker's row for it."""
+
+    workflow: dict
+    rules: dict
+    worker_id: int
+    working_dir: str | None
+    stdio_dir: str
+    env: dict
 
 
 @dataclass
@@ -120,6 +138,7 @@ class Worker:
         self._sig_r, self._sig_w = socket.socketpair()
         self._sig_r.setblocking(False)
         self._sig_w.setblocking(False)
+        self._kill_at: dict[int, float] = {}   # pid → when to SIGKILL (a canceled workflow's job)
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -139,38 +158,41 @@ class Worker:
         self.pump = Pump(self.url, cfg.workflow_id, claim_params=self._claim_params, wake=self._wake,
                          on_claimed=self._on_claimed, holds_nothing=self._holds_nothing, limits=self._limits,
                          heartbeat_s=cfg.heartbeat_interval_s, exit_when_done=cfg.exit_when_done,
-                         on_tick=cfg.on_tick)
+                         on_tick=cfg.on_tick, workflow_ids=list(cfg.workflow_ids) or None, all_mine=cfg.all_mine)
+        self._previous_cwd = self._cwd = os.getcwd()
+        self._contexts: dict[int, _Context] = {}
+        self._token = secrets.token_hex(16)
         try:
-            wf, self.rules = self.pump.connect()
-            self.workflow = wf
-            # Jobs run where the workflow was created. posix_spawn cannot set a child's directory here, so
-            # the worker moves there itself (and back when it returns: it may run inside a longer-lived process).
-            self._previous_cwd = os.getcwd()
-            if wf["working_dir"] and os.path.isdir(wf["working_dir"]):
-                os.chdir(wf["working_dir"])
-            self.output_dir = Path(cfg.output_dir or wf["output_dir"]).resolve()
-            (self.output_dir / "job_stdio").mkdir(parents=True, exist_ok=True)
-            self._stdio_dir = str(self.output_dir / "job_stdio")
+            served = self.pump.connect()
+            # Log directories first: one that cannot be created is an error before anything is registered.
+            dirs = {wf: self._output_dir(s.workflow) for wf, s in served.items()}
+            for d in dirs.values():
+                (d / "job_stdio").mkdir(parents=True, exist_ok=True)
             self.worker_id = self.pump.register(
                 hostname=socket.gethostname(), pid=os.getpid(),
                 num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
                 memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
                 end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
-                token=(token := secrets.token_hex(16)), allocation_id=cfg.allocation_id)
+                token=self._token, allocation_id=cfg.allocation_id)
+            for wf in served:
+                self._context(wf)
+            first = self._contexts.get(self.pump.workflow_id)
+            if first is not None:
+                # Jobs run where their workflow was created. posix_spawn cannot set a child's directory, so
+                # the worker moves there itself before a spawn (and back when it returns: it may run inside
+                # a longer-lived process); with one workflow, once.
+                self._enter(first)
+                self.workflow, self.rules, self.output_dir = first.workflow, first.rules, dirs[self.pump.workflow_id]
         except BaseException:
             self.pump.stop()
-            if getattr(self, "_previous_cwd", None):
-                with contextlib.suppress(OSError):
-                    os.chdir(self._previous_cwd)
+            with contextlib.suppress(OSError):
+                os.chdir(self._previous_cwd)
             raise
-        self._base_env = dict(os.environ)
-        self._base_env.update(TORC_WORKFLOW_ID=str(cfg.workflow_id), TORC_API_URL=redact(self.url),
-                              TORC_OUTPUT_DIR=str(self.output_dir), TORC_WORKER_ID=str(self.worker_id),
-                              TORC_WORKER_TOKEN=token)
-        # The workflow's actions: most have none, and then this one query (on the worker's connection, before
-        # the database thread takes it over) is all they cost; with some, their thread has its own.
-        self.actions = None
-        with_actions = WorkerActions.needed(self.pump.db, cfg.workflow_id)
+        # The served workflows' actions: most have none, and then this one query (on the worker's connection,
+        # before the database thread takes it over) is all they cost; each one with actions gets its own
+        # thread and connection. (A worker finding workflows later with --all-mine fires none of theirs.)
+        self.actions: list[WorkerActions] = []
+        with_actions = WorkerActions.needed(self.pump.db, list(self._contexts))
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
@@ -179,16 +201,17 @@ class Worker:
         restore = self._install_signal_handlers()
         reason = "error"
         try:
-            if with_actions:   # start triggers fire before the first claim; heartbeats already flow
-                self.actions = WorkerActions.begin(self.url, cfg.workflow_id, ActionContext(
-                    Runner.ALLOCATION if cfg.slurm_job_id else Runner.LOCAL, worker_id=self.worker_id,
-                    env=self._base_env, output_dir=self.output_dir))
+            for wf in with_actions:   # start triggers fire before the first claim; heartbeats already flow
+                c = self._contexts[wf]
+                self.actions.append(WorkerActions.begin(self.url, wf, ActionContext(
+                    Runner.ALLOCATION if cfg.slurm_job_id else Runner.LOCAL, worker_id=c.worker_id,
+                    env=c.env, output_dir=Path(c.stdio_dir).parent)))
             reason = self._loop()
         except psycopg.Error as e:
             raise DatabaseError(
                 f"worker {self.worker_id} lost the database ({str(e).strip() or type(e).__name__}); its running "
-                f"jobs were stopped. The next torc command records them; `torc run {cfg.workflow_id}` carries "
-                f"on") from e
+                f"jobs were stopped. The next torc command records them; `torc run {self.pump.workflow_id}` "
+                f"carries on") from e
         finally:
             try:
                 if self.children or self.queue or not self.pump.idle():
@@ -199,8 +222,8 @@ class Worker:
                 # After an error the reconciler decides, as for a crash: no stop is recorded.
                 self.pump.stop(None if reason == "error" else reason,
                                unrunnable=[r["name"] for r in self.summary.unrunnable])
-                if self.actions is not None:   # after the last finishes committed
-                    self.actions.end(reason)
+                for a in self.actions:   # after the last finishes committed
+                    a.end(reason)
                 self.summary.stale = self.pump.stale
                 restore()
                 try:
@@ -217,6 +240,67 @@ class Worker:
             self._sig_w.send(b"w")
         except OSError:
             pass
+
+    # ---- the workflows served ---------------------------------------------------------------
+
+    def _output_dir(self, wf: dict) -> Path:
+        """Where a workflow's logs go: --output-dir, else its own, relative to its working directory."""
+        base = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else self._previous_cwd
+        return (Path(base) / (self.cfg.output_dir or wf["output_dir"])).resolve()
+
+    def _context(self, workflow_id: int) -> _Context:
+        """(any thread) A served workflow's context, made when its first job arrives (a worker serving
+        `--all-mine` finds workflows as it goes)."""
+        ctx = self._contexts.get(workflow_id)
+        if ctx is not None:
+            return ctx
+        with self._held_lock:   # the log thread prepares jobs too
+            ctx = self._contexts.get(workflow_id)
+            if ctx is not None:
+                return ctx
+            served = self.pump.served[workflow_id]
+            wf = served.workflow
+            out = self._output_dir(wf)
+            (out / "job_stdio").mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ)
+            env.update(TORC_WORKFLOW_ID=str(workflow_id), TORC_API_URL=redact(self.url), TORC_OUTPUT_DIR=str(out),
+                       TORC_WORKER_ID=str(served.worker_id), TORC_WORKER_TOKEN=self._token)
+            working = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
+            ctx = self._contexts[workflow_id] = _Context(wf, served.rules, served.worker_id, working,
+                                                         str(out / "job_stdio"), env)
+            return ctx
+
+    def _enter(self, ctx: _Context) -> None:
+        """Be in the job's workflow's working directory before a spawn (a chdir only when it changes)."""
+        target = ctx.working_dir or self._previous_cwd
+        if target != self._cwd:
+            os.chdir(target)
+            self._cwd = target
+
+    def _stop_workflow(self, workflow_id: int) -> None:
+        """A worker serving several workflows: one was canceled. Its waiting jobs go back, its running ones
+        are stopped (SIGTERM, SIGKILL after the grace period) and recorded as the loop reaps them."""
+        self._take_from_pump()
+        mine = [j for j in self.queue if j.get("workflow_id") == workflow_id]
+        if mine:
+            self.queue = deque(j for j in self.queue if j.get("workflow_id") != workflow_id)
+            self._give_back(mine)
+        deadline = time.monotonic() + self.cfg.kill_grace_s
+        for child in self.children.values():
+            if child.job.get("workflow_id") == workflow_id and child.kill_reason is None:
+                child.kill_reason = "canceled"
+                process.signal_group(child, signal.SIGTERM)
+                self._kill_at[child.pid] = deadline
+
+    def _kill_late(self) -> None:
+        now = time.monotonic()
+        for pid, at in list(self._kill_at.items()):
+            child = self.children.get(pid)
+            if child is None:
+                del self._kill_at[pid]
+            elif now >= at:
+                process.signal_group(child, signal.SIGKILL)
+                del self._kill_at[pid]
 
     def _holds_nothing(self) -> bool:
         """(database thread) No job running, queued or being claimed here, and no recovery script running."""
@@ -246,6 +330,10 @@ class Worker:
             if cfg.end_time is not None and time.time() >= cfg.end_time - cfg.walltime_buffer_s:
                 self._stop_children("walltime")
                 return "walltime"
+            while pump.canceled_workflows:   # a worker serving several: one of them was canceled
+                self._stop_workflow(pump.canceled_workflows.popleft())
+            if self._kill_at:
+                self._kill_late()
 
             self._take_from_pump()
             self._start_queued()
@@ -324,6 +412,7 @@ class Worker:
         # Prefetch: hold more than we can run so processes keep running while the pump commits. What
         # runs or waits counts against the limit.
         k = prefetch_factor(self._recent_runtime_s)
+        slots = cfg.max_parallel_jobs or cpus
         if cfg.max_parallel_jobs:
             limit = k * cfg.max_parallel_jobs - jobs
             cpus = gpus = mem = BIG
@@ -332,8 +421,10 @@ class Worker:
             cpus, gpus, mem = k * cpus - hc, k * gpus - hg, k * mem - hm
         if limit <= 0 or time_left <= 0:
             return None
+        # hungry: the jobs waiting to start here are down to HUNGRY of the prefetch (or none): claim, and
+        # commit what ended with it, now rather than let leaf completions wait for company.
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
-                "scheduler": cfg.scheduler}
+                "scheduler": cfg.scheduler, "hungry": jobs - slots <= HUNGRY * (k - 1) * slots}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -376,8 +467,13 @@ class Worker:
         self._take_from_pump()
         if not self.queue:
             return
-        ids = [j["id"] for j in self.queue]
-        for j in self.queue:
+        jobs = list(self.queue)
+        self.queue.clear()
+        self._give_back(jobs)
+
+    def _give_back(self, jobs: list[dict]) -> None:
+        ids = [j["id"] for j in jobs]
+        for j in jobs:
             self._hold(j, -1)
             fds = _opened(j.pop("_prep", None))
             if fds:  # never started: no log files for an attempt that did not run
@@ -386,15 +482,15 @@ class Worker:
                 for path in self._log_paths("job", j):
                     with contextlib.suppress(OSError):
                         os.unlink(path)
-        self.queue.clear()
         self.pump.release(ids)
 
     def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
-        stem = f"{self._stdio_dir}/{logs.stem(prefix, self.cfg.workflow_id, job['id'], job['run_id'], job['attempt_id'])}"
+        wf = job["workflow_id"]
+        stem = f"{self._context(wf).stdio_dir}/{logs.stem(prefix, wf, job['id'], job['run_id'], job['attempt_id'])}"
         return f"{stem}.o", f"{stem}.e"
 
     def _env(self, job: dict, **extra) -> dict:
-        env = dict(self._base_env)
+        env = dict(self._context(job["workflow_id"]).env)
         env.update(TORC_JOB_ID=str(job["id"]), TORC_JOB_NAME=job["name"],
                    TORC_ATTEMPT_ID=str(job["attempt_id"]), TORC_RUN_ID=str(job["run_id"]), **extra)
         return env
@@ -413,6 +509,7 @@ class Worker:
                 argv, env, fds = prep.result()
             else:
                 argv, env = process.command_argv(job["command"]), self._env(job)
+            self._enter(self._context(job["workflow_id"]))
             child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
         except OSError as e:
             if fds is not None:
@@ -421,7 +518,8 @@ class Worker:
             # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
             Path(err).write_text(f"torc could not start the job: {e}\n")
             self._hold(job, -1)
-            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=127,
+            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
+                              return_code=127,
                               started_at=job["started_at"])
             self._finish([_Ended(job, attempt)])
             return
@@ -433,6 +531,7 @@ class Worker:
         out, err = self._log_paths("recovery", job)
         env = self._env(job, TORC_RETURN_CODE=str(attempt.return_code))
         try:
+            self._enter(self._context(job["workflow_id"]))
             child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err, pidfd=not self._sigchld)
         except OSError as e:
             Path(err).write_text(f"torc could not start the recovery script: {e}\n")
@@ -459,7 +558,8 @@ class Worker:
                 rc = ExitCode.WALLTIME
             elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
                 rc = ExitCode.CANCELED
-            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self.worker_id, return_code=rc,
+            attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
+                              return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
@@ -484,9 +584,10 @@ class Worker:
                     self._count(plan.final)
                 continue
             hid = e.job.get("failure_handler_id")
+            ctx = self._context(e.job["workflow_id"])
             plan = plan_outcome(e.attempt, killed=e.killed,
-                                handler_rules=self.rules.get(hid, ()) if hid is not None else None,
-                                use_pending_failed=self.workflow["use_pending_failed"],
+                                handler_rules=ctx.rules.get(hid, ()) if hid is not None else None,
+                                use_pending_failed=ctx.workflow["use_pending_failed"],
                                 apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"))
             steps += plan.steps
             self.summary.attempts += 1
@@ -494,9 +595,13 @@ class Worker:
                 recoveries.append((e.job, e.attempt, plan.recovery_script))
             else:
                 self._count(plan.final)
-        self.pump.submit(steps, recoveries, claim=not self._stop_request)
-        if self.actions is not None:
-            self.actions.poke()
+        # A completion others wait for (its children), any failure (a cascade, a retry) and every recovery
+        # is committed at once; a leaf's completion may ride with the next batch (worker/pump.py).
+        urgent = bool(recoveries) or any(name != "finish_completed" for name, _ in steps) \
+            or any(e.job.get("has_children", True) for e in batch)
+        self.pump.submit(steps, recoveries, claim=not self._stop_request, urgent=urgent)
+        for a in self.actions:
+            a.poke()
 
     def _count(self, status) -> None:
         if status is not None:
@@ -548,7 +653,8 @@ class Worker:
                 job, attempt, script = self.pump.recover.popleft()
                 from torc_hpc.reconcile import run_recovery_here
 
-                rc = run_recovery_here(self.workflow, job, attempt, script, redact(self.url))
+                rc = run_recovery_here(self._context(job["workflow_id"]).workflow, job, attempt, script,
+                                       redact(self.url))
                 self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
             self.pump.drain()
         except Exception:  # noqa: BLE001 - processes are stopped; the reconciler records what we could not

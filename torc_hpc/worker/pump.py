@@ -36,13 +36,14 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
 
 from torc_hpc.db.connection import connect_retrying, notify_url, pooler_mode
 from torc_hpc.db.repo import Database
-from torc_hpc.errors import DatabaseError
+from torc_hpc.errors import DatabaseError, NotFound
 
 log = logging.getLogger("torc.worker")
 
@@ -52,29 +53,54 @@ IDLE_POLL_MIN_S = 0.05     # an idle worker looks for work this soon, then backs
 IDLE_POLL_MAX_S = 1.0      # ... doubling up to this (O(1) probes: 1,000 idle workers ≈ 1,000 cheap reads/s)
 TICK_S = 0.5               # on_tick (the live progress of `torc run`)
 CLAIM_WINDOW = 1000        # a claim looks at this many ready jobs (claim order) for ones that fit, no more
+LAZY_COMMIT_S = 0.25       # a leaf job's completion waits at most this long for others to commit with
 
 # Steps after which the job is no longer running under this worker (record_attempt_result is not one:
 # the job stays running while its recovery script runs).
 _ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed"})
+
+MAX_SERVED = 64            # `torc worker --all-mine` serves at most this many workflows at once
 
 # How long a worker keeps trying to reach a database that went away (restart, failover) or refuses it
 # (too many connections) before giving up.
 RECONNECT_S = float(os.environ.get("TORC_DB_RECONNECT_SECONDS", "300"))
 
 
+@dataclass
+class Served:
+    """A workflow this worker serves: its row, its failure rules, and this worker's row in `workers` for it."""
+
+    workflow: dict
+    rules: dict
+    worker_id: int | None = None
+    canceled: bool = False
+
+
 class Pump(threading.Thread):
     """The database thread of one worker. Methods marked (main thread) are the requests; everything else
     runs on this thread once start() was called."""
 
-    def __init__(self, url: str, workflow_id: int, *, claim_params: Callable[[], dict | None],
+    def __init__(self, url: str, workflow_id: int | None, *, claim_params: Callable[[], dict | None],
                  wake: Callable[[], None], on_claimed: Callable[[dict], None] = lambda job: None,
                  holds_nothing: Callable[[], bool] = lambda: False,
                  limits: Callable[[], tuple[int, int, int, int]] | None = None,
                  heartbeat_s: float = 10, exit_when_done: bool = False,
-                 on_tick: Callable[["Pump"], None] | None = None):
+                 on_tick: Callable[["Pump"], None] | None = None,
+                 workflow_ids: list[int] | None = None, all_mine: bool = False):
         super().__init__(name="torc-db", daemon=True)
         self.url = url
-        self.workflow_id = workflow_id
+        # What it serves: one workflow (`torc run`, `torc worker WF`), a list (`--workflows 3,7,9`), or every
+        # workflow of its owner with ready jobs (`--all-mine`, found now and then: MAX_SERVED at a time).
+        self.requested = list(workflow_ids) if workflow_ids else ([workflow_id] if workflow_id is not None else [])
+        self.several = bool(workflow_ids) or all_mine
+        self.all_mine = all_mine
+        self.workflow_id = self.requested[0] if self.requested else None
+        self.served: dict[int, Served] = {}   # written by this thread (new workflows) before their jobs arrive
+        self.canceled_workflows: deque = deque()   # (several) workflows canceled meanwhile, for the main thread
+        self._job_wf: dict[int, int] = {}     # job id → workflow, for the jobs this worker holds
+        self._rotate = 0                      # the workflow a multi-workflow claim starts with
+        self._worker_info: dict = {}
+        self._listening: set[int] = set()
         self.worker_id: int | None = None
         self.db: Database | None = None
         self.reconnect_s = RECONNECT_S
@@ -95,6 +121,9 @@ class Pump(threading.Thread):
         self._stopping: str | None = None   # set by stop(): the reason recorded, "" for none
         self._streaming = False         # the last batch finished several jobs: group the next ones
         self._batch_open: float | None = None
+        self._urgent = False            # a queued step must not wait (others depend on it)
+        self._lazy_since: float | None = None   # when the oldest queued step arrived
+        self._flush = False             # drain(): commit whatever is queued now
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -107,6 +136,7 @@ class Pump(threading.Thread):
         self._next_heartbeat = now + heartbeat_s
         self._next_reconcile = now      # the first idle check reconciles
         self._next_deep_claim = now     # a claim past the first CLAIM_WINDOW ready jobs: at most once a period
+        self._next_discovery = now + heartbeat_s   # --all-mine: look for more workflows with ready jobs
         self._next_tick = now
         self._next_idle: float | None = None
         self._idle_delay = IDLE_POLL_MIN_S
@@ -126,29 +156,76 @@ class Pump(threading.Thread):
 
     # ---- before the thread starts (main thread) ---------------------------------------------------
 
-    def connect(self) -> tuple[dict, dict]:
-        """Open the worker's connection, retrying with back-off while the server refuses it, and read the
-        workflow and its failure rules. Nothing is written yet."""
-        self.db = Database(self.url, retry_s=self.reconnect_s)
-        return self.db.workflow(self.workflow_id), self.db.failure_rules(self.workflow_id)
+    def connect(self) -> dict[int, Served]:
+        """Open the worker's connection, retrying with back-off while the server refuses it, and read what it
+        serves: each workflow and its failure rules. Nothing is written yet. A worker serving several
+        workflows serves only its owner's own (row-level security may let a watcher's role read others')."""
+        self.db = Database(self.url, retry_s=self.reconnect_s, plan_once=True)
+        ids = self.requested
+        if self.several and ids:
+            foreign = [r["id"] for r in self.db.all("not_my_workflows", workflow_ids=ids)]
+            if foreign:
+                raise NotFound(f"workflow(s) {', '.join(map(str, foreign))} do not exist or are not yours; a worker "
+                               f"serves only its owner's workflows (see `torc workflows list`)")
+        if self.all_mine:
+            ids = ids + self._discover(MAX_SERVED - len(ids), ids)
+        for wf in ids:
+            self.served[wf] = Served(self.db.workflow(wf), self.db.failure_rules(wf))
+        if self.workflow_id is None and ids:
+            self.workflow_id = ids[0]
+        return self.served
 
-    def register(self, *, allocation_id: int | None = None, **worker) -> int:
-        """Register the worker (hostname, pid, resources, token...: Database.register_worker), record that
-        its allocation started, and LISTEN where notifications can arrive."""
-        self.worker_id = self.db.register_worker(self.workflow_id, **worker)
-        if allocation_id is not None:
+    def register(self, *, allocation_id: int | None = None, **worker) -> int | None:
+        """Register the worker (hostname, pid, resources, token...: Database.register_worker) once for each
+        workflow it serves, record that its allocation started, and LISTEN where notifications can arrive.
+        Returns its row for the first workflow."""
+        self._worker_info = worker
+        for wf, served in self.served.items():
+            served.worker_id = self.db.register_worker(wf, **worker)
+        self.worker_id = self.served[self.workflow_id].worker_id if self.served else None
+        if allocation_id is not None and self.served:
             self.db.run("allocation_started", id=allocation_id, workflow_id=self.workflow_id,
                         slurm_job_id=worker.get("slurm_job_id"))
         self._start_listening(time.monotonic() + self.reconnect_s)
         return self.worker_id
 
+    def _discover(self, room: int, serving: list[int]) -> list[int]:
+        """--all-mine: the owner's workflows with ready jobs that it does not serve yet (oldest first)."""
+        if room <= 0:
+            return []
+        return [r["id"] for r in self.db.all("my_workflows_with_ready_jobs", serving=list(serving), limit=room)]
+
+    def _serve_more(self) -> bool:
+        """--all-mine, once per heartbeat period or when idle: register for newly found workflows. True if any."""
+        self._next_discovery = time.monotonic() + self.heartbeat_s
+        new = self._discover(MAX_SERVED - sum(not s.canceled for s in self.served.values()), list(self.served))
+        for wf in new:
+            served = Served(self.db.workflow(wf), self.db.failure_rules(wf))
+            served.worker_id = self.db.register_worker(wf, **self._worker_info)
+            self.served[wf] = served
+            if self.workflow_id is None:
+                self.workflow_id, self.worker_id = wf, served.worker_id
+        if new:
+            log.info("now also serving workflow(s) %s", new)
+            self._listen_channels()
+        return bool(new)
+
+    def serving(self) -> list[tuple[int, int]]:
+        """(workflow, this worker's row) for every workflow it still claims from."""
+        return [(wf, s.worker_id) for wf, s in self.served.items() if not s.canceled]
+
     # ---- requests (main thread) -------------------------------------------------------------------
 
-    def submit(self, steps: list, recoveries: list, *, claim: bool) -> None:
+    def submit(self, steps: list, recoveries: list, *, claim: bool, urgent: bool = True) -> None:
+        """Finished steps to commit (with a claim when `claim`). Not `urgent` (leaf jobs that completed):
+        they may wait up to LAZY_COMMIT_S for more to commit with, while the worker still holds work."""
         with self._cv:
+            if self._lazy_since is None and steps:
+                self._lazy_since = time.monotonic()
             self._steps.extend(steps)
             self._after.extend(recoveries)
             self._claim_wanted |= claim
+            self._urgent |= urgent or bool(recoveries)
         self._poke()
 
     def request_claim(self) -> None:
@@ -168,10 +245,17 @@ class Pump(threading.Thread):
 
     def release(self, job_ids: list[int]) -> None:
         """Give claimed-but-unstarted jobs back (ready again, same attempt); waits until committed."""
-        wf, wid = self.workflow_id, self.worker_id
-        self.call(lambda db: db.release_jobs(wf, wid, job_ids)).result()
-        with self._cv:
+        def give_back(db):
+            by_wf: dict[int, list[int]] = {}
+            for j in job_ids:
+                by_wf.setdefault(self._job_wf.get(j, self.workflow_id), []).append(j)
+            for wf, ids in by_wf.items():
+                db.release_jobs(wf, self.served[wf].worker_id, ids)
             self._ours.difference_update(job_ids)
+            for j in job_ids:
+                self._job_wf.pop(j, None)
+
+        self.call(give_back).result()
 
     def idle(self) -> bool:
         with self._cv:
@@ -179,6 +263,9 @@ class Pump(threading.Thread):
 
     def drain(self, timeout: float = 300) -> None:
         """Wait until everything submitted is committed (and any wanted claim made)."""
+        with self._cv:
+            self._flush = True
+        self._poke()
         with self._cv:
             self._cv.wait_for(lambda: self.error is not None or not self.is_alive() or not (
                 self._steps or self._after or self._claim_wanted or self._busy or self._calls), timeout)
@@ -233,6 +320,7 @@ class Pump(threading.Thread):
                 want, self._claim_wanted = self._claim_wanted, False
                 stopping = self._stopping
                 self._busy = True
+                self._urgent, self._lazy_since, self._flush = False, None, False
             self._batch_open = None
             try:
                 params = self._claim_params() if want else None
@@ -249,6 +337,9 @@ class Pump(threading.Thread):
                 if self._on_tick and now >= self._next_tick and stopping is None:
                     self._next_tick = now + TICK_S
                     self._tick()
+                if self.all_mine and now >= self._next_discovery and stopping is None:
+                    # a busy worker too: another workflow of its owner may have ready jobs (taking turns)
+                    self._with_reconnect(self._serve_more)
                 if (stopping is None and self._next_idle is not None and time.monotonic() >= self._next_idle
                         and self._idle_now()):
                     self._idle_step()
@@ -284,13 +375,26 @@ class Pump(threading.Thread):
             if self._next_idle is not None:
                 due = min(due, self._next_idle)
             if n:
-                if not (self._streaming and n < GROUP_COMMIT_STEPS):
+                with self._cv:
+                    urgent, flush, lazy_since = self._urgent, self._flush, self._lazy_since
+                if flush or n >= GROUP_COMMIT_STEPS:
                     return
-                # Group commit: in a stream of completions, a few ms more per batch halves the transactions
-                # (and PostgreSQL's and this thread's CPU per job). A lone completion goes at once.
-                if self._batch_open is None:
-                    self._batch_open = now
-                due = min(due, self._batch_open + GROUP_COMMIT_S)
+                if urgent:
+                    if not self._streaming:
+                        return
+                    # Group commit: in a stream of completions, a few ms more per batch halves the
+                    # transactions (and PostgreSQL's and this thread's CPU per job). A lone one goes at once.
+                    if self._batch_open is None:
+                        self._batch_open = now
+                    due = min(due, self._batch_open + GROUP_COMMIT_S)
+                else:
+                    # Leaf completions nobody waits for: commit with the claim the worker needs next (it is
+                    # hungry), or after LAZY_COMMIT_S. With many workers on one database this is what keeps
+                    # transactions per job down (each commit carries several).
+                    params = self._claim_params()
+                    if params is not None and params.get("hungry", True):
+                        return
+                    due = min(due, (lazy_since or now) + LAZY_COMMIT_S)
             if due <= now:
                 return
             for key, _ in self._sel.select(due - now):
@@ -326,16 +430,28 @@ class Pump(threading.Thread):
     def _batch(self, steps: list, after: list, params: dict | None, *, heartbeat: bool) -> int:
         """One transaction: the finish steps, the claim (`params`: what fits, or None) and the heartbeat.
         Returns how many jobs it claimed."""
-        if params is not None and "window" not in params:
-            params = {**params, "window": CLAIM_WINDOW}
+        serving = self.serving()
+        if params is not None and not serving:
+            params = None
+        if params is not None:
+            params = {"window": CLAIM_WINDOW, **params, "rotate": self._rotate}
+            self._rotate += 1
+        if not (steps or params is not None or heartbeat):
+            self.recover.extend(after)
+            return 0
+        notify = sorted({self._job_wf.get(p["job_id"], self.workflow_id) for _, p in steps}) or None
         result = self._with_reconnect(
             lambda: self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params,
-                                   heartbeat=heartbeat), claiming=params is not None)
+                                   heartbeat=heartbeat, serving=serving if self.several else None,
+                                   notify=notify), claiming=params is not None)
         self.stats["transactions"] += 1
         for name, p in steps:
             if name in _ENDING_STEPS:
                 self._ours.discard(p["job_id"])
+                self._job_wf.pop(p["job_id"], None)
         self._ours.update(job["id"] for job in result["claimed"])
+        for job in result["claimed"]:
+            self._job_wf[job["id"]] = job["workflow_id"]
         self._streaming = len(steps) >= 2
         for job in result["claimed"]:   # after the commit: nothing slow inside a transaction
             self._on_claimed(job)
@@ -359,13 +475,30 @@ class Pump(threading.Thread):
                 self._claim_wanted = True
         return len(result["claimed"])
 
-    def _beat(self, answer: dict) -> None:
+    def _beat(self, rows: list[dict]) -> None:
+        """The heartbeat's answer, one row per workflow served (a row missing: its workflow is gone)."""
         self._next_heartbeat = time.monotonic() + self.heartbeat_s
-        if answer["declared_lost"]:
+        seen = {r["workflow_id"]: r for r in rows}
+        if any(r["declared_lost"] for r in rows):
             log.error("this worker was declared lost by another torc process; stopping")
             self._set_halt("declared_lost")
-        elif answer["workflow_canceled"]:
+            return
+        self._canceled([wf for wf, s in self.served.items() if not s.canceled
+                        and (wf not in seen or seen[wf]["workflow_canceled"])])
+
+    def _canceled(self, workflows: list[int]) -> None:
+        """Workflows canceled (or deleted) while served: a worker of one workflow stops; one serving several
+        stops claiming from them and has the main thread stop their jobs, and stops when none is left."""
+        if not workflows:
+            return
+        for wf in workflows:
+            if wf in self.served:
+                self.served[wf].canceled = True
+        if not self.several or (all(s.canceled for s in self.served.values()) and not self.all_mine):
             self._set_halt("workflow_canceled")
+            return
+        self.canceled_workflows.extend(workflows)
+        self._wake()
 
     def _set_halt(self, reason: str) -> None:
         if self.halt is None:
@@ -395,10 +528,24 @@ class Pump(threading.Thread):
         now = time.monotonic()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.heartbeat_s
-            reconcile(self.db, self.workflow_id)
-        probe = self.db.one("idle_probe", workflow_id=self.workflow_id)
-        if probe["canceled"]:
-            return "workflow_canceled"
+            for wf, _ in self.serving():
+                reconcile(self.db, wf)
+        if self.all_mine and now >= self._next_discovery:
+            self._serve_more()
+        ids = [wf for wf, _ in self.serving()]
+        if not ids and self.all_mine and self._serve_more():
+            ids = [wf for wf, _ in self.serving()]
+        if not ids:
+            return "done" if self.exit_when_done else None
+        if self.several:
+            probe = self.db.one("idle_probe_many", workflow_ids=ids)
+            self._canceled(probe["canceled"])
+            if self.halt:
+                return self.halt
+        else:
+            probe = self.db.one("idle_probe", workflow_id=ids[0])
+            if probe["canceled"]:
+                return "workflow_canceled"
         ending = self.exit_when_done and not probe["running"]
         if probe["ready"]:
             params = self._claim_params()
@@ -412,12 +559,16 @@ class Pump(threading.Thread):
                     return None
         if not ending:
             return None
+        if self.all_mine and self._serve_more():   # before leaving: has another workflow of its owner work?
+            return None
         if not probe["ready"]:
             return "done"
         # Ready jobs, nothing running anywhere, and our claim got none: done if none of them fits here.
         cpus, gpus, memory, time_left = self._limits() if self._limits else (2**62, 2**62, 2**62, 2**31 - 1)
-        self.unrunnable = self.db.all("blocked_by_unrunnable", workflow_id=self.workflow_id, cpus=cpus, gpus=gpus,
-                                      memory=memory, time_left_s=time_left)
+        self.unrunnable = []
+        for wf in ids:
+            self.unrunnable += self.db.all("blocked_by_unrunnable", workflow_id=wf, cpus=cpus, gpus=gpus,
+                                           memory=memory, time_left_s=time_left)[:20 - len(self.unrunnable)]
         return "done" if self.unrunnable else None
 
     # ---- notifications ------------------------------------------------------------------------------
@@ -425,7 +576,7 @@ class Pump(threading.Thread):
     def _start_listening(self, deadline: float) -> None:
         """LISTEN for ready jobs where a NOTIFY can arrive: this connection, unless a transaction pooler is in
         front; then TORC_NOTIFY_URL (direct), or nothing (the idle poll finds the work)."""
-        channel = f"LISTEN torc_ready_{int(self.workflow_id)}"
+        self._listening = set()
         if pooler_mode() != "transaction":
             self._listen = self.db.conn
             self.notifications = "listen"
@@ -438,7 +589,16 @@ class Pump(threading.Thread):
             self.notifications = "poll"
             return
         self._listen.add_notify_handler(self._on_notify)
-        self._listen.execute(channel)
+        self._listen_channels()
+
+    def _listen_channels(self) -> None:
+        """LISTEN on the channel of every workflow served (once each)."""
+        if self._listen is None:
+            return
+        for wf in self.served:
+            if wf not in self._listening:
+                self._listen.execute(f"LISTEN torc_ready_{int(wf)}")
+                self._listening.add(wf)
 
     def _watch_listen(self) -> None:
         if self._sel is None:
@@ -510,23 +670,26 @@ class Pump(threading.Thread):
     def _release_unacknowledged(self) -> None:
         """After a broken connection: jobs running under this worker that it never heard it claimed go
         back to ready, same attempt (else they would sit `running` until the worker stops)."""
-        ids = [r["id"] for r in self.db.all("unacknowledged_claims", workflow_id=self.workflow_id,
-                                             worker_id=self.worker_id, known=list(self._ours))]
-        if ids:
-            self.db.release_jobs(self.workflow_id, self.worker_id, ids)
-            self.released_unacknowledged += len(ids)
-            log.warning("gave back %d job(s) claimed just before the connection broke: %s", len(ids), ids)
+        for wf, served in self.served.items():
+            ids = [r["id"] for r in self.db.all("unacknowledged_claims", workflow_id=wf,
+                                                 worker_id=served.worker_id, known=list(self._ours))]
+            if ids:
+                self.db.release_jobs(wf, served.worker_id, ids)
+                self.released_unacknowledged += len(ids)
+                log.warning("gave back %d job(s) claimed just before the connection broke: %s", len(ids), ids)
 
     # ---- leaving -----------------------------------------------------------------------------------
 
     def _leave(self, reason: str) -> None:
         if reason and reason != "error":
             unrunnable = getattr(self, "_stop_unrunnable", [])
-            try:
-                self._with_reconnect(lambda: self.db.stop_worker(self.workflow_id, self.worker_id, reason,
-                                                                 unrunnable=unrunnable[:20]))
-            except psycopg.Error:
-                log.warning("could not record the worker's stop")
+            for wf, served in self.served.items():
+                why = "workflow_canceled" if served.canceled else reason
+                try:
+                    self._with_reconnect(lambda: self.db.stop_worker(wf, served.worker_id, why,
+                                                                     unrunnable=unrunnable[:20]))
+                except psycopg.Error:
+                    log.warning("could not record the worker's stop")
 
     def _close(self) -> None:
         for conn in {id(c): c for c in (self._listen, self.db.conn if self.db else None) if c is not None}.values():

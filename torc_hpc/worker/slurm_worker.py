@@ -16,9 +16,12 @@ log = logging.getLogger("torc.worker")
 WALLTIME_SIGTERM_WINDOW_S = 120
 
 
-def run_worker(database_url: str, workflow_id: int, *, slurm: bool, idle_timeout_s: float,
+def run_worker(database_url: str, workflow_id: int | None, *, slurm: bool, idle_timeout_s: float,
                walltime_buffer_s: float, scheduler: str | None = None,
-               max_parallel_jobs: int | None = None, allocation_id: int | None = None) -> WorkerSummary:
+               max_parallel_jobs: int | None = None, allocation_id: int | None = None,
+               workflow_ids: tuple[int, ...] = (), all_mine: bool = False) -> WorkerSummary:
+    """One worker for `workflow_id`, or for several workflows of its owner (`workflow_ids`, or every one with
+    ready jobs: `all_mine`)."""
     end_time = None
     slurm_job_id = None
     if slurm:
@@ -41,6 +44,8 @@ def run_worker(database_url: str, workflow_id: int, *, slurm: bool, idle_timeout
                        walltime_buffer_s=walltime_buffer_s, exit_when_done=True, idle_timeout_s=idle_timeout_s,
                        slurm_job_id=slurm_job_id, scheduler=scheduler,
                        sigterm_reason=sigterm_reason if slurm else None, kill_grace_s=3,
-                       allocation_id=allocation_id if slurm else None)
-    log.info("worker for workflow %s: %s, ends %s", workflow_id, resources, end_time)
+                       allocation_id=allocation_id if slurm else None, workflow_ids=tuple(workflow_ids),
+                       all_mine=all_mine)
+    log.info("worker for workflow(s) %s: %s, ends %s",
+             "all of mine" if all_mine else ",".join(map(str, workflow_ids or [workflow_id])), resources, end_time)
     return Worker(cfg).run()

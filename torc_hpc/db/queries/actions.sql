@@ -51,6 +51,14 @@ WHERE workflow_id = %(workflow_id)s
                             AND (config ->> 'persistent')::boolean))
 ORDER BY position;
 
+-- name: workflows_with_pending_actions
+-- Which of these workflows have an action a worker may still fire (a worker's one query at start).
+SELECT DISTINCT workflow_id FROM workflow_actions
+WHERE workflow_id = ANY (%(workflow_ids)s::bigint[])
+  AND (fired_at IS NULL OR (trigger_type IN ('on_worker_start', 'on_worker_complete')
+                            AND (config ->> 'persistent')::boolean))
+ORDER BY workflow_id;
+
 -- name: workflow_unfinished
 -- Whether some job of the workflow can still change (on_workflow_complete waits for none).
 -- jobs_workflow_status_idx: at most one index probe per status.

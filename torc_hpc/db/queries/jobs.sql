@@ -38,7 +38,9 @@ WITH wf AS (
     UPDATE jobs j SET status = 'running', worker_id = %(worker_id)s, started_at = now(), return_code = NULL
     FROM fitting WHERE j.id = fitting.id
     RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
-              j.memory_bytes, j.runtime_s, j.priority, j.started_at
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at,
+              -- whether others wait for it (its completion is committed at once; a leaf's may wait for the next batch)
+              EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = j.id) AS has_children
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
     SELECT %(workflow_id)s, id, 'claimed', 'ready', 'running', attempt_id, (SELECT run_id FROM wf), %(worker_id)s

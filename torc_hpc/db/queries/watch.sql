@@ -34,16 +34,21 @@ RETURNING recovery_rounds;
 
 -- name: watch_snapshot
 -- What the auto-schedule decision needs beyond the status counts, in one round trip. Retries come from
--- jobs_ready_retry_idx, so the cost follows the retries waiting, not the workflow's size.
+-- jobs_ready_retry_idx, so the cost follows the retries waiting, not the workflow's size. Allocations count
+-- the workflow's own and the packed ones that serve it too.
+WITH serving AS (
+    SELECT id, state FROM allocations
+    WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown')
+    UNION
+    SELECT a.id, a.state FROM allocation_workflows m JOIN allocations a ON a.id = m.allocation_id
+    WHERE m.workflow_id = %(workflow_id)s AND a.state IN ('pending', 'running', 'unknown'))
 SELECT
     (SELECT count(*) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
         AS ready_retries,
     (SELECT min(ready_at) FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND attempt_id > 1)
         AS oldest_retry_ready_at,
-    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'unknown'))
-        AS active_allocations,
-    (SELECT count(*) FROM allocations WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'unknown'))
-        AS pending_allocations;
+    (SELECT count(*) FROM serving WHERE state IN ('pending', 'running', 'unknown')) AS active_allocations,
+    (SELECT count(*) FROM serving WHERE state IN ('pending', 'unknown')) AS pending_allocations;
 
 -- name: ready_cpu_seconds
 -- The ready work in CPU-seconds (sizes new allocations; read only when the watcher submits).
@@ -52,7 +57,7 @@ FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready';
 
 -- name: unjudged_allocations
 -- Allocations whose outcome the back-off has not counted yet and that can be judged now.
-SELECT a.id, a.slurm_job_id, a.state, a.sacct_state, a.error, a.started_at, a.ended_at,
+SELECT a.id, a.slurm_job_id, a.state, a.sacct_state, a.error, a.started_at, a.ended_at, a.unknown_since,
        (SELECT count(*) FROM workers w WHERE w.slurm_job_id = a.slurm_job_id) AS workers
 FROM allocations a
 WHERE a.workflow_id = %(workflow_id)s AND a.outcome IS NULL
@@ -107,3 +112,16 @@ WHERE leased_by = %(me)s AND workflow_id = ANY (%(workflow_ids)s::bigint[]);
 -- name: watch_lease_holder
 -- Who holds the workflow's watcher lease, and until when (for messages and tests).
 SELECT leased_by, leased_until, leased_until > now() AS live FROM watch_state WHERE workflow_id = %(workflow_id)s;
+
+-- name: take_watch_leases
+-- take_watch_lease for many workflows in one statement (the cron watcher's pass). Returns the ones taken.
+INSERT INTO watch_state (workflow_id, leased_by, leased_until)
+SELECT id, %(me)s, now() + %(ttl_s)s * interval '1 second' FROM unnest(%(workflow_ids)s::bigint[]) AS u (id)
+ON CONFLICT (workflow_id) DO UPDATE SET leased_by = EXCLUDED.leased_by, leased_until = EXCLUDED.leased_until
+WHERE watch_state.leased_by IS NULL OR watch_state.leased_until < now() OR watch_state.leased_by = EXCLUDED.leased_by
+RETURNING workflow_id;
+
+-- name: allocation_workers
+-- How many workers ran in a Slurm job, and how many of them were declared lost (not stopped on their own).
+SELECT count(*) AS workers, count(*) FILTER (WHERE stop_reason = 'lost') AS lost
+FROM workers WHERE slurm_job_id = %(slurm_job_id)s;
