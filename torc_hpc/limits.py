@@ -37,6 +37,12 @@ MAX_DISTINCT_REGEXES = 10_000     # different expressions (after placeholders) i
 MAX_REGEX_CHECKS = 10_000_000     # name-against-expression matches one workflow may need (RE2: linear each)
 
 # ---- recovery scripts and user code -------------------------------------------------------------
+RECOVERY_TIMEOUT_S = 600         # default time limit of a recovery script (a rule's recovery_timeout sets
+                                 # its own); then its process group is killed and the recovery counts as failed
+RECOVERY_CLAIM_GRACE_S = 120     # a recovery claim outlives its script's time limit by this much: after it,
+                                 # a job still waiting on the script was abandoned by a runner that died
+MAX_START_JOURNAL_BYTES = 256 * 2**20  # a dead worker's start journal read beyond this is not believed
+                                 # (about 10 million starts); its held jobs then count as started
 MAX_USER_DATA_BYTES = 1_048_576  # one user_data value written with `torc user-data set` (JSON text)
 
 # ---- logs shown to people and agents --------------------------------------------------------------

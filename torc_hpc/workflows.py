@@ -41,6 +41,21 @@ def create_from_file(db: Database, path: str | Path, *, output_dir: str = "torc_
                               output_dir=output_dir, spec_sha256=spec_sha256(path))
 
 
+def check_output_dir(output_dir: str | Path) -> None:
+    """Before creating a workflow to run here: its logs must be writable (the directory is made if missing).
+    One clear error instead of a workflow row whose every job would fail to start."""
+    import tempfile
+
+    path = Path(output_dir) / "job_stdio"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".torc-probe-"):
+            pass
+    except OSError as e:
+        raise TorcError(f"cannot write job logs under {Path(output_dir).resolve()} ({e.strerror or e}); nothing "
+                        f"was created. Make it writable, or choose another with --output-dir") from None
+
+
 def unfinished_from_spec(db: Database, path: str | Path) -> list[dict]:
     """Workflows made from this very file (same path, same content) that still have work, newest first."""
     p = Path(path)
@@ -272,6 +287,11 @@ def next_steps(s: dict) -> list[dict]:
     if sum(c.get(k, 0) for k in ("failed", "terminated", "canceled")):
         steps.append({"command": f"torc workflows reset-status {wf} --failed-only && torc run {wf}",
                       "why": "after a fix, run the failed jobs again"})
+    elif s.get("unrunnable"):
+        # `torc run` here cannot continue: name what would (a machine or allocation where the jobs fit).
+        steps.append({"command": f"torc submit-slurm --account ACCOUNT {wf}",
+                      "why": f"{len(s['unrunnable'])} job(s) need more than this machine has; run them where "
+                             f"they fit (or lower their requests)"})
     elif (c.get("ready") or c.get("blocked")) and not c.get("pending_failed"):
         steps.append({"command": f"torc run {wf}", "why": "jobs are still waiting"})
     if failed or s.get("retries"):

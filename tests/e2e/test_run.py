@@ -212,11 +212,13 @@ def _running(url, wf, n):
         return db.status_counts(wf)["running"] >= n
 
 
-def test_ctrl_c_terminates_running_jobs(torc):
+def test_ctrl_c_stops_running_jobs_and_a_plain_run_resumes(torc):
+    """Ctrl-C is not a failure of the job (issue 9, item 11): the attempt keeps a true result row
+    (terminated, 143), the job goes back to ready, its dependents wait, and `torc run WF` carries on."""
     torc.write("wf.yaml", textwrap.dedent("""
         name: sigint
         jobs:
-          - {name: "slow_{i}", command: "sleep 60", parameters: {i: "1:2"}}
+          - {name: "slow_{i}", command: "[ $TORC_ATTEMPT_ID -gt 1 ] || exec sleep 60", parameters: {i: "1:2"}}
           - {name: next, command: "true", depends_on: ["slow_1"]}
         """))
     wf = torc.json("workflows", "create", "wf.yaml")["id"]
@@ -226,11 +228,13 @@ def test_ctrl_c_terminates_running_jobs(torc):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     j = jobs(torc, wf)
-    assert j["slow_1"]["status"] == j["slow_2"]["status"] == "terminated"
-    assert j["slow_1"]["return_code"] == 143
-    assert j["next"]["status"] == "canceled"
-    assert {r["status"] for r in results(torc, wf)} == {"terminated"}
+    assert j["slow_1"]["status"] == j["slow_2"]["status"] == "ready"
+    assert j["slow_1"]["attempt_id"] == 2 and j["slow_1"]["return_code"] == 143
+    assert j["next"]["status"] == "blocked"
+    assert {(r["status"], r["return_code"]) for r in results(torc, wf)} == {("terminated", 143)}
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "60"]]
+    code, summary = run_json(torc, wf)
+    assert code == 0 and summary["counts"] == {"completed": 3}
 
 
 def test_kill_9_worker_is_reconciled_by_next_command(torc):

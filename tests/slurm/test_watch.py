@@ -22,14 +22,16 @@ HELD = {"account": ACCOUNT, "extra": "--hold", "idle_timeout_s": 5}
 
 
 @pytest.fixture
-def held_workflow(db):
+def held_workflow(db, tmp_path):
     """A workflow whose n jobs are all ready retries (attempt 2), with held sbatch options saved."""
     made = []
 
     def make(n):
+        # Its own working directory: scripts go to WORKDIR/torc_output/slurm/torc_wfW_aA.sh, and concurrent runs
+        # of this suite (same W and A in their own databases) must not overwrite each other's.
         wf = create(db, {"name": "retries", "jobs": [
             {"name": "j_{i}", "command": "true", "resource_requirements": {"runtime": "PT1M", "memory": "100m"},
-             "parameters": {"i": f"1:{n}"}}]})
+             "parameters": {"i": f"1:{n}"}}]}, working_dir=str(tmp_path))
         wid = db.register_worker(wf, hostname="elsewhere", pid=1, num_cpus=64, num_gpus=0, memory_bytes=2**36)
         jobs = db.claim(wf, wid, cpus=64, gpus=0, memory=2**36, limit=n)
         db.finish(wf, [finish_step("retry", Attempt(j["id"], j["run_id"], 1, wid, return_code=10),

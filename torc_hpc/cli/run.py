@@ -46,7 +46,8 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     Jobs run with `bash -c` in the directory the workflow was created from, with TORC_* variables set;
     logs go to OUTPUT_DIR/job_stdio/job_wf{W}_j{J}_r{R}_a{A}.o/.e (`torc logs WF JOB` prints them).
     Running a spec file again while the workflow it made is unfinished names that workflow instead of
-    making a duplicate. Ctrl-C stops running jobs and records them as terminated.
+    making a duplicate. Ctrl-C stops running jobs and records their attempts (143); they are not
+    failures: `torc run WF` runs them again, and the retries their failure handler allows stay intact.
 
     Examples: `torc run sweep.yaml` · `torc run sweep.yaml --dry-run` · `torc run last`
     """
@@ -66,6 +67,7 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
             if not new:
                 _refuse_duplicate(db, target)
             out = script_setting("output_dir", output_dir, "--output-dir")
+            ops.check_output_dir(out)
             wf_id = ops.create_from_file(db, target, output_dir=out,
                                          limits=expansion_limits(max_jobs, max_dependencies))
             if fmt is Format.table:
@@ -88,6 +90,11 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     if summary is not None:
         s["stop_reason"] = summary.stop_reason
         s["unrunnable"] = [r["name"] for r in summary.unrunnable]
+        if summary.unrunnable:
+            s["unrunnable_jobs"] = [{"name": r["name"], "num_cpus": r["num_cpus"], "num_gpus": r["num_gpus"],
+                                     "memory_bytes": r["memory_bytes"], "runtime_s": r["runtime_s"]}
+                                    for r in summary.unrunnable]
+            s["capacity"] = summary.capacity
     s["next_steps"] = ops.next_steps(s)
     if fmt is not Format.table:
         emit_json(s)
@@ -161,7 +168,8 @@ class _Progress:
             self.last_event = e["id"]
             self.live.console.print(failure_line(e), highlight=False, soft_wrap=False, overflow="ellipsis",
                                     no_wrap=True)
-        counts = db.status_counts(self.wf_id)
+        held = getattr(worker, "held_not_started", None)
+        counts = shown_counts(db.status_counts(self.wf_id), held() if held else 0)
         self.live.update(Text.from_markup(progress_line(self.wf_id, counts, time.monotonic() - self.start,
                                                         terminal_width())))
 
@@ -191,6 +199,37 @@ def progress_line(wf_id: int, counts: dict, elapsed_s: float | None, width: int,
     return escape(fit(text, max(20, width - 1)))
 
 
+def capacity_text(c: dict) -> str:
+    from torc_hpc.core.units import format_memory
+
+    text = f"{c['cpus']} CPUs, {c['gpus']} GPUs, {format_memory(c['memory_bytes'])} memory"
+    return text + (f", {human_duration(c['time_left_s'])} left" if c.get("time_left_s") is not None else "")
+
+
+def needs_text(job: dict, c: dict) -> str:
+    """What a job asks for, the parts that do not fit first."""
+    from torc_hpc.core.units import format_memory
+
+    parts = [(job["num_cpus"] > c["cpus"], f"{job['num_cpus']} CPUs"),
+             (job["num_gpus"] > c["gpus"], f"{job['num_gpus']} GPUs"),
+             (job["memory_bytes"] > c["memory_bytes"], f"{format_memory(job['memory_bytes'])} memory"),
+             (c.get("time_left_s") is not None and job["runtime_s"] > c["time_left_s"],
+              f"{human_duration(job['runtime_s'])} runtime")]
+    return ", ".join([p for big, p in parts if big] + [p + " (fits)" for big, p in parts[:3] if not big])
+
+
+def shown_counts(counts: dict, held: int) -> dict:
+    """Counts for the progress line: jobs this worker claimed ahead of its slots (prefetch) are `running`
+    in the database but have not started; show them as ready."""
+    held = min(held, counts.get("running", 0))
+    if not held:
+        return counts
+    shown = dict(counts)
+    shown["running"] -= held
+    shown["ready"] = shown.get("ready", 0) + held
+    return shown
+
+
 def print_summary(s: dict) -> None:
     """The end-of-run summary: counts, the failed jobs with their stderr, and the commands to carry on."""
     ok = s["all_completed"]
@@ -199,10 +238,16 @@ def print_summary(s: dict) -> None:
     console.print(f"[{style}]workflow {s['workflow_id']} ({escape(s['name'])}), run {s['run_id']}: "
                   f"{counts or 'no jobs'}[/{style}]", highlight=False)
     console.print(f"retries: {s['retries']} · logs: {escape(s['logs'])}", highlight=False)
-    if s.get("unrunnable"):
+    if s.get("unrunnable_jobs"):
+        console.print(f"[red]{len(s['unrunnable_jobs'])} ready job(s) cannot run on this machine[/red] "
+                      f"(it has {escape(capacity_text(s['capacity']))}):", highlight=False)
+        for r in s["unrunnable_jobs"]:
+            console.print(f"  {escape(r['name'])} needs {escape(needs_text(r, s['capacity']))}", highlight=False)
+    elif s.get("unrunnable"):
         console.print(f"[red]ready jobs too large for this machine:[/red] {escape(', '.join(s['unrunnable']))}")
     if s.get("stop_reason") == "interrupted":
-        console.print("[yellow]interrupted: running jobs were stopped and recorded as terminated[/yellow]")
+        console.print(f"[yellow]interrupted: running jobs were stopped; their attempts are recorded (143) and "
+                      f"`torc run {s['workflow_id']}` runs them again[/yellow]", highlight=False)
     failures = s.get("failures") or {}
     width = terminal_width()
     if failures.get("total"):
@@ -273,6 +318,7 @@ def worker(workflow_id: Optional[int] = typer.Argument(None, metavar="WF", show_
                          allocation_id=allocation_id, workflow_ids=ids, all_mine=all_mine)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
     if summary.unrunnable:
-        names = ", ".join(r["name"] for r in summary.unrunnable)
-        print(f"torc worker: ready jobs too large for this worker (CPUs, memory, GPUs or remaining time): {names}")
+        print(f"torc worker: ready jobs too large for this worker (it has {capacity_text(summary.capacity)}):")
+        for r in summary.unrunnable:
+            print(f"  {r['name']} needs {needs_text(r, summary.capacity)}")
 

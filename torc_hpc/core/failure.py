@@ -14,6 +14,7 @@ class FailureRule:
     match_all_exit_codes: bool = False
     recovery_script: str | None = None
     max_retries: int = 1
+    recovery_timeout_s: int | None = None   # None: limits.RECOVERY_TIMEOUT_S
 
     def matches(self, return_code: int) -> bool:
         return self.match_all_exit_codes or return_code in self.exit_codes
@@ -32,6 +33,7 @@ class FailureDecision:
     rule_index: int | None = None     # which rule matched (0-based), for the event log
     recovery_script: str | None = None
     reason: str = ""
+    recovery_timeout_s: int | None = None   # the matched rule's, None: the default
 
 
 def decide_failure(
@@ -42,6 +44,7 @@ def decide_failure(
     has_handler: bool,
     use_pending_failed: bool,
     killed: bool,
+    interrupted_attempts: int = 0,
 ) -> FailureDecision:
     """Decide what happens to a job that exited non-zero (or was killed).
 
@@ -49,7 +52,12 @@ def decide_failure(
     match_all_exit_codes, wins. A match retries while attempt_id < max_retries (attempt ids
     start at 1). No match: pending_failed when the job has a handler or the workflow asks
     for it, otherwise a final failure. `killed` picks terminated over failed for final states.
+
+    Interrupted attempts (Ctrl-C of `torc run`: the job went back to ready with attempt + 1) keep their
+    result rows but are not failures: they do not count against max_retries, so the attempt compared with
+    it is attempt_id - interrupted_attempts.
     """
+    attempt_id = max(1, attempt_id - interrupted_attempts)
     final = JobStatus.TERMINATED if killed else JobStatus.FAILED
     for index, rule in enumerate(rules):
         if not rule.matches(return_code):
@@ -57,7 +65,8 @@ def decide_failure(
         if attempt_id < rule.max_retries:
             return FailureDecision(Action.RETRY, final, index, rule.recovery_script,
                                    f"rule {index + 1} matched exit code {return_code}; "
-                                   f"attempt {attempt_id} of {rule.max_retries}")
+                                   f"attempt {attempt_id} of {rule.max_retries}",
+                                   recovery_timeout_s=rule.recovery_timeout_s)
         return FailureDecision(Action.FAIL, final, index, None,
                                f"rule {index + 1} matched exit code {return_code} but "
                                f"attempt {attempt_id} reached max_retries={rule.max_retries}")

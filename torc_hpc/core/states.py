@@ -51,6 +51,8 @@ class ExitCode:
     Shell convention 128 + signal where a signal did it; 152 is Torc's walltime code.
     """
 
+    START_FAILED = 127    # torc could not start it: log files not creatable (directory gone, read-only, no
+                          # inodes), program missing, no file descriptors left (the event says which)
     OUT_OF_MEMORY = 137   # SIGKILL, as the kernel's or Slurm's OOM killer leaves it
     CANCELED = 143        # SIGTERM: scancel, Ctrl-C, `torc workflows cancel`
     WALLTIME = 152        # Slurm TIMEOUT, or the worker stopping a job before the walltime

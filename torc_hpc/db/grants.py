@@ -47,6 +47,7 @@ WATCHER_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "allocation_workflows": ("*", ()),
     "events": ("*", ()),
     "results": ("*", ()),
+    "recovery_claims": ("*", ()),
     "watch_state": (("workflow_id", "last_auto_schedule_at", "consecutive_failures", "next_attempt_at",
                      "paused_reason", "recovery_rounds", "updated_at", "leased_by", "leased_until"),
                     ("last_auto_schedule_at", "consecutive_failures", "next_attempt_at", "paused_reason",

@@ -164,7 +164,8 @@ class Database:
                     self.conn.execute(q("insert_failure_rule"), {
                         "handler_id": hid, "position": pos, "exit_codes": rule.exit_codes,
                         "match_all_exit_codes": rule.match_all_exit_codes,
-                        "recovery_script": rule.recovery_script, "max_retries": rule.max_retries})
+                        "recovery_script": rule.recovery_script, "max_retries": rule.max_retries,
+                        "recovery_timeout_s": rule.recovery_timeout_s})
             for sch in spec.slurm_schedulers:
                 self.conn.execute(q("insert_slurm_scheduler"), {
                     "workflow_id": wf_id, "name": sch.name, "account": sch.account, "partition": sch.partition,
@@ -330,7 +331,8 @@ class Database:
         for r in self.all("load_failure_rules", workflow_id=workflow_id):
             rules.setdefault(r["handler_id"], []).append(FailureRule(
                 exit_codes=tuple(r["exit_codes"]), match_all_exit_codes=r["match_all_exit_codes"],
-                recovery_script=r["recovery_script"], max_retries=r["max_retries"]))
+                recovery_script=r["recovery_script"], max_retries=r["max_retries"],
+                recovery_timeout_s=r["recovery_timeout_s"]))
         return {k: tuple(v) for k, v in rules.items()}
 
     def status_counts(self, workflow_id: int) -> dict[str, int]:
@@ -472,7 +474,8 @@ class Database:
 
     def register_worker(self, workflow_id: int, *, hostname: str, pid: int, num_cpus: int, num_gpus: int,
                         memory_bytes: int, slurm_job_id: str | None = None,
-                        end_time: datetime | None = None, token: str | None = None) -> int:
+                        end_time: datetime | None = None, token: str | None = None,
+                        start_journal: str | None = None) -> int:
         """Register a worker. `token` (random when not given) goes into its jobs' environment as
         TORC_WORKER_TOKEN; the cleanup after a lost worker kills only processes that carry it."""
         with self.conn.transaction():
@@ -480,6 +483,8 @@ class Database:
                            slurm_job_id=slurm_job_id, num_cpus=num_cpus, num_gpus=num_gpus,
                            memory_bytes=memory_bytes, end_time=end_time,
                            token=token or secrets.token_hex(16))["id"]
+            if start_journal:   # where it journals the jobs it starts (read after it dies: reconcile.py)
+                self.run("set_start_journal", worker_id=wid, path=start_journal)
             self.event(workflow_id, "worker_started", worker_id=wid,
                        detail={"hostname": hostname, "pid": pid, "slurm_job_id": slurm_job_id})
         return wid
@@ -498,14 +503,17 @@ class Database:
     # ---- claims and completions ------------------------------------------------------------
 
     def claim(self, workflow_id: int, worker_id: int, *, cpus: int, gpus: int, memory: int, limit: int,
-              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None, window: int | None = None) -> list[dict]:
-        """Claim up to `limit` ready jobs that fit, looking at the first `window` ready jobs in claim order
-        (None: all of them)."""
+              time_left_s: int = NO_LIMIT_S, scheduler: str | None = None, window: int | None = None,
+              job_cpus: int | None = None, job_gpus: int | None = None, job_memory: int | None = None) -> list[dict]:
+        """Claim up to `limit` ready jobs whose summed requests fit cpus/gpus/memory, looking at the first
+        `window` ready jobs in claim order (None: all of them); job_*: the most one job may ask (default: the
+        same bounds)."""
         if limit <= 0:
             return []
-        return self.all("claim_jobs", workflow_id=workflow_id, worker_id=worker_id, cpus=cpus, gpus=gpus,
-                        memory=memory, limit=limit, time_left_s=min(time_left_s, NO_LIMIT_S),
-                        scheduler=scheduler, window=window)
+        return self.all("claim_jobs", **_job_bounds({
+            "workflow_id": workflow_id, "worker_id": worker_id, "cpus": cpus, "gpus": gpus, "memory": memory,
+            "limit": limit, "time_left_s": min(time_left_s, NO_LIMIT_S), "scheduler": scheduler, "window": window,
+            "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_memory}))
 
     @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
@@ -551,7 +559,7 @@ class Database:
                 if heartbeat else None
             claim_cursor = None
             if claim is not None and claim["limit"] > 0:
-                args = {"window": None, **claim, "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)}
+                args = _job_bounds({"window": None, **claim, "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
                 if len(serving) > 1:
                     claim_cursor = self.conn.execute(q("claim_jobs_multi"), {
                         "rotate": 0, **args, "workflow_ids": [w for w, _ in serving],
@@ -576,6 +584,14 @@ class Database:
                 for wf in notify or [workflow_id]:
                     self.notify_ready(wf)
         return totals
+
+
+def _job_bounds(params: dict) -> dict:
+    """claim_jobs' per-job bounds (job_cpus, job_gpus, job_memory) default to the claim's budget."""
+    for k in ("cpus", "gpus", "memory"):
+        if params.get(f"job_{k}") is None:
+            params[f"job_{k}"] = params[k]
+    return params
 
 
 def finish_step(kind: str, attempt: Attempt, *, status: JobStatus | None = None,

@@ -107,6 +107,20 @@ class FailureRuleSpec(_Strict):
     match_all_exit_codes: bool = False
     recovery_script: Command | None = None
     max_retries: Count0 = Field(default=3, description="retry while attempt_id < max_retries (Torc's default: 3)")
+    recovery_timeout: str | int | None = Field(
+        default=None, description="time limit of the recovery script ('PT10M', '00:10:00' or seconds); "
+                                  "default torc_hpc.limits.RECOVERY_TIMEOUT_S")
+
+    @field_validator("recovery_timeout")
+    @classmethod
+    def _recovery_timeout(cls, v):
+        if v is not None and duration_seconds(v) <= 0:
+            raise ValueError("a recovery timeout must be at least one second")
+        return v
+
+    @property
+    def recovery_timeout_s(self) -> int | None:
+        return None if self.recovery_timeout is None else parse_duration(self.recovery_timeout)
 
 
 class FailureHandlerSpec(_Strict):

@@ -168,7 +168,10 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     report = CycleReport(workflow_id, counts={})
     if slurm is None and client is not None:   # one workflow alone: the same pass, over its allocations only
         slurm = allocs.refresh_cluster(db, client, [workflow_id])
-    report.reconciled = reconcile(db, workflow_id, client=client, slurm=slurm)
+    # Orphans' recovery scripts run here (at most once each, within their time limits): the lease is
+    # renewed while one runs.
+    report.reconciled = reconcile(db, workflow_id, client=client, slurm=slurm, run_recoveries=True,
+                                  while_waiting=renew)
     report.attention.extend(_vanished_lines(db, workflow_id, slurm))
     if client is not None and wf["canceled_at"] is None:   # the spec's schedule_nodes actions that are due
         report.actions = fire_actions(db, workflow_id, Phase.POLL, ActionContext(Runner.WATCHER, client=client))

@@ -26,7 +26,7 @@ from typing import Callable
 import psycopg
 
 from torc_hpc.core.states import ExitCode
-from torc_hpc.errors import DatabaseError
+from torc_hpc.errors import DatabaseError, TorcError
 from torc_hpc.db.connection import redact, resolve_url
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, finish_step
 from torc_hpc.core.states import JobStatus
@@ -34,7 +34,9 @@ from torc_hpc import logs
 from torc_hpc.actions import Context as ActionContext, WorkerActions
 from torc_hpc.core.actions import Runner
 from torc_hpc.worker import process
-from torc_hpc.worker.outcomes import after_recovery, plan_outcome
+from torc_hpc.worker.journal import StartJournal
+from torc_hpc.worker.outcomes import (after_recovery, classify_exit, plan_outcome, recovery_claim_step,
+                                      recovery_interrupted)
 from torc_hpc.worker.pump import Pump
 from torc_hpc.worker.resources import Resources
 
@@ -86,6 +88,7 @@ class WorkerSummary:
     attempts: int = 0
     stale: int = 0
     unrunnable: list = field(default_factory=list)
+    capacity: dict = field(default_factory=dict)   # what this worker has (for the unrunnable jobs' report)
 
 
 def _opened(future) -> tuple[int, int] | None:
@@ -119,6 +122,7 @@ class _Ended:
     kill_reason: str | None = None
     ex: process.Exit | None = None
     script: str | None = None          # set when this is a recovery script's end
+    note: dict | None = None           # goes into the event (why torc assigned the return code)
 
 
 class Worker:
@@ -133,6 +137,7 @@ class Worker:
         self._held = [0, 0, 0, 0]            # jobs, CPUs, GPUs, bytes held (running + queued + being claimed)
         self._held_lock = threading.Lock()
         self._recent_runtime_s: float | None = None   # moving average of job durations (prefetch policy)
+        self._recoveries_running = 0                  # recovery scripts among the children (time limits)
         self.summary = WorkerSummary()
         self._stop_request: str | None = None
         self._sig_r, self._sig_w = socket.socketpair()
@@ -141,6 +146,10 @@ class Worker:
         self._kill_at: dict[int, float] = {}   # pid → when to SIGKILL (a canceled workflow's job)
 
     # ---- public ----------------------------------------------------------------------------
+
+    def held_not_started(self) -> int:
+        """Jobs claimed (running in the database) that this worker has not started yet: its prefetch."""
+        return len(self.queue) + len(getattr(getattr(self, "pump", None), "claimed", ()))
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """Ask the loop to stop its jobs and leave (safe from signal handlers and other threads)."""
@@ -159,6 +168,7 @@ class Worker:
                          on_claimed=self._on_claimed, holds_nothing=self._holds_nothing, limits=self._limits,
                          heartbeat_s=cfg.heartbeat_interval_s, exit_when_done=cfg.exit_when_done,
                          on_tick=cfg.on_tick, workflow_ids=list(cfg.workflow_ids) or None, all_mine=cfg.all_mine)
+        self.pump.held_not_started = self.held_not_started   # for the live progress (on_tick gets the pump)
         self._previous_cwd = self._cwd = os.getcwd()
         self._contexts: dict[int, _Context] = {}
         self._token = secrets.token_hex(16)
@@ -167,13 +177,20 @@ class Worker:
             # Log directories first: one that cannot be created is an error before anything is registered.
             dirs = {wf: self._output_dir(s.workflow) for wf, s in served.items()}
             for d in dirs.values():
-                (d / "job_stdio").mkdir(parents=True, exist_ok=True)
+                try:
+                    (d / "job_stdio").mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise TorcError(f"cannot write job logs under {d} ({e.strerror or e}); make it writable, "
+                                    f"or run from another directory") from None
+            # One start journal for the worker, whatever it serves (job ids are unique across workflows).
+            journal_dir = next(iter(dirs.values()), None) or Path(self.cfg.output_dir or "torc_output").resolve()
+            self.journal = StartJournal(journal_dir, self._token)
             self.worker_id = self.pump.register(
                 hostname=socket.gethostname(), pid=os.getpid(),
                 num_cpus=min(cfg.resources.cpus, 2**31 - 1), num_gpus=cfg.resources.gpus,
                 memory_bytes=cfg.resources.memory_bytes, slurm_job_id=cfg.slurm_job_id,
                 end_time=datetime.fromtimestamp(cfg.end_time, timezone.utc) if cfg.end_time else None,
-                token=self._token, allocation_id=cfg.allocation_id)
+                token=self._token, allocation_id=cfg.allocation_id, start_journal=self.journal.path)
             for wf in served:
                 self._context(wf)
             first = self._contexts.get(self.pump.workflow_id)
@@ -183,16 +200,18 @@ class Worker:
                 # a longer-lived process); with one workflow, once.
                 self._enter(first)
                 self.workflow, self.rules, self.output_dir = first.workflow, first.rules, dirs[self.pump.workflow_id]
+            # The served workflows' actions: most have none, and then this one query (on the worker's
+            # connection, before the database thread takes it over) is all they cost; each one with actions
+            # gets its own thread and connection. (Workflows found later with --all-mine: none of theirs.)
+            self.actions: list[WorkerActions] = []
+            with_actions = WorkerActions.needed(self.pump.db, list(self._contexts))
         except BaseException:
+            if getattr(self, "journal", None) is not None:
+                self.journal.discard()
             self.pump.stop()
             with contextlib.suppress(OSError):
                 os.chdir(self._previous_cwd)
             raise
-        # The served workflows' actions: most have none, and then this one query (on the worker's connection,
-        # before the database thread takes it over) is all they cost; each one with actions gets its own
-        # thread and connection. (A worker finding workflows later with --all-mine fires none of theirs.)
-        self.actions: list[WorkerActions] = []
-        with_actions = WorkerActions.needed(self.pump.db, list(self._contexts))
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
@@ -222,6 +241,10 @@ class Worker:
                 # After an error the reconciler decides, as for a crash: no stop is recorded.
                 self.pump.stop(None if reason == "error" else reason,
                                unrunnable=[r["name"] for r in self.summary.unrunnable])
+                if self.pump.stop_recorded:
+                    self.journal.discard()   # recorded and stopped: nobody will need to read it
+                else:
+                    self.journal.close()
                 for a in self.actions:   # after the last finishes committed
                     a.end(reason)
                 self.summary.stale = self.pump.stale
@@ -337,15 +360,17 @@ class Worker:
 
             self._take_from_pump()
             self._start_queued()
+            until_limit = self._enforce_recovery_limits()
             if self.children or self.queue:
                 idle_since = time.monotonic()
             elif pump.halt == "done" and pump.idle():
                 self.summary.unrunnable = pump.unrunnable
+                self.summary.capacity = pump.capacity
                 return "done"
             elif (cfg.idle_timeout_s is not None and time.monotonic() - idle_since >= cfg.idle_timeout_s
                   and pump.idle()):
                 return "idle"
-            timeout = 1.0
+            timeout = min(1.0, until_limit)
             if cfg.end_time is not None:
                 timeout = min(timeout, max(0.0, cfg.end_time - cfg.walltime_buffer_s - time.time()))
             exits = []
@@ -370,8 +395,25 @@ class Worker:
         while self.pump.claimed:
             self.queue.append(self.pump.claimed.popleft())
         while self.pump.recover:
-            job, attempt, script = self.pump.recover.popleft()
-            self._spawn_recovery(job, attempt, script)
+            self._spawn_recovery(*self.pump.recover.popleft())
+
+    def _enforce_recovery_limits(self) -> float:
+        """Kill the process group of a recovery script past its time limit (it then ends as a failed
+        recovery). Returns the seconds until the next limit. Nothing to look at on the hot path: jobs only."""
+        if not self._recoveries_running:
+            return float("inf")
+        now = time.monotonic()
+        soonest = float("inf")
+        for child in self.children.values():
+            deadline = child.extra.get("deadline") if child.kind == "recovery" else None
+            if deadline is None or child.extra.get("timed_out"):
+                continue
+            if now >= deadline:
+                child.extra["timed_out"] = True
+                process.signal_group(child, signal.SIGKILL)
+            else:
+                soonest = min(soonest, deadline - now)
+        return soonest
 
     def _forget(self, child: process.Child) -> None:
         if child.pidfd >= 0:
@@ -380,6 +422,8 @@ class Worker:
         process.close_pidfd(child)
         if child.kind == "job":
             self._hold(child.job, -1)
+        else:
+            self._recoveries_running -= 1
 
     # ---- capacity --------------------------------------------------------------------------
     # Counters are shared with the pump thread (which claims on their basis): change them under the lock.
@@ -413,6 +457,8 @@ class Worker:
         # runs or waits counts against the limit.
         k = prefetch_factor(self._recent_runtime_s)
         slots = cfg.max_parallel_jobs or cpus
+        # No job larger than the worker itself: the prefetch budget would admit it, but no slot ever could.
+        job_cpus, job_gpus, job_mem = cpus, gpus, mem
         if cfg.max_parallel_jobs:
             limit = k * cfg.max_parallel_jobs - jobs
             cpus = gpus = mem = BIG
@@ -424,7 +470,8 @@ class Worker:
         # hungry: the jobs waiting to start here are down to HUNGRY of the prefetch (or none): claim, and
         # commit what ended with it, now rather than let leaf completions wait for company.
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
-                "scheduler": cfg.scheduler, "hungry": jobs - slots <= HUNGRY * (k - 1) * slots}
+                "scheduler": cfg.scheduler, "hungry": jobs - slots <= HUNGRY * (k - 1) * slots,
+                "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_mem}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -510,34 +557,41 @@ class Worker:
             else:
                 argv, env = process.command_argv(job["command"]), self._env(job)
             self._enter(self._context(job["workflow_id"]))
+            if not self.journal.started(job):   # before the spawn: a start the journal misses could run twice
+                raise OSError("the worker's start journal cannot be written")
             child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
         except OSError as e:
             if fds is not None:
                 os.close(fds[0])
                 os.close(fds[1])
-            # Could not even start (e.g. bash missing, fd limit): record it as a failed attempt.
-            Path(err).write_text(f"torc could not start the job: {e}\n")
+            # Could not even start (log files cannot be created: directory deleted, read-only, no inodes;
+            # bash missing; fd limit): a failed attempt whose event says why; the worker carries on.
+            why = f"torc could not start the job: {e}"
+            with contextlib.suppress(OSError):
+                Path(err).write_text(why + "\n")
             self._hold(job, -1)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
-                              return_code=127,
-                              started_at=job["started_at"])
-            self._finish([_Ended(job, attempt)])
+                              return_code=ExitCode.START_FAILED, started_at=job["started_at"])
+            self._finish([_Ended(job, attempt, note={"start_error": why})])
             return
         if fds is not None:  # the log thread closes our copies: two syscalls the loop need not make
             self._to_close.extend(fds)
         self._watch(child)
 
-    def _spawn_recovery(self, job: dict, attempt: Attempt, script: str) -> None:
+    def _spawn_recovery(self, job: dict, attempt: Attempt, script: str, timeout_s: int) -> None:
         out, err = self._log_paths("recovery", job)
         env = self._env(job, TORC_RETURN_CODE=str(attempt.return_code))
         try:
             self._enter(self._context(job["workflow_id"]))
             child = process.spawn("recovery", job, ["bash", "-c", script], env, out, err, pidfd=not self._sigchld)
         except OSError as e:
-            Path(err).write_text(f"torc could not start the recovery script: {e}\n")
-            self.pump.submit(after_recovery(attempt, 127, script).steps, [], claim=True)
+            with contextlib.suppress(OSError):
+                Path(err).write_text(f"torc could not start the recovery script: {e}\n")
+            self.pump.submit(after_recovery(attempt, ExitCode.START_FAILED, script).steps, [], claim=True)
             return
-        child.extra = {"attempt": attempt, "script": script}
+        child.extra = {"attempt": attempt, "script": script, "timeout_s": timeout_s,
+                       "deadline": time.monotonic() + timeout_s}
+        self._recoveries_running += 1
         self._watch(child)
 
     # ---- outcomes --------------------------------------------------------------------------
@@ -551,20 +605,14 @@ class Worker:
                 continue
             d = ex.exec_time_s
             self._recent_runtime_s = d if self._recent_runtime_s is None else 0.9 * self._recent_runtime_s + 0.1 * d
-            rc = ex.return_code
-            # Slurm signals the job's processes itself; a child killed while we are stopping was stopped by us.
-            reason = child.kill_reason or (self._stop_request if ex.signaled else None)
-            if reason == "walltime":
-                rc = ExitCode.WALLTIME
-            elif reason in ("interrupted", "canceled", "scancel") and ex.signaled:
-                rc = ExitCode.CANCELED
+            rc, killed, reason = classify_exit(ex.return_code, ex.signaled, child.kill_reason, self._stop_request)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
                               return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
                               exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
                               cpu_time_s=ex.cpu_time_s)
-            batch.append(_Ended(job, attempt, killed=ex.signaled or reason is not None, kill_reason=reason))
+            batch.append(_Ended(job, attempt, killed=killed, kill_reason=reason))
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:
@@ -573,11 +621,21 @@ class Worker:
         steps, recoveries = [], []
         for e in batch:
             if e.script is not None:  # a recovery script ended
-                if e.ex.child.kill_reason:
+                extra = e.ex.child.extra
+                if extra.get("timed_out"):
+                    plan = after_recovery(e.attempt, e.ex.return_code, e.script, timed_out_after_s=extra["timeout_s"])
+                    steps += plan.steps
+                    self._count(plan.final)
+                elif e.ex.child.kill_reason == "canceled":
                     steps.append(finish_step("failed", e.attempt, status=JobStatus.TERMINATED,
                                              record_result=False, event_kind="recovery_interrupted",
                                              detail={"reason": e.ex.child.kill_reason}))
                     self._count(JobStatus.TERMINATED)
+                elif e.ex.child.kill_reason:
+                    plan = recovery_interrupted(e.attempt, e.script, f"the recovery script was stopped "
+                                                f"({e.ex.child.kill_reason}); it runs at most once per attempt")
+                    steps += plan.steps
+                    self._count(plan.final)
                 else:
                     plan = after_recovery(e.attempt, e.ex.return_code, e.script)
                     steps += plan.steps
@@ -588,11 +646,16 @@ class Worker:
             plan = plan_outcome(e.attempt, killed=e.killed,
                                 handler_rules=ctx.rules.get(hid, ()) if hid is not None else None,
                                 use_pending_failed=ctx.workflow["use_pending_failed"],
-                                apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"))
+                                apply_handlers=e.kill_reason not in ("interrupted", "canceled", "lost"),
+                                interrupted=e.kill_reason == "interrupted",
+                                interrupted_attempts=e.job.get("interrupted_attempts") or 0, note=e.note)
             steps += plan.steps
             self.summary.attempts += 1
             if plan.recovery_script:
-                recoveries.append((e.job, e.attempt, plan.recovery_script))
+                # Claimed in the same transaction that records the attempt: at most one runner per attempt.
+                steps.append(recovery_claim_step(e.attempt, f"worker {ctx.worker_id}", plan.recovery_timeout_s,
+                                                 ctx.worker_id))
+                recoveries.append((e.job, e.attempt, plan.recovery_script, plan.recovery_timeout_s))
             else:
                 self._count(plan.final)
         # A completion others wait for (its children), any failure (a cascade, a retry) and every recovery
@@ -625,11 +688,17 @@ class Worker:
             recording = False
         if not self.children:
             return
+        # What ended before the stop is recorded as what it was (a success stays a success): reap it first.
+        exits = []
+        for child in list(self.children.values()):
+            ex = process.reap(child)
+            if ex:
+                self._forget(child)
+                exits.append(ex)
         for child in self.children.values():
             child.kill_reason = reason
             process.signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + self.cfg.kill_grace_s
-        exits = []
         while self.children:
             for child in list(self.children.values()):
                 ex = process.reap(child)
@@ -644,21 +713,38 @@ class Worker:
                 deadline = float("inf")
             time.sleep(0.02)
         if not recording:
+            self._journal_unrecorded(exits)
             return
         try:
             self._handle_exits(exits)
             self.pump.drain()
             # Recovery scripts of jobs stopped for walltime or scancel run now, before the allocation goes.
             while self.pump.recover:
-                job, attempt, script = self.pump.recover.popleft()
+                job, attempt, script, timeout_s = self.pump.recover.popleft()
                 from torc_hpc.reconcile import run_recovery_here
 
-                rc = run_recovery_here(self._context(job["workflow_id"]).workflow, job, attempt, script,
-                                       redact(self.url))
-                self.pump.submit(after_recovery(attempt, rc, script).steps, [], claim=False)
+                if self.cfg.end_time is not None:   # it must end before the allocation does
+                    timeout_s = max(1, min(timeout_s, int(self.cfg.end_time - time.time()) - 5))
+                rc, timed_out = run_recovery_here(self._context(job["workflow_id"]).workflow, job, attempt, script,
+                                                  redact(self.url), timeout_s=timeout_s)
+                self.pump.submit(after_recovery(attempt, rc, script, timed_out_after_s=timed_out).steps, [],
+                                 claim=False)
             self.pump.drain()
         except Exception:  # noqa: BLE001 - processes are stopped; the reconciler records what we could not
             log.warning("cannot reach the database while stopping; the next torc command will reconcile")
+
+    def _journal_unrecorded(self, exits: list[process.Exit]) -> None:
+        """The database is gone: leave in the start journal how each attempt ended (what the database
+        thread could not commit, and what was just stopped) for the reconciler, which records it."""
+        for name, p in self.pump.uncommitted():
+            if name in ("finish_completed", "finish_failed", "finish_retry", "finish_pending_failed",
+                        "record_attempt_result", "finish_interrupted") and p.get("record_result", True):
+                self.journal.ended({"id": p["job_id"], "run_id": p["run_id"], "attempt_id": p["attempt_id"]},
+                                   p["return_code"], p.get("attempt_status") == "terminated")
+        for ex in exits:
+            if ex.child.kind == "job":
+                self.journal.ended(ex.child.job, ex.return_code,
+                                   ex.signaled or ex.child.kill_reason is not None)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

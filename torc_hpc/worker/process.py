@@ -119,9 +119,28 @@ def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Pa
                  stdout=stdout, stderr=stderr)
 
 
+# Seen but not reaped: the ended child stays a zombie, so its pid (the id of its process group) cannot be
+# reused while we kill what it left in that group.
+_PEEK = os.WEXITED | os.WNOHANG | os.WNOWAIT
+
+
+def end_group(pid: int) -> None:
+    """The job's main process has ended (and is not reaped yet): kill what it left running in its process
+    group (background `cmd &`, daemons that did not call setsid). Escapes: processes that left the group
+    (setsid, setpgid); under Slurm the allocation's cgroup ends them with the allocation."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def reap(child: Child) -> Exit | None:
-    """Collect the child's exit if it has ended (non-blocking), with its peak memory and CPU time.
-    Then call close_pidfd once the pidfd is out of any selector."""
+    """Collect the child's exit if it has ended (non-blocking), with its peak memory and CPU time, after
+    killing whatever it left in its process group. Then call close_pidfd once the pidfd is out of any
+    selector."""
+    if os.waitid(os.P_PID, child.pid, _PEEK) is None:   # ChildProcessError if reaped elsewhere: then its
+        return None                                      # pid may be reused, so no killpg
+    end_group(child.pid)
     pid, status, usage = os.wait4(child.pid, os.WNOHANG)
     if pid == 0:
         return None
@@ -135,12 +154,15 @@ def reap_any(children: dict[int, Child]) -> list[Exit]:
     exits = []
     while children:
         try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            info = os.waitid(os.P_ALL, 0, _PEEK)
         except ChildProcessError:
             break
-        if pid == 0:
+        if info is None:
             break
-        child = children.get(pid)
+        child = children.get(info.si_pid)
+        if child is not None:
+            end_group(child.pid)
+        pid, status, usage = os.wait4(info.si_pid, 0)   # it has ended: this does not block
         if child is not None:
             exits.append(_exit(child, status, usage))
     return exits

@@ -57,7 +57,8 @@ LAZY_COMMIT_S = 0.25       # a leaf job's completion waits at most this long for
 
 # Steps after which the job is no longer running under this worker (record_attempt_result is not one:
 # the job stays running while its recovery script runs).
-_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed"})
+_ENDING_STEPS = frozenset({"finish_completed", "finish_failed", "finish_retry", "finish_pending_failed",
+                           "finish_interrupted"})
 
 MAX_SERVED = 64            # `torc worker --all-mine` serves at most this many workflows at once
 
@@ -145,6 +146,10 @@ class Pump(threading.Thread):
         self.error: BaseException | None = None
         self.halt: str | None = None    # workflow_canceled | declared_lost | done
         self.unrunnable: list[dict] = []
+        self.capacity: dict = {}        # what this worker has, when it reports unrunnable jobs
+        self.held_not_started: Callable[[], int] = lambda: 0   # the worker's prefetch (live progress)
+        self.stop_recorded = False      # the worker's stop is in the database (its start journal is moot)
+        self._inflight: list = []       # the batch being committed (for uncommitted())
         self.last_claim_empty = False   # the last claim asked for jobs and got none
         self.stale = 0
         self.stale_ids: list[int] = []
@@ -271,6 +276,11 @@ class Pump(threading.Thread):
                 self._steps or self._after or self._claim_wanted or self._busy or self._calls), timeout)
         if self.error:
             raise self.error
+
+    def uncommitted(self) -> list:
+        """After this thread failed: the steps it never committed (the failed batch, then the queued ones)."""
+        with self._cv:
+            return list(self._inflight) + list(self._steps)
 
     def stop(self, reason: str | None = None, unrunnable: list[str] | None = None) -> None:
         """Finish what is queued, record the worker's stop (`reason`; None after an error: the reconciler
@@ -440,6 +450,7 @@ class Pump(threading.Thread):
             self.recover.extend(after)
             return 0
         notify = sorted({self._job_wf.get(p["job_id"], self.workflow_id) for _, p in steps}) or None
+        self._inflight = steps
         result = self._with_reconnect(
             lambda: self.db.finish(self.workflow_id, steps, worker_id=self.worker_id, claim=params,
                                    heartbeat=heartbeat, serving=serving if self.several else None,
@@ -456,7 +467,11 @@ class Pump(threading.Thread):
         for job in result["claimed"]:   # after the commit: nothing slow inside a transaction
             self._on_claimed(job)
         self.claimed.extend(result["claimed"])
-        self.recover.extend(after)
+        # A recovery whose claim did not commit (the job was taken over, or another runner claimed it first)
+        # is not ours to run.
+        lost = set(result["stale"])
+        self.recover.extend(r for r in after if r[0]["id"] not in lost)
+        self._inflight = []
         if result["stale"]:
             self.stale += len(result["stale"])
             self.stale_ids.extend(result["stale"])
@@ -528,8 +543,12 @@ class Pump(threading.Thread):
         now = time.monotonic()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.heartbeat_s
-            for wf, _ in self.serving():
-                reconcile(self.db, wf)
+            # A worker is a command that runs user code: orphans' recovery scripts run here (listings never
+            # do), within their time limits and the time this worker has left, heartbeating meanwhile.
+            time_left = self._limits()[3] if self._limits else None
+            for wf, served in self.serving():
+                reconcile(self.db, wf, run_recoveries=True, time_left_s=time_left,
+                          while_waiting=lambda: self.db.heartbeat(served.worker_id) if served.worker_id else None)
         if self.all_mine and now >= self._next_discovery:
             self._serve_more()
         ids = [wf for wf, _ in self.serving()]
@@ -569,6 +588,8 @@ class Pump(threading.Thread):
         for wf in ids:
             self.unrunnable += self.db.all("blocked_by_unrunnable", workflow_id=wf, cpus=cpus, gpus=gpus,
                                            memory=memory, time_left_s=time_left)[:20 - len(self.unrunnable)]
+        self.capacity = {"cpus": cpus, "gpus": gpus, "memory_bytes": memory,
+                         "time_left_s": None if time_left >= 2**31 - 1 else time_left}
         return "done" if self.unrunnable else None
 
     # ---- notifications ------------------------------------------------------------------------------
@@ -683,13 +704,16 @@ class Pump(threading.Thread):
     def _leave(self, reason: str) -> None:
         if reason and reason != "error":
             unrunnable = getattr(self, "_stop_unrunnable", [])
+            recorded = True
             for wf, served in self.served.items():
                 why = "workflow_canceled" if served.canceled else reason
                 try:
                     self._with_reconnect(lambda: self.db.stop_worker(wf, served.worker_id, why,
                                                                      unrunnable=unrunnable[:20]))
                 except psycopg.Error:
+                    recorded = False
                     log.warning("could not record the worker's stop")
+            self.stop_recorded = recorded
 
     def _close(self) -> None:
         for conn in {id(c): c for c in (self._listen, self.db.conn if self.db else None) if c is not None}.values():

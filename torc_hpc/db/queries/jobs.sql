@@ -8,6 +8,8 @@
 -- window NULL, only now and then: worker/pump.py). candidates keeps the head's jobs that fit and locks them,
 -- reaching each row by its ctid (same statement, same snapshot; a row changed meanwhile fails the recheck and
 -- is skipped); fitting keeps the prefix whose running sums fit.
+-- A job larger than the worker itself (job_*: what one slot set can hold) is never a candidate: the prefetch
+-- budget (cpus, gpus, memory: free slots plus the prefetch) would admit it, but it could never start.
 WITH wf AS (
     SELECT run_id FROM workflows WHERE id = %(workflow_id)s AND canceled_at IS NULL
 ), head AS (
@@ -20,6 +22,7 @@ WITH wf AS (
     SELECT j.id, j.priority, j.num_cpus, j.num_gpus, j.memory_bytes
     FROM head JOIN jobs j ON j.ctid = head.tid
     WHERE head.num_cpus <= %(cpus)s AND head.num_gpus <= %(gpus)s AND head.memory_bytes <= %(memory)s
+      AND head.num_cpus <= %(job_cpus)s AND head.num_gpus <= %(job_gpus)s AND head.memory_bytes <= %(job_memory)s
       AND head.runtime_s <= %(time_left_s)s
       AND (%(scheduler)s::text IS NULL OR head.scheduler IS NULL OR head.scheduler = %(scheduler)s::text)
       AND j.status = 'ready'
@@ -38,7 +41,7 @@ WITH wf AS (
     UPDATE jobs j SET status = 'running', worker_id = %(worker_id)s, started_at = now(), return_code = NULL
     FROM fitting WHERE j.id = fitting.id
     RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
-              j.memory_bytes, j.runtime_s, j.priority, j.started_at,
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at, j.interrupted_attempts,
               -- whether others wait for it (its completion is committed at once; a leaf's may wait for the next batch)
               EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = j.id) AS has_children
 ), ev AS (

@@ -71,6 +71,10 @@ SELECT * FROM datasets WHERE workflow_id = %(workflow_id)s ORDER BY id;
 -- A workflow's actions, every column.
 SELECT * FROM workflow_actions WHERE workflow_id = %(workflow_id)s ORDER BY position;
 
+-- name: archive_recovery_claims
+-- A workflow's recovery-script claims (one per failed attempt whose script ran), every column.
+SELECT * FROM recovery_claims WHERE workflow_id = %(workflow_id)s ORDER BY job_id, run_id, attempt_id;
+
 -- name: archive_job_files
 -- Which job reads or writes which file (streamed).
 SELECT * FROM job_files WHERE workflow_id = %(workflow_id)s;

@@ -25,6 +25,7 @@ WITH served AS (
               ORDER BY priority DESC, id
               LIMIT %(window)s) head
         WHERE head.num_cpus <= %(cpus)s AND head.num_gpus <= %(gpus)s AND head.memory_bytes <= %(memory)s
+          AND head.num_cpus <= %(job_cpus)s AND head.num_gpus <= %(job_gpus)s AND head.memory_bytes <= %(job_memory)s
           AND head.runtime_s <= %(time_left_s)s
           AND (%(scheduler)s::text IS NULL OR head.scheduler IS NULL OR head.scheduler = %(scheduler)s::text)
         LIMIT %(limit)s
@@ -50,7 +51,7 @@ WITH served AS (
     UPDATE jobs j SET status = 'running', worker_id = f.worker_id, started_at = now(), return_code = NULL
     FROM fitting f WHERE j.id = f.id
     RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
-              j.memory_bytes, j.runtime_s, j.priority, j.started_at, f.run_id, f.worker_id AS claimed_by,
+              j.memory_bytes, j.runtime_s, j.priority, j.started_at, j.interrupted_attempts, f.run_id, f.worker_id AS claimed_by,
               EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = j.id) AS has_children
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)

@@ -51,7 +51,7 @@ FOR UPDATE OF j;
 -- name: orphaned_jobs
 -- Running jobs whose worker has stopped or was declared lost: the reconciler finishes them.
 SELECT j.id, j.name, j.attempt_id, j.failure_handler_id, j.started_at, j.worker_id, w.run_id,
-       k.slurm_job_id, k.hostname, r.return_code AS recorded_return_code
+       j.interrupted_attempts, k.slurm_job_id, k.hostname, k.start_journal, r.return_code AS recorded_return_code
 FROM jobs j
 JOIN workflows w ON w.id = j.workflow_id
 JOIN workers k ON k.id = j.worker_id

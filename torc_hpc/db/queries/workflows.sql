@@ -19,8 +19,10 @@ INSERT INTO failure_handlers (workflow_id, name) VALUES (%(workflow_id)s, %(name
 
 -- name: insert_failure_rule
 -- Add one rule to a handler.
-INSERT INTO failure_handler_rules (handler_id, position, exit_codes, match_all_exit_codes, recovery_script, max_retries)
-VALUES (%(handler_id)s, %(position)s, %(exit_codes)s, %(match_all_exit_codes)s, %(recovery_script)s, %(max_retries)s);
+INSERT INTO failure_handler_rules (handler_id, position, exit_codes, match_all_exit_codes, recovery_script, max_retries,
+                                   recovery_timeout_s)
+VALUES (%(handler_id)s, %(position)s, %(exit_codes)s, %(match_all_exit_codes)s, %(recovery_script)s, %(max_retries)s,
+        %(recovery_timeout_s)s);
 
 -- name: insert_event
 -- Record a workflow-level or job-level event.
@@ -30,7 +32,8 @@ VALUES (%(workflow_id)s, %(job_id)s, %(kind)s, %(from_status)s, %(to_status)s, %
 
 -- name: load_failure_rules
 -- All rules of a workflow's handlers, in order (a worker loads them once).
-SELECT h.id AS handler_id, h.name, r.position, r.exit_codes, r.match_all_exit_codes, r.recovery_script, r.max_retries
+SELECT h.id AS handler_id, h.name, r.position, r.exit_codes, r.match_all_exit_codes, r.recovery_script, r.max_retries,
+       r.recovery_timeout_s
 FROM failure_handlers h
 JOIN failure_handler_rules r ON r.handler_id = h.id
 WHERE h.workflow_id = %(workflow_id)s
@@ -195,6 +198,7 @@ WITH RECURSIVE chosen(id) AS (
         ready_at = CASE WHEN r.n > 0 THEN NULL WHEN j.status = 'ready' AND NOT r.is_target THEN j.ready_at
                         ELSE now() END,
         attempt_id = CASE WHEN r.is_target THEN 1 ELSE j.attempt_id END,
+        interrupted_attempts = CASE WHEN r.is_target THEN 0 ELSE j.interrupted_attempts END,
         return_code = CASE WHEN r.is_target THEN NULL ELSE j.return_code END
     FROM recount r
     WHERE j.id = r.id AND j.id = ANY (ARRAY(SELECT id FROM recount))  -- primary-key probes, never a scan
