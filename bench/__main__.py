@@ -1,10 +1,12 @@
-"""python -m bench NAME [N]  ·  python -m bench all"""
+"""python -m bench NAME [N] [ROUNDS] [OPTION]  ·  python -m bench all
+
+e2e takes the job stdio modes to compare as a third argument: python -m bench e2e 10000 3 separate,combined,none"""
 
 import importlib
 import sys
 
 BENCHES = ["e2e", "claims", "create", "latency", "fanin", "snapshot", "rls", "workers", "idle", "pooler", "stale",
-           "maintenance", "vacuum", "cli"]
+           "maintenance", "vacuum", "cli", "monitoring"]
 
 
 def main() -> None:
@@ -13,7 +15,7 @@ def main() -> None:
         print(__doc__ + "\nbenchmarks: " + ", ".join(BENCHES))
         return
     names = BENCHES if args[0] == "all" else [args[0]]
-    extra = [int(a) for a in args[1:]]
+    extra = [int(a) if a.isdigit() else a for a in args[1:]]
     for name in names:
         if name not in BENCHES:
             raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHES)}")

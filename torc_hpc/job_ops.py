@@ -95,7 +95,7 @@ def job_details(db: Database, job_id: int) -> dict:
                                      "name": r["resource_requirements"]},
            "latest_result": None}
     if r["run_id"] is not None:
-        paths = logs.attempt_logs(wf, job_id, r["run_id"], r["result_attempt_id"])
+        paths = logs.attempt_logs_of(wf, r, job_id, r["run_id"], r["result_attempt_id"], r["result_status"])
         out["latest_result"] = {
             "run_id": r["run_id"], "attempt_id": r["result_attempt_id"], "status": r["result_status"],
             "return_code": r["result_return_code"], "started_at": r["started_at"], "completed_at": r["completed_at"],
@@ -119,16 +119,21 @@ def job_logs(db: Database, job_id: int, *, workflow_id: int | None = None, run_i
     if workflow_id is not None and job["workflow_id"] != workflow_id:
         raise TorcError(f"job {job_id} belongs to workflow {job['workflow_id']}, not workflow {workflow_id}")
     wf = db.workflow(job["workflow_id"])
+    status = None
     if run_id is None and attempt_id is None and job["status"] == JobStatus.RUNNING:
         run_id, attempt_id = wf["run_id"], job["attempt_id"]
     else:
         found = db.one("attempt_of_job", job_id=job_id, run_id=run_id, attempt_id=attempt_id)
         if found:
-            run_id, attempt_id = found["run_id"], found["attempt_id"]
+            run_id, attempt_id, status = found["run_id"], found["attempt_id"], found["status"]
         else:
             run_id = run_id if run_id is not None else wf["run_id"]
             attempt_id = attempt_id if attempt_id is not None else job["attempt_id"]
-    path = getattr(logs.attempt_logs(wf, job_id, run_id, attempt_id), stream)
+    paths = logs.attempt_logs_of(wf, job, job_id, run_id, attempt_id, status)
+    path = getattr(paths, stream)
+    why = paths.why_missing(stream) if stream in ("stdout", "stderr") else None
+    if why and (path is None or not path.exists()):
+        raise NotFound(f"no {stream} log for job {job_id}, run {run_id}, attempt {attempt_id}: {why}")
     text = logs.tail(path, lines=lines, max_bytes=LOG_TAIL_MAX_BYTES)
     if text is None:
         raise NotFound(f"no {stream} log for job {job_id}, run {run_id}, attempt {attempt_id}: {path} does not "

@@ -55,6 +55,8 @@ REPORT_MAX_FAILURES = 200      # failures `torc report` details (then a count of
 
 # ---- listings and pages ------------------------------------------------------------------------
 LISTING_FETCH_ROWS = 2000      # rows a streamed listing fetches per round trip (its memory is one batch)
+REPORT_MAX_SERIES = 24          # monitored attempts whose samples `torc report` plots (the longest first)
+REPORT_SERIES_POINTS = 600     # points per plotted line (longer series keep the maximum of each bucket)
 REPORT_MAX_ATTEMPTS = 50_000   # attempts `torc report` draws (the first ones; ~100 bytes each; the report says so)
 PLAN_MAX_STAGES = 1000         # stages `torc workflows plan` reports one by one (then only their number)
 PLAN_STAGES_SHOWN = 25         # stages its table prints (the first ones, then how many more)

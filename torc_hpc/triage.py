@@ -248,19 +248,20 @@ def list_pending_failed(db: Database, workflow_id: int, *, limit: int = AGENT_PE
     jobs = []
     for r in rows:
         run_id = r["run_id"] or wf["run_id"]
-        paths = logs.attempt_logs(wf, r["job_id"], run_id, r["attempt_id"])
+        paths = logs.attempt_logs_of(wf, r, r["job_id"], run_id, r["attempt_id"])
         entry = {"job_id": r["job_id"], "name": r["name"], "command": r["command"], "return_code": r["return_code"],
                  "run_id": run_id, "attempt_id": r["attempt_id"], "exec_time_s": r["exec_time_s"],
                  "exec_time_minutes": round(r["exec_time_s"] / 60, 3) if r["exec_time_s"] is not None else None,
                  "peak_memory_bytes": r["peak_memory_bytes"],
                  "memory": format_memory(r["memory_bytes"]), "memory_bytes": r["memory_bytes"],
                  "runtime": format_duration(r["runtime_s"]), "runtime_s": r["runtime_s"],
-                 "num_cpus": r["num_cpus"], "stdout_path": str(paths.stdout), "stderr_path": str(paths.stderr)}
+                 "num_cpus": r["num_cpus"], "stdout_path": str(paths.stdout) if paths.stdout else None,
+                 "stderr_path": str(paths.stderr) if paths.stderr else None}
         for stream, path in (("stderr", paths.stderr), ("stdout", paths.stdout)):
             text = logs.tail(path, lines=AGENT_TAIL_LINES, max_bytes=AGENT_TAIL_MAX_BYTES)
             entry[f"{stream}_tail"] = text if text is not None else ""
             if text is None:
-                entry[f"{stream}_read_error"] = f"no log file at {path}"
+                entry[f"{stream}_read_error"] = paths.why_missing(stream) or f"no log file at {path}"
         jobs.append(entry)
     out = {"workflow_id": workflow_id, "pending_failed_count": total, "pending_failed_jobs": jobs,
            "guidance": GUIDANCE if jobs else "No jobs are awaiting a decision."}

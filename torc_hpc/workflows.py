@@ -260,12 +260,13 @@ def failure_report(db: Database, wf: dict, *, limit: int = SUMMARY_FAILED_JOBS,
     for r in rows:
         run_id = r["run_id"] or wf["run_id"]
         attempt = r["result_attempt_id"] or r["attempt_id"]
-        paths = logs.attempt_logs(wf, r["id"], run_id, attempt)
+        paths = logs.attempt_logs_of(wf, r, r["id"], run_id, attempt)
         ev = decisions.get(r["id"])
         jobs.append({"id": r["id"], "name": r["name"], "status": r["status"], "return_code": r["return_code"],
                      "run_id": run_id, "attempt_id": attempt,
                      "decision": describe_decision(ev["kind"], ev["detail"]) if ev else None,
-                     "stderr_tail": logs.tail(paths.stderr, lines=tail_lines), "logs": paths.as_dict()})
+                     "stderr_tail": logs.tail(paths.stderr, lines=tail_lines), "logs": paths.as_dict(),
+                     **({"stderr_not_kept": paths.why_missing("stderr")} if paths.why_missing("stderr") else {})})
     return {"total": total, "jobs": jobs}
 
 
@@ -323,7 +324,9 @@ def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: i
     Returns the job, the attempt, whether it is still running and its log files."""
     wf = db.workflow(workflow_id)
     job = resolve_job(db, workflow_id, job_ref)
-    known = [(a["run_id"], a["attempt_id"]) for a in db.all("job_attempts", job_id=job["id"], limit=1000)]
+    attempts = db.all("job_attempts", job_id=job["id"], limit=1000)
+    known = [(a["run_id"], a["attempt_id"]) for a in attempts]
+    statuses = {(a["run_id"], a["attempt_id"]): a["status"] for a in attempts}
     current = (wf["run_id"], job["attempt_id"])
     if job["status"] == "running" and current not in known:
         known.insert(0, current)
@@ -349,7 +352,7 @@ def log_target(db: Database, workflow_id: int, job_ref: str | int, *, attempt: i
     return {"workflow_id": workflow_id, "job_id": job["id"], "job_name": job["name"], "status": job["status"],
             "run_id": run, "attempt_id": attempt,
             "running": job["status"] == "running" and (run, attempt) == current,
-            "logs": logs.attempt_logs(wf, job["id"], run, attempt)}
+            "logs": logs.attempt_logs_of(wf, job, job["id"], run, attempt, statuses.get((run, attempt)))}
 
 
 def _has_recovery_logs(wf: dict, job_id: int, run: int, attempt: int) -> bool:

@@ -97,3 +97,35 @@ def test_the_report_opens_offline_with_a_bar_per_attempt_and_the_failures(torc, 
     assert proc.returncode == 0 and shot.stat().st_size > 10_000, proc.stderr[-2000:]
     print(f"screenshot: {shot}")
     assert json.loads(json.dumps(out))["path"].endswith("report.html")
+
+
+MONITORED = textwrap.dedent("""\
+    name: monitored_report
+    resource_monitor:
+      sample_interval_seconds: 1
+      jobs: {enabled: true, granularity: time_series}
+    jobs:
+      - name: busy
+        command: "bash -c 'end=$((SECONDS+3)); while [ $SECONDS -lt $end ]; do :; done'"
+    """)
+
+
+def test_the_report_draws_the_monitored_samples(torc, chromium, tmp_path):
+    """resource_monitor's samples become an inline SVG chart that Chromium renders with no script."""
+    torc.write("wf.yaml", MONITORED)
+    torc("run", "wf.yaml", "--format", "json")
+    torc.json("report", "last", "-o", str(tmp_path / "report.html"))
+    page = f"file://{tmp_path / 'report.html'}"
+    dom = _browser(chromium, tmp_path, "--dump-dom", page)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert "<script" not in html
+    section = html[html.index('<section id="monitoring">'):]
+    section = section[:section.index("</section>")]
+    assert re.search(r'<table id="monitor-summary">.*<td>busy</td>', section, re.S)
+    chart = section[section.index('<svg class="series"'):]
+    points = re.findall(r'<polyline class="cpu" points="([^"]+)"', chart)
+    assert points and len(points[0].split()) >= 2          # at least two samples drawn as a line
+    shot = tmp_path / "monitored.png"
+    proc = _browser(chromium, tmp_path, f"--screenshot={shot}", page)
+    assert proc.returncode == 0 and shot.stat().st_size > 10_000, proc.stderr[-2000:]

@@ -73,7 +73,9 @@ def test_retry_with_recovery_script_until_success(torc):
     sim = [r for r in results(torc, wf) if r["job_name"] == "sim"]
     assert [(r["attempt_id"], r["status"], r["return_code"]) for r in sim] == [
         (1, "failed", 10), (2, "failed", 10), (3, "completed", 0)]
-    assert all(r["peak_memory_bytes"] and r["peak_memory_bytes"] > 0 for r in sim)
+    # tiny jobs peak below the worker's own footprint: their peak is unknown (None), never the worker's
+    assert all(r["peak_memory_bytes"] is None or 0 < r["peak_memory_bytes"] < 50 * 2**20 for r in sim)
+    assert all(r["cpu_time_s"] is not None for r in sim)
     stdio = torc.cwd / "torc_output" / "job_stdio"
     sim_id = j["sim"]["id"]
     for a in (1, 2, 3):

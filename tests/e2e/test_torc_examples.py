@@ -1,5 +1,6 @@
-"""The examples for Torc's fields run to completion with `torc run`: a DAG made only of files, and a
-pipeline passing JSON values between jobs with `torc user-data` (the CLI itself, inside the jobs)."""
+"""The examples for Torc's fields run to completion with `torc run`: a DAG made only of files, a pipeline
+passing JSON values between jobs with `torc user-data` (the CLI itself, inside the jobs: the worker puts a
+`torc` first on the jobs' PATH), and a monitored job whose samples the report plots."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _copy_examples(torc) -> None:
     shutil.copytree(ROOT / "examples", torc.cwd / "examples")
-    # the jobs call `torc`: the one installed beside this interpreter
-    torc.env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + torc.env.get("PATH", "")
+    # jobs that call `torc` find it without this interpreter's directory on PATH: the worker provides it
+    torc.env["PATH"] = os.pathsep.join(p for p in torc.env.get("PATH", "").split(os.pathsep)
+                                       if p != os.path.dirname(sys.executable))
 
 
 def test_files_dag_example_runs_in_file_order(torc):
@@ -56,3 +58,18 @@ def test_actions_example_fires_each_action_once_in_order(torc):
     assert all(a["fired_at"] for a in acts)
     kinds = [e["kind"] for e in torc.json("events", "list", wf) if e["kind"].startswith("action_")]
     assert kinds == ["action_started", "action_completed"] * 4
+
+
+def test_monitored_job_example_is_sampled_limited_and_plotted(torc):
+    _copy_examples(torc)
+    proc = torc("run", "examples/yaml/monitored_job.yaml", "-j", "3", "--format", "json", check=False, timeout=240)
+    jobs = {j["name"]: j for j in torc.json("jobs", "list", "last")}
+    assert jobs["ramp"]["status"] == jobs["steady"]["status"] == "completed", proc.stdout
+    assert jobs["capped"]["status"] == "terminated" and jobs["capped"]["return_code"] == 137
+    attempts = [r for r in torc.json("results", "list", "last") if r["job_name"] == "capped"]
+    assert len(attempts) == 2                              # its handler retried it once, then gave up
+    torc("report", "last", "-o", "report.html")
+    html = (torc.cwd / "report.html").read_text()
+    assert "<section id='monitoring'>" in html and "<script" not in html
+    ramp = html[html.index("data-job='" + str(jobs["ramp"]["id"]) + "'"):]
+    assert "<polyline class='mem'" in ramp[:ramp.index("</figure>")]

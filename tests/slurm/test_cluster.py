@@ -45,7 +45,9 @@ def test_dag_runs_to_completion_through_sbatch(torc):
     script = torc.cwd / "torc_output" / "slurm" / f"torc_wf{wf}_a{allocs[0]['id']}.sh"
     assert "#SBATCH --account=torc_test" in script.read_text()
     results = torc.json("results", "list", wf)
-    assert all(r["peak_memory_bytes"] for r in results)
+    # measured: CPU time always; peak memory only where it is the job's own (these tiny jobs: unknown, None)
+    assert all(r["cpu_time_s"] is not None for r in results)
+    assert all(r["peak_memory_bytes"] is None or r["peak_memory_bytes"] < 50 * 2**20 for r in results)
 
 
 def test_walltime_gives_152_and_the_handler_retries_in_a_new_allocation(torc):

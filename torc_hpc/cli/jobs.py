@@ -57,15 +57,22 @@ EVENT_COLS = [
 
 
 def log_paths(wf: dict):
-    """(job, run, attempt) → the attempt's log files as logs.attempt_logs(...).as_dict() gives them, built from
-    strings: a million-row listing cannot afford four Path objects per row."""
+    """(job, run, attempt, stdio mode, deleted) → the attempt's log files as logs.attempt_logs(...).as_dict()
+    gives them, built from strings: a million-row listing cannot afford four Path objects per row. A stream the
+    job's stdio mode does not keep is null, and `not_kept` says why (also for files delete_on_success removed)."""
     base = str(logs.stdio_dir(wf))
 
-    def paths(job_id: int, run_id: int, attempt_id: int) -> dict[str, str]:
+    def paths(job_id: int, run_id: int, attempt_id: int, mode: str | None = None,
+              deleted: bool = False) -> dict[str, str | None]:
         job = logs.stem("job", wf["id"], job_id, run_id, attempt_id)
         rec = logs.stem("recovery", wf["id"], job_id, run_id, attempt_id)
-        return {"stdout": f"{base}/{job}.o", "stderr": f"{base}/{job}.e",
-                "recovery_stdout": f"{base}/{rec}.o", "recovery_stderr": f"{base}/{rec}.e"}
+        out, err = logs.job_log_names(f"{base}/{job}", mode)
+        d = {"stdout": out, "stderr": err, "recovery_stdout": f"{base}/{rec}.o", "recovery_stderr": f"{base}/{rec}.e"}
+        if mode or deleted:
+            why = {s: logs.not_kept(mode, s, deleted) for s in ("stdout", "stderr")}
+            if any(why.values()):
+                d["not_kept"] = {s: w for s, w in why.items() if w}
+        return d
     return paths
 
 
@@ -73,8 +80,10 @@ def _job_json(wf: dict):
     paths = log_paths(wf)
 
     def convert(r: dict) -> dict:
-        out = {k: v for k, v in r.items() if k not in ("log_run_id", "log_attempt_id")}
-        out["logs"] = paths(r["id"], r["log_run_id"], r["log_attempt_id"]) if r["log_attempt_id"] else None
+        out = {k: v for k, v in r.items() if k not in ("log_run_id", "log_attempt_id", "logs_deleted")}
+        out["stdio_mode"] = r["stdio_mode"] or "separate"
+        out["logs"] = paths(r["id"], r["log_run_id"], r["log_attempt_id"], r["stdio_mode"],
+                            r["logs_deleted"]) if r["log_attempt_id"] else None
         return out
     return convert
 
@@ -152,7 +161,10 @@ def results_list(workflow_id: str = WorkflowArg(),
         paths = log_paths(wf)
 
         def as_json(r: dict) -> dict:
-            return {**r, "logs": paths(r["job_id"], r["run_id"], r["attempt_id"])}
+            out = {k: v for k, v in r.items() if k != "logs_deleted"}
+            out["stdio_mode"] = r["stdio_mode"] or "separate"
+            out["logs"] = paths(r["job_id"], r["run_id"], r["attempt_id"], r["stdio_mode"], r["logs_deleted"])
+            return out
 
         rows = db.stream("stream_results", itersize=LISTING_FETCH_ROWS, workflow_id=wf_id, job_id=job_id,
                          limit=limit, offset=offset)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO, Optional
 
 import typer
+from rich.markup import escape as escape_markup
 
 from torc_hpc import logs as logfiles
 from torc_hpc import workflows as ops
@@ -56,16 +57,38 @@ def logs(workflow_id: str = WorkflowArg(), job: str = JobArg(),
         paths: logfiles.AttemptLogs = target["logs"]
         if recovery:
             chosen = [("recovery stderr", paths.recovery_stderr), ("recovery stdout", paths.recovery_stdout)]
+        elif paths.mode == "combined" and not (stderr or stdout):
+            chosen = [("stdout and stderr", paths.stdout)]     # one .log holds both streams
         else:
             chosen = [("stderr", paths.stderr), ("stdout", paths.stdout)]
-        if stdout:
+        if stdout and not recovery:
+            chosen = chosen[-1:]
+        elif stderr and not recovery:
+            chosen = chosen[:1]
+        elif stdout:
             chosen = chosen[1:]
         elif stderr:
             chosen = chosen[:1]
+        # A stream the job's stdio mode does not keep, or files delete_on_success removed: say so, print the rest.
+        missing = {} if recovery else {
+            label: paths.why_missing("stdout" if label == "stdout and stderr" else label) for label, _ in chosen}
+        missing = {label: why for label, why in missing.items() if why}
+        kept = [(label, p) for label, p in chosen
+                if p is not None and not (label in missing and not p.exists())]
+        if fmt is Format.table:
+            for label, why in missing.items():
+                err_console.print(f"[yellow]{label}: {escape_markup(why)}[/yellow]", highlight=False)
+            if not kept:
+                return
+            chosen = kept
         if fmt is not Format.table:
             n = LOG_TAIL_LINES if tail is None else tail
-            emit_json({**{k: v for k, v in target.items() if k != "logs"}, "logs": paths.as_dict(),
-                       "tails": {label.replace(" ", "_"): logfiles.tail(p, lines=n) for label, p in chosen}})
+            out = {**{k: v for k, v in target.items() if k != "logs"}, "stdio_mode": paths.mode,
+                   "logs": paths.as_dict(),
+                   "tails": {label.replace(" ", "_"): logfiles.tail(p, lines=n) for label, p in chosen}}
+            if missing:
+                out["not_kept"] = missing
+            emit_json(out)
             return
         headers = len(chosen) > 1
         about = f"{target['job_name']} attempt {target['attempt_id']} (run {target['run_id']})"

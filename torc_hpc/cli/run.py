@@ -21,6 +21,12 @@ from torc_hpc.worker.pump import MAX_SERVED
 
 _FINAL = ("completed", "failed", "terminated", "canceled", "disabled")
 
+LabelOpt = typer.Option(None, "--label", show_default=False,
+                        help="run only jobs with this label (Torc's `label`); without it, only unlabeled jobs")
+GpusOpt = typer.Option(None, "--gpus", min=0, show_default=False,
+                       help="GPUs to hand out (devices 0..N-1) when no CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS "
+                            "lists them")
+
 
 def _is_workflow_ref(target: str) -> bool:
     return target.isdigit() or target.strip().lower() == "last"
@@ -40,6 +46,7 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
         dry_run: bool = typer.Option(False, "--dry-run", help="validate and show the plan (stages, "
                                      "CPU-hours, largest job, handlers); create and run nothing"),
         max_jobs: int = MaxJobsOpt, max_dependencies: int = MaxDependenciesOpt,
+        label: Optional[str] = LabelOpt, gpus: Optional[int] = GpusOpt,
         fmt: Format = FormatOpt):
     """Run a workflow on this machine until nothing more can run; exit 0 only if every job completed.
 
@@ -49,7 +56,11 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     making a duplicate. Ctrl-C stops running jobs and records their attempts (143); they are not
     failures: `torc run WF` runs them again, and the retries their failure handler allows stay intact.
 
-    Examples: `torc run sweep.yaml` · `torc run sweep.yaml --dry-run` · `torc run last`
+    Jobs with a `label` run only in a run (or worker) given the same --label; without --label only
+    unlabeled jobs run. A job asking for N GPUs gets N devices of its own in CUDA_VISIBLE_DEVICES.
+
+    Examples: `torc run sweep.yaml` · `torc run sweep.yaml --dry-run` · `torc run last` ·
+    `torc run last --label gpu --gpus 4`
     """
     if dry_run:
         if _is_workflow_ref(target):
@@ -79,10 +90,11 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
     try:
         if live:
             with live.live:
-                summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, on_tick=live.tick)
+                summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, on_tick=live.tick,
+                                    label=label, gpus=gpus)
             live.close()
         else:
-            summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs)
+            summary = run_local(url, wf_id, max_parallel_jobs=max_parallel_jobs, label=label, gpus=gpus)
     except KeyboardInterrupt:
         summary = None
     with open_db() as db:
@@ -95,6 +107,8 @@ def run(target: str = typer.Argument(..., metavar="SPEC|WF", show_default=False,
                                      "memory_bytes": r["memory_bytes"], "runtime_s": r["runtime_s"]}
                                     for r in summary.unrunnable]
             s["capacity"] = summary.capacity
+        if summary.other_labels:
+            s["ready_for_other_labels"] = summary.other_labels
     s["next_steps"] = ops.next_steps(s)
     if fmt is not Format.table:
         emit_json(s)
@@ -245,6 +259,10 @@ def print_summary(s: dict) -> None:
             console.print(f"  {escape(r['name'])} needs {escape(needs_text(r, s['capacity']))}", highlight=False)
     elif s.get("unrunnable"):
         console.print(f"[red]ready jobs too large for this machine:[/red] {escape(', '.join(s['unrunnable']))}")
+    if s.get("ready_for_other_labels"):
+        labels = ", ".join(f"--label {ops.shell_word(x)}" if x else "no --label" for x in s["ready_for_other_labels"])
+        console.print(f"[yellow]ready jobs are left for workers with other labels:[/yellow] run them with "
+                      f"`torc run {s['workflow_id']}` and {escape(labels)}", highlight=False)
     if s.get("stop_reason") == "interrupted":
         console.print(f"[yellow]interrupted: running jobs were stopped; their attempts are recorded (143) and "
                       f"`torc run {s['workflow_id']}` runs them again[/yellow]", highlight=False)
@@ -264,7 +282,8 @@ def print_summary(s: dict) -> None:
                 for line in tail.splitlines():
                     console.print(f"      [dim]│[/dim] {escape(fit(line, width - 9))}", highlight=False)
             elif tail is None:
-                console.print(f"      [dim]│ (no stderr file: {escape(j['logs']['stderr'])})[/dim]", highlight=False)
+                why = j.get("stderr_not_kept") or f"no stderr file: {j['logs']['stderr']}"
+                console.print(f"      [dim]│ ({escape(why)})[/dim]", highlight=False)
         more = failures["total"] - len(failures["jobs"])
         if more > 0:
             console.print(f"  … and {more} more: torc jobs list {s['workflow_id']} --status failed "
@@ -300,12 +319,13 @@ def worker(workflow_id: Optional[int] = typer.Argument(None, metavar="WF", show_
            max_parallel_jobs: Optional[int] = typer.Option(None, "--max-parallel-jobs", "-j", min=1,
                                                            help="run at most N jobs at once"),
            allocation_id: Optional[int] = typer.Option(None, "--allocation-id", help="torc's allocation row "
-                                                       "(set by the sbatch script)")):
+                                                       "(set by the sbatch script)"),
+           label: Optional[str] = LabelOpt, gpus: Optional[int] = GpusOpt):
     """Claim and run jobs of a workflow (or of several of yours) until nothing this worker can run is left
     (what sbatch scripts run). The worker holds one database connection for its whole life.
 
     Examples: `torc worker 3 --slurm --idle-timeout 120` · `torc worker --workflows 3,7,9 --slurm` ·
-    `torc worker --all-mine -j 8`
+    `torc worker --all-mine -j 8` · `torc worker 3 --label gpu`
     """
     from torc_hpc.worker.slurm_worker import run_worker
 
@@ -315,10 +335,13 @@ def worker(workflow_id: Optional[int] = typer.Argument(None, metavar="WF", show_
     url = resolve_url(state.url)
     summary = run_worker(url, workflow_id, slurm=slurm, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, scheduler=scheduler, max_parallel_jobs=max_parallel_jobs,
-                         allocation_id=allocation_id, workflow_ids=ids, all_mine=all_mine)
+                         allocation_id=allocation_id, workflow_ids=ids, all_mine=all_mine, label=label, gpus=gpus)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
     if summary.unrunnable:
         print(f"torc worker: ready jobs too large for this worker (it has {capacity_text(summary.capacity)}):")
         for r in summary.unrunnable:
             print(f"  {r['name']} needs {needs_text(r, summary.capacity)}")
+    if summary.other_labels:
+        labels = ", ".join(repr(x) if x else "(unlabeled)" for x in summary.other_labels)
+        print(f"torc worker: ready jobs are left for workers with other labels: {labels}")
 

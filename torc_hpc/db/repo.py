@@ -504,16 +504,18 @@ class Database:
 
     def claim(self, workflow_id: int, worker_id: int, *, cpus: int, gpus: int, memory: int, limit: int,
               time_left_s: int = NO_LIMIT_S, scheduler: str | None = None, window: int | None = None,
-              job_cpus: int | None = None, job_gpus: int | None = None, job_memory: int | None = None) -> list[dict]:
+              job_cpus: int | None = None, job_gpus: int | None = None, job_memory: int | None = None,
+              label: str | None = None, with_outputs: bool = False) -> list[dict]:
         """Claim up to `limit` ready jobs whose summed requests fit cpus/gpus/memory, looking at the first
         `window` ready jobs in claim order (None: all of them); job_*: the most one job may ask (default: the
-        same bounds)."""
+        same bounds); only jobs with `label` (None: unlabeled ones)."""
         if limit <= 0:
             return []
         return self.all("claim_jobs", **_job_bounds({
             "workflow_id": workflow_id, "worker_id": worker_id, "cpus": cpus, "gpus": gpus, "memory": memory,
             "limit": limit, "time_left_s": min(time_left_s, NO_LIMIT_S), "scheduler": scheduler, "window": window,
-            "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_memory}))
+            "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_memory, "label": label,
+            "with_outputs": with_outputs}))
 
     @retry_conflicts
     def finish(self, workflow_id: int, steps: list[tuple[str, dict]], *, worker_id: int | None = None,
@@ -559,7 +561,8 @@ class Database:
                 if heartbeat else None
             claim_cursor = None
             if claim is not None and claim["limit"] > 0:
-                args = _job_bounds({"window": None, **claim, "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
+                args = _job_bounds({"window": None, "label": None, "with_outputs": False, **claim,
+                                    "time_left_s": min(claim["time_left_s"], NO_LIMIT_S)})
                 if len(serving) > 1:
                     claim_cursor = self.conn.execute(q("claim_jobs_multi"), {
                         "rotate": 0, **args, "workflow_ids": [w for w, _ in serving],

@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 from torc_hpc import workflows as ops
 from torc_hpc.db.repo import Database
-from torc_hpc.limits import LISTING_FETCH_ROWS, REPORT_MAX_ATTEMPTS, REPORT_MAX_FAILURES, REPORT_STDERR_LINES
+from torc_hpc.limits import (LISTING_FETCH_ROWS, REPORT_MAX_ATTEMPTS, REPORT_MAX_FAILURES, REPORT_MAX_SERIES,
+                              REPORT_STDERR_LINES)
 
 
 class Job(NamedTuple):
@@ -56,6 +57,33 @@ class ReportData:
     failures: dict = field(default_factory=dict)                  # ops.failure_report(...)
     failure_events: list[dict] = field(default_factory=list)
     retries: int = 0
+    monitored: list[dict] = field(default_factory=list)     # resource_monitor summaries (attempt_resources)
+    series: list[dict] = field(default_factory=list)        # their samples, one entry per attempt (time_series)
+
+
+def monitoring(db: Database, workflow_id: int) -> tuple[list[dict], list[dict]]:
+    """Monitoring summaries (at most REPORT_MAX_ATTEMPTS) and the samples of the REPORT_MAX_SERIES attempts
+    with the most samples, each as one entry with its chunks joined."""
+    summaries = db.all("attempt_resource_summaries", workflow_id=workflow_id, limit=REPORT_MAX_ATTEMPTS)
+    chosen = {(s["job_id"], s["run_id"], s["attempt_id"])
+              for s in sorted(summaries, key=lambda s: -s["samples"])[:REPORT_MAX_SERIES] if s["samples"]}
+    series: dict[tuple, dict] = {}
+    if chosen:
+        for r in db.stream("attempt_resource_series", itersize=LISTING_FETCH_ROWS, workflow_id=workflow_id,
+                           job_ids=sorted({k[0] for k in chosen})):
+            key = (r["job_id"], r["run_id"], r["attempt_id"])
+            if key not in chosen:
+                continue
+            e = series.setdefault(key, {"job_id": r["job_id"], "job_name": r["job_name"], "run_id": r["run_id"],
+                                        "attempt_id": r["attempt_id"], "start": r["first_at"],
+                                        "requested_memory_bytes": r["requested_memory_bytes"], "t": [], "cpu": [],
+                                        "mem": []})
+            n = len(r["cpu_percent"] or r["memory_kib"] or r["processes"] or [])
+            t0 = (r["first_at"] - e["start"]).total_seconds()
+            e["t"].extend(t0 + i * r["interval_ms"] / 1000 for i in range(n))
+            e["cpu"].extend(r["cpu_percent"] or [None] * n)
+            e["mem"].extend([k * 1024 for k in r["memory_kib"]] if r["memory_kib"] else [None] * n)
+    return summaries, [series[k] for k in sorted(series)]
 
 
 def collect(db: Database, workflow_id: int, now: datetime) -> ReportData:
@@ -84,4 +112,4 @@ def collect(db: Database, workflow_id: int, now: datetime) -> ReportData:
         allocations=db.all("list_allocations", workflow_id=workflow_id),
         failures=ops.failure_report(db, wf, limit=REPORT_MAX_FAILURES, tail_lines=REPORT_STDERR_LINES),
         failure_events=db.all("report_failure_events", workflow_id=workflow_id, limit=REPORT_MAX_FAILURES * 5),
-        retries=s["retries"])
+        retries=s["retries"], monitored=(mon := monitoring(db, workflow_id))[0], series=mon[1])

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from html import escape
 
 from torc_hpc.core.units import human_bytes, human_duration
-from torc_hpc.limits import DAG_DRAW_MAX_JOBS
+from torc_hpc.limits import DAG_DRAW_MAX_JOBS, REPORT_MAX_SERIES, REPORT_SERIES_POINTS
 from torc_hpc.plan import levels
 from torc_hpc.report.data import Attempt, ReportData
 
@@ -45,6 +45,9 @@ svg .axis{stroke:var(--line)}svg .lane{fill:#f8f9fa}
 .pt{fill:none;stroke-linecap:round;stroke-width:5}.pt.over{stroke:var(--fail)}.pt.near{stroke:var(--term)}
 .pt.ok{stroke:var(--ok)}.pt.low{stroke:var(--run)}
 .diag{stroke:var(--ink);stroke-dasharray:4 3}
+svg.series polyline{fill:none;stroke-width:1.5}svg.series .mem{stroke:var(--run)}svg.series .cpu{stroke:var(--term)}
+svg.series .req{stroke:var(--fail);stroke-dasharray:5 3}.mem-label{color:var(--run);fill:var(--run)}
+.cpu-label{color:var(--term);fill:var(--term)}
 table{border-collapse:collapse;margin:4px 0}td,th{padding:2px 10px 2px 0;text-align:left;white-space:nowrap}
 td.n,th.n{text-align:right}th{color:var(--dim);font-weight:600}
 ol#failures li{margin:0 0 10px}pre{background:#f1f3f5;padding:6px 8px;margin:4px 0;overflow-x:auto;font-size:12px}
@@ -84,6 +87,7 @@ def render(d: ReportData) -> str:
         _summary(d),
         _timeline(d, names),
         _resources(d, names),
+        _monitoring(d),
         _failures(d, names),
         _dag(d),
         f"<p class='dim'>torc report · generated {d.generated_at.astimezone():%Y-%m-%d %H:%M:%S %Z} · "
@@ -342,6 +346,102 @@ def _resources(d: ReportData, names: dict[int, str]) -> str:
             + extremes(mem, _bytes, "memory") + extremes(rt, _dur, "runtime") + "</section>")
 
 
+def _downsample(t: list, ys: list, points: int) -> tuple[list, list]:
+    """At most `points` points, keeping each bucket's maximum (a peak never disappears from the plot)."""
+    if len(t) <= points:
+        return t, ys
+    step = len(t) / points
+    ot, oy = [], []
+    for b in range(points):
+        lo, hi = int(b * step), max(int((b + 1) * step), int(b * step) + 1)
+        vals = [y for y in ys[lo:hi] if y is not None]
+        ot.append(t[lo])
+        oy.append(max(vals) if vals else None)
+    return ot, oy
+
+
+def _polyline(t: list, ys: list, xs, ys_scale, cls: str) -> str:
+    """One line per run of known values (a gap where a metric was not sampled)."""
+    out, run = [], []
+    for x, y in zip(t, ys):
+        if y is None:
+            if len(run) > 1:
+                out.append(run)
+            run = []
+            continue
+        run.append(f"{xs(x):.1f},{ys_scale(y):.1f}")
+    if len(run) > 1:
+        out.append(run)
+    if not out and run:
+        out.append(run + run)
+    return "".join(f"<polyline class='{cls}' points='{' '.join(r)}'/>" for r in out)
+
+
+def _series_svg(e: dict) -> str:
+    """Memory (left axis, with the request dashed) and CPU % (right axis) of one attempt over its run time."""
+    t, cpu, mem = e["t"], e["cpu"], e["mem"]
+    t_c, cpu = _downsample(t, cpu, REPORT_SERIES_POINTS)
+    t_m, mem = _downsample(t, mem, REPORT_SERIES_POINTS)
+    w, h, pad_l, pad_r, pad_t, pad_b = 580, 150, 64, 84, 10, 26
+    span = max(t[-1] if t else 1.0, 1e-3)
+    req = e.get("requested_memory_bytes") or 0
+    mem_top = max([v for v in mem if v is not None] + [req, 1]) * 1.1
+    cpu_top = max([v for v in cpu if v is not None] + [100.0]) * 1.1
+
+    def xs(x):
+        return pad_l + x / span * (w - pad_l - pad_r)
+
+    def ym(y):
+        return pad_t + (1 - y / mem_top) * (h - pad_t - pad_b)
+
+    def yc(y):
+        return pad_t + (1 - y / cpu_top) * (h - pad_t - pad_b)
+
+    axes = (f"<line class='axis' x1='{pad_l}' y1='{h - pad_b}' x2='{w - pad_r}' y2='{h - pad_b}'/>"
+            f"<text x='{pad_l - 4}' y='{pad_t + 10}' text-anchor='end' class='mem-label'>{_bytes(mem_top)}</text>"
+            f"<text x='{pad_l - 4}' y='{h - pad_b}' text-anchor='end'>0</text>"
+            f"<text x='{w - pad_r + 4}' y='{pad_t + 10}' class='cpu-label'>{cpu_top:.0f}% CPU</text>"
+            f"<text x='{w - pad_r}' y='{h - 8}' text-anchor='end'>{_dur(span)}</text>"
+            f"<text x='{pad_l}' y='{h - 8}'>0</text>")
+    request = (f"<line class='req' x1='{pad_l}' y1='{ym(req):.1f}' x2='{w - pad_r}' y2='{ym(req):.1f}'>"
+               f"<title>memory request {_bytes(req)}</title></line>") if req and req <= mem_top else ""
+    return (f"<svg class='series' viewBox='0 0 {w} {h}' width='{w}' height='{h}' role='img' "
+            f"aria-label='memory and CPU of {escape(e['job_name'])}'>" + axes + request
+            + _polyline(t_m, mem, xs, ym, "mem") + _polyline(t_c, cpu, xs, yc, "cpu") + "</svg>")
+
+
+def _monitoring(d: ReportData) -> str:
+    """resource_monitor: each monitored attempt's summary, and memory and CPU over time for the attempts with
+    the most samples."""
+    if not d.monitored:
+        return ""
+    rows = sorted(d.monitored, key=lambda r: -(r["memory_peak_bytes"] or 0))[:REPORT_MAX_SERIES * 4]
+    body = "".join(
+        f"<tr><td>{escape(r['job_name'])}</td><td class='n'>{r['attempt_id']}</td><td class='n'>{r['samples']}</td>"
+        f"<td class='n'>{_pct(r['cpu_percent_peak'])}</td><td class='n'>{_pct(r['cpu_percent_avg'])}</td>"
+        f"<td class='n'>{_bytes(r['memory_peak_bytes'])}</td><td class='n'>{_bytes(r['memory_avg_bytes'])}</td>"
+        f"<td class='n'>{_bytes(r['requested_memory_bytes'])}</td></tr>" for r in rows)
+    table = ("<table id='monitor-summary'><tr><th>job</th><th class='n'>attempt</th><th class='n'>samples</th>"
+             "<th class='n'>peak CPU</th><th class='n'>avg CPU</th><th class='n'>peak memory</th>"
+             "<th class='n'>avg memory</th><th class='n'>requested</th></tr>" + body + "</table>")
+    more = len(d.monitored) - len(rows)
+    figures = "".join(
+        f"<figure class='series-fig' data-job='{e['job_id']}' data-attempt='{e['attempt_id']}'><figcaption><b>"
+        f"{escape(e['job_name'])}</b> attempt {e['attempt_id']} (run {e['run_id']}) · {len(e['t'])} samples · "
+        f"<span class='mem-label'>memory</span> · <span class='cpu-label'>CPU %</span> · "
+        f"<span class='dim'>dashed: memory request</span></figcaption>{_series_svg(e)}</figure>"
+        for e in d.series)
+    return ("<section id='monitoring'><h2>Resource monitor</h2>"
+            f"<p class='dim'>Jobs sampled by the resource monitor (resource_monitor in the spec): {len(d.monitored)} "
+            "attempt(s). CPU % counts cores (200% = two busy cores); memory is the resident memory of the job's "
+            "process group." + (f" The {more} with the least memory are not listed." if more > 0 else "")
+            + "</p>" + table + (f"<div class='plots'>{figures}</div>" if figures else "") + "</section>")
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{v:.0f}%"
+
+
 def _failures(d: ReportData, names: dict[int, str]) -> str:
     f = d.failures or {"total": 0, "jobs": []}
     head = "<section id='failures-section'><h2>Failures</h2>"
@@ -352,12 +452,14 @@ def _failures(d: ReportData, names: dict[int, str]) -> str:
         tail = j.get("stderr_tail")
         pre = (f"<pre>{escape(tail)}</pre>" if tail else
                "<p class='dim'>(stderr is empty)</p>" if tail == "" else
-               f"<p class='dim'>(no stderr file at {escape(j['logs']['stderr'])})</p>")
+               f"<p class='dim'>({escape(j['stderr_not_kept'])})</p>" if j.get("stderr_not_kept") else
+               f"<p class='dim'>(no stderr file at {escape(str(j['logs']['stderr']))})</p>")
         items.append(f"<li class='failure' data-job='{j['id']}'><b>{escape(j['name'])}</b> "
                      f"<span class='chip {escape(j['status'])}'>{escape(j['status'])}</span> exit {j['return_code']}"
                      f" · attempt {j['attempt_id']} (run {j['run_id']})"
                      + (f" · {escape(j['decision'])}" if j.get("decision") else "")
-                     + f"<br><span class='dim'>stderr: {escape(j['logs']['stderr'])}</span>{pre}</li>")
+                     + (f"<br><span class='dim'>stderr: {escape(j['logs']['stderr'])}</span>"
+                        if j["logs"]["stderr"] else "") + f"{pre}</li>")
     more = f["total"] - len(f["jobs"])
     text = (f"<p>{f['total']} job(s) ended failed or terminated, or await a decision (pending_failed)"
             + (f"; the first {len(f['jobs'])} are shown" if more > 0 else "") + ".</p>")

@@ -33,7 +33,7 @@ from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
 from torc_hpc.actions import Context as ActionContext, WorkerActions
 from torc_hpc.core.actions import Runner
-from torc_hpc.worker import process
+from torc_hpc.worker import execution, process
 from torc_hpc.worker.journal import StartJournal
 from torc_hpc.worker.outcomes import (after_recovery, classify_exit, plan_outcome, recovery_claim_step,
                                       recovery_interrupted)
@@ -79,6 +79,7 @@ class WorkerConfig:
     allocation_id: int | None = None                # torc's allocation row: marked started on registering
     workflow_ids: tuple[int, ...] = ()   # `torc worker --workflows 3,7,9`: serve these (all its owner's)
     all_mine: bool = False               # `torc worker --all-mine`: every workflow of its owner with ready jobs
+    label: str | None = None                 # claim only jobs with this label (None: unlabeled jobs)
 
 
 @dataclass
@@ -88,13 +89,14 @@ class WorkerSummary:
     attempts: int = 0
     stale: int = 0
     unrunnable: list = field(default_factory=list)
+    other_labels: list = field(default_factory=list)   # ready jobs left for workers with these labels
     capacity: dict = field(default_factory=dict)   # what this worker has (for the unrunnable jobs' report)
 
 
-def _opened(future) -> tuple[int, int] | None:
-    """The log files a job's preparation opened, if it got that far."""
+def _opened(future) -> "execution.Prepared | None":
+    """What a job's preparation made (its open log files among them), if it got that far."""
     try:
-        return future.result()[2] if future else None
+        return future.result() if future else None
     except OSError:
         return None
 
@@ -110,6 +112,10 @@ class _Context:
     working_dir: str | None
     stdio_dir: str
     env: dict
+
+
+# Steps that never make a batch urgent: completions of leaf jobs, and monitoring rows riding with them.
+_NOT_URGENT = frozenset({"finish_completed", "insert_attempt_resources", "insert_resource_samples"})
 
 
 @dataclass
@@ -168,6 +174,12 @@ class Worker:
                          on_claimed=self._on_claimed, holds_nothing=self._holds_nothing, limits=self._limits,
                          heartbeat_s=cfg.heartbeat_interval_s, exit_when_done=cfg.exit_when_done,
                          on_tick=cfg.on_tick, workflow_ids=list(cfg.workflow_ids) or None, all_mine=cfg.all_mine)
+        self.pump.label = cfg.label
+        # Torc's execution fields (env, invocation_script, stdio, outputs, GPUs, monitoring) per served workflow:
+        # worker/execution.py. The resource monitor (only when a workflow asks for it) sends its chunks of
+        # samples to the database thread.
+        self.x = execution.Execution(cfg, self._wake,
+                                     lambda steps: self.pump.submit([s for s in steps if s], [], claim=False))
         self.pump.held_not_started = self.held_not_started   # for the live progress (on_tick gets the pump)
         self._previous_cwd = self._cwd = os.getcwd()
         self._contexts: dict[int, _Context] = {}
@@ -215,6 +227,7 @@ class Worker:
         # One thread: creating files in one directory serializes on the directory's lock anyway, and
         # more threads only spin on it (measured on ext4); it still hides the creation from the loop.
         self._log_pool = ThreadPoolExecutor(1, thread_name_prefix="torc-logs")
+        self.x.background = self._log_pool.submit   # deleting logs (delete_on_success) off the loop too
         self._to_close: deque[int] = deque()   # started jobs' log descriptors, closed by the log thread
         self.pump.start()
         restore = self._install_signal_handlers()
@@ -236,6 +249,7 @@ class Worker:
                 if self.children or self.queue or not self.pump.idle():
                     self._stop_children("interrupted" if reason == "error" else reason)
             finally:
+                self.x.stop()
                 self._log_pool.shutdown()
                 self._close_started_logs()
                 # After an error the reconciler decides, as for a crash: no stop is recorded.
@@ -289,6 +303,7 @@ class Worker:
             env.update(TORC_WORKFLOW_ID=str(workflow_id), TORC_API_URL=redact(self.url), TORC_OUTPUT_DIR=str(out),
                        TORC_WORKER_ID=str(served.worker_id), TORC_WORKER_TOKEN=self._token)
             working = wf["working_dir"] if wf["working_dir"] and os.path.isdir(wf["working_dir"]) else None
+            self.x.add_workflow(workflow_id, served.settings, env, str(out / "job_stdio"), working)
             ctx = self._contexts[workflow_id] = _Context(wf, served.rules, served.worker_id, working,
                                                          str(out / "job_stdio"), env)
             return ctx
@@ -365,6 +380,7 @@ class Worker:
                 idle_since = time.monotonic()
             elif pump.halt == "done" and pump.idle():
                 self.summary.unrunnable = pump.unrunnable
+                self.summary.other_labels = pump.other_labels
                 self.summary.capacity = pump.capacity
                 return "done"
             elif (cfg.idle_timeout_s is not None and time.monotonic() - idle_since >= cfg.idle_timeout_s
@@ -382,6 +398,7 @@ class Worker:
                     if ex:
                         self._forget(ex.child)
                         exits.append(ex)
+            self.x.enforce_limits(self.children)   # limit_resources: jobs the monitor found over their memory
             if self._sigchld and self.children:
                 # One wait4 per wake-up collects every child that ended (SIGCHLD may merge several).
                 for ex in process.reap_any(self.children):
@@ -422,6 +439,7 @@ class Worker:
         process.close_pidfd(child)
         if child.kind == "job":
             self._hold(child.job, -1)
+            self.x.ended(child)
         else:
             self._recoveries_running -= 1
 
@@ -471,7 +489,9 @@ class Worker:
         # commit what ended with it, now rather than let leaf completions wait for company.
         return {"cpus": cpus, "gpus": gpus, "memory": mem, "limit": limit, "time_left_s": time_left,
                 "scheduler": cfg.scheduler, "hungry": jobs - slots <= HUNGRY * (k - 1) * slots,
-                "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_mem}
+                "job_cpus": job_cpus, "job_gpus": job_gpus, "job_memory": job_mem, "label": cfg.label,
+                # claims return declared outputs only when a served workflow has some (read when it was served)
+                "with_outputs": any((w.settings or {}).get("has_outputs") for w in list(self.pump.served.values()))}
 
     def _on_claimed(self, job: dict) -> None:
         """(pump thread) A job is ours: count it, and have its log files created in the background.
@@ -480,12 +500,12 @@ class Worker:
         self._hold(job, +1)
         job["_prep"] = self._log_pool.submit(self._prepare, job)
 
-    def _prepare(self, job: dict) -> tuple[list[str], dict, tuple[int, int]]:
-        """(background thread) Everything a spawn needs: argv, environment, open log files. Also closes
-        the parent's copies of started jobs' log files (two syscalls per job the loop need not make)."""
+    def _prepare(self, job: dict) -> execution.Prepared:
+        """(background thread) Everything a spawn needs: program, argv, environment, open log files. Also
+        closes the parent's copies of started jobs' log files (two syscalls per job the loop need not make)."""
         self._close_started_logs()
-        return (process.command_argv(job["command"]), self._env(job),
-                process.open_logs(*self._log_paths("job", job)))
+        stem = self._stem("job", job)   # makes the workflow's context (and execution settings) on first use
+        return self.x.prepare(job, self._torc_vars(job), stem)
 
     def _close_started_logs(self) -> None:
         while self._to_close:
@@ -522,25 +542,27 @@ class Worker:
         ids = [j["id"] for j in jobs]
         for j in jobs:
             self._hold(j, -1)
-            fds = _opened(j.pop("_prep", None))
-            if fds:  # never started: no log files for an attempt that did not run
-                os.close(fds[0])
-                os.close(fds[1])
-                for path in self._log_paths("job", j):
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+            prepared = _opened(j.pop("_prep", None))
+            if prepared:  # never started: no log files for an attempt that did not run
+                execution.discard(prepared)
         self.pump.release(ids)
 
-    def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
+    def _stem(self, prefix: str, job: dict) -> str:
         wf = job["workflow_id"]
-        stem = f"{self._context(wf).stdio_dir}/{logs.stem(prefix, wf, job['id'], job['run_id'], job['attempt_id'])}"
+        return f"{self._context(wf).stdio_dir}/{logs.stem(prefix, wf, job['id'], job['run_id'], job['attempt_id'])}"
+
+    def _log_paths(self, prefix: str, job: dict) -> tuple[str, str]:
+        stem = self._stem(prefix, job)
         return f"{stem}.o", f"{stem}.e"
 
+    @staticmethod
+    def _torc_vars(job: dict, **extra) -> dict:
+        return dict(TORC_JOB_ID=str(job["id"]), TORC_JOB_NAME=job["name"], TORC_ATTEMPT_ID=str(job["attempt_id"]),
+                    TORC_RUN_ID=str(job["run_id"]), **extra)
+
     def _env(self, job: dict, **extra) -> dict:
-        env = dict(self._context(job["workflow_id"]).env)
-        env.update(TORC_JOB_ID=str(job["id"]), TORC_JOB_NAME=job["name"],
-                   TORC_ATTEMPT_ID=str(job["attempt_id"]), TORC_RUN_ID=str(job["run_id"]), **extra)
-        return env
+        self._context(job["workflow_id"])   # made on first use, with the workflow's execution settings
+        return self.x.of(job).env.for_job(job, **self._torc_vars(job, **extra))
 
     def _watch(self, child: process.Child) -> None:
         self.children[child.pid] = child
@@ -548,34 +570,28 @@ class Worker:
             self._sel.register(child.pidfd, selectors.EVENT_READ, child)
 
     def _spawn_job(self, job: dict) -> None:
-        out, err = self._log_paths("job", job)
-        fds = None
+        prepared = None
         try:
             prep = job.pop("_prep", None)
-            if prep is not None:
-                argv, env, fds = prep.result()
-            else:
-                argv, env = process.command_argv(job["command"]), self._env(job)
+            prepared = prep.result() if prep is not None else self._prepare(job)
             self._enter(self._context(job["workflow_id"]))
             if not self.journal.started(job):   # before the spawn: a start the journal misses could run twice
                 raise OSError("the worker's start journal cannot be written")
-            child = process.spawn("job", job, argv, env, out, err, fds=fds, pidfd=not self._sigchld)
+            child = self.x.spawn(job, prepared, pidfd=not self._sigchld)
         except OSError as e:
-            if fds is not None:
-                os.close(fds[0])
-                os.close(fds[1])
+            if prepared is not None:
+                execution.discard(prepared, keep_stderr=True)
             # Could not even start (log files cannot be created: directory deleted, read-only, no inodes;
             # bash missing; fd limit): a failed attempt whose event says why; the worker carries on.
             why = f"torc could not start the job: {e}"
-            with contextlib.suppress(OSError):
-                Path(err).write_text(why + "\n")
+            execution.could_not_start(prepared, self._stem("job", job), e)
             self._hold(job, -1)
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
                               return_code=ExitCode.START_FAILED, started_at=job["started_at"])
             self._finish([_Ended(job, attempt, note={"start_error": why})])
             return
-        if fds is not None:  # the log thread closes our copies: two syscalls the loop need not make
-            self._to_close.extend(fds)
+        # the log thread closes our copies: two syscalls the loop need not make
+        self._to_close.extend(prepared.stdio.owned)
         self._watch(child)
 
     def _spawn_recovery(self, job: dict, attempt: Attempt, script: str, timeout_s: int) -> None:
@@ -606,19 +622,26 @@ class Worker:
             d = ex.exec_time_s
             self._recent_runtime_s = d if self._recent_runtime_s is None else 0.9 * self._recent_runtime_s + 0.1 * d
             rc, killed, reason = classify_exit(ex.return_code, ex.signaled, child.kill_reason, self._stop_request)
+            if reason == "walltime":
+                rc = self.x.timeout_exit_code(job)   # 152 unless execution_config.timeout_exit_code says otherwise
+            note = self.x.after_exit(child, rc, killed)   # declared outputs, delete_on_success, memory limit
+            if note:
+                rc = note["return_code"]
             attempt = Attempt(job["id"], job["run_id"], job["attempt_id"], self._context(job["workflow_id"]).worker_id,
                               return_code=rc,
                               started_at=datetime.fromtimestamp(child.started, timezone.utc),
                               completed_at=datetime.fromtimestamp(ex.ended, timezone.utc),
-                              exec_time_s=ex.exec_time_s, peak_memory_bytes=ex.peak_memory_bytes,
-                              cpu_time_s=ex.cpu_time_s)
-            batch.append(_Ended(job, attempt, killed=killed, kill_reason=reason))
+                              exec_time_s=ex.exec_time_s, cpu_time_s=ex.cpu_time_s,
+                              # the job's own peak, not the worker's (core/peak_memory.py)
+                              peak_memory_bytes=self.x.peak(child, ex.peak_memory_bytes, ex.cpu_time_s,
+                                                            ex.exec_time_s, rc))
+            batch.append(_Ended(job, attempt, killed=killed, kill_reason=reason, note=note))
         self._finish(batch)
 
     def _finish(self, batch: list["_Ended"]) -> None:
         """Hand a batch of ended attempts and recoveries to the pump: one transaction, which also claims
         the next jobs; recovery scripts start once their attempt's result is committed."""
-        steps, recoveries = [], []
+        steps, recoveries = self.x.take_steps(), []   # monitoring rows of these attempts, if monitored
         for e in batch:
             if e.script is not None:  # a recovery script ended
                 extra = e.ex.child.extra
@@ -660,7 +683,7 @@ class Worker:
                 self._count(plan.final)
         # A completion others wait for (its children), any failure (a cascade, a retry) and every recovery
         # is committed at once; a leaf's completion may ride with the next batch (worker/pump.py).
-        urgent = bool(recoveries) or any(name != "finish_completed" for name, _ in steps) \
+        urgent = bool(recoveries) or any(name not in _NOT_URGENT for name, _ in steps) \
             or any(e.job.get("has_children", True) for e in batch)
         self.pump.submit(steps, recoveries, claim=not self._stop_request, urgent=urgent)
         for a in self.actions:
@@ -697,8 +720,11 @@ class Worker:
                 exits.append(ex)
         for child in self.children.values():
             child.kill_reason = reason
-            process.signal_group(child, signal.SIGTERM)
-        deadline = time.monotonic() + self.cfg.kill_grace_s
+            process.signal_group(child, self.x.termination_signal(child.job))   # execution_config
+        grace = self.x.walltime_grace_s if reason == "walltime" and self.x.walltime_grace_s is not None \
+            else self.cfg.kill_grace_s
+        deadline = time.monotonic() + grace
+        exits = []
         while self.children:
             for child in list(self.children.values()):
                 ex = process.reap(child)

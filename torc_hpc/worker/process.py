@@ -51,11 +51,12 @@ def _on_path(program: str) -> bool:
     return shutil.which(program) is not None
 
 
-def command_argv(command: str) -> list[str]:
-    """argv for a job's command: direct exec for plain `program arg ...`, else `bash -c`."""
+def command_argv(command: str, which=None) -> list[str]:
+    """argv for a job's command: direct exec for plain `program arg ...`, else `bash -c`. `which(program)`
+    finds the program (default: on the worker's PATH; the job's own PATH is what counts, see spawn_env)."""
     if _SIMPLE.fullmatch(command):
         argv = command.split()
-        if _on_path(argv[0]):
+        if (which(argv[0]) if which else _on_path(argv[0])):
             return argv
     return ["bash", "-c", command]
 
@@ -66,7 +67,7 @@ def command_argv(command: str) -> list[str]:
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 
 
-def _open_log(path: Path) -> int:
+def open_log(path: Path | str) -> int:
     try:
         return os.open(path, _LOG_FLAGS | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -78,9 +79,9 @@ def _open_log(path: Path) -> int:
 def open_logs(stdout: Path, stderr: Path) -> tuple[int, int]:
     """Create an attempt's log files. Worth doing off the spawning thread: creating files waits on the
     file system's journal (and on Lustre/GPFS, on the metadata server)."""
-    fo = _open_log(stdout)
+    fo = open_log(stdout)
     try:
-        return fo, _open_log(stderr)
+        return fo, open_log(stderr)
     except OSError:
         os.close(fo)
         raise
@@ -93,11 +94,11 @@ def _devnull() -> int:
 
 
 def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Path, stderr: Path,
-          fds: tuple[int, int] | None = None, pidfd: bool = True) -> Child:
+          fds: tuple[int, int] | None = None, pidfd: bool = True, executable: str | None = None) -> Child:
     """Start argv in its own process group with stdout/stderr to files and stdin from /dev/null.
     `fds` are log files the caller already opened (see open_logs) and still owns; without them the
     files are opened and closed here. Without `pidfd`, the caller learns of the exit from SIGCHLD and
-    reap_any()."""
+    reap_any(). `executable`: the program's full path (default: argv[0] looked up on the worker's PATH)."""
     own = fds is None
     if own:
         fds = open_logs(stdout, stderr)
@@ -109,8 +110,9 @@ def spawn(kind: str, job: dict, argv: list[str], env: dict[str, str], stdout: Pa
     started = time.time()
     mono = time.monotonic()
     try:
-        pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions, setpgroup=0,
-                              setsigdef=_RESET_SIGNALS, setsigmask=())
+        launch = os.posix_spawn if executable and os.path.isabs(executable) else os.posix_spawnp
+        pid = launch(executable or argv[0], argv, env, file_actions=actions, setpgroup=0,
+                     setsigdef=_RESET_SIGNALS, setsigmask=())
     finally:
         if own:
             os.close(fds[0])

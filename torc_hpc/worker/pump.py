@@ -75,6 +75,7 @@ class Served:
     rules: dict
     worker_id: int | None = None
     canceled: bool = False
+    settings: dict | None = None    # Torc's execution settings (worker_settings: env, execution_config, ...)
 
 
 class Pump(threading.Thread):
@@ -146,6 +147,8 @@ class Pump(threading.Thread):
         self.error: BaseException | None = None
         self.halt: str | None = None    # workflow_canceled | declared_lost | done
         self.unrunnable: list[dict] = []
+        self.label: str | None = None   # the worker's --label: claims, probes and the end see only its jobs
+        self.other_labels: list[str] = []   # at the end: labels of ready jobs left for other workers
         self.capacity: dict = {}        # what this worker has, when it reports unrunnable jobs
         self.held_not_started: Callable[[], int] = lambda: 0   # the worker's prefetch (live progress)
         self.stop_recorded = False      # the worker's stop is in the database (its start journal is moot)
@@ -175,7 +178,8 @@ class Pump(threading.Thread):
         if self.all_mine:
             ids = ids + self._discover(MAX_SERVED - len(ids), ids)
         for wf in ids:
-            self.served[wf] = Served(self.db.workflow(wf), self.db.failure_rules(wf))
+            self.served[wf] = Served(self.db.workflow(wf), self.db.failure_rules(wf),
+                                     settings=self.db.one("worker_settings", workflow_id=wf))
         if self.workflow_id is None and ids:
             self.workflow_id = ids[0]
         return self.served
@@ -198,14 +202,16 @@ class Pump(threading.Thread):
         """--all-mine: the owner's workflows with ready jobs that it does not serve yet (oldest first)."""
         if room <= 0:
             return []
-        return [r["id"] for r in self.db.all("my_workflows_with_ready_jobs", serving=list(serving), limit=room)]
+        return [r["id"] for r in self.db.all("my_workflows_with_ready_jobs", serving=list(serving), limit=room,
+                                                  label=self.label)]
 
     def _serve_more(self) -> bool:
         """--all-mine, once per heartbeat period or when idle: register for newly found workflows. True if any."""
         self._next_discovery = time.monotonic() + self.heartbeat_s
         new = self._discover(MAX_SERVED - sum(not s.canceled for s in self.served.values()), list(self.served))
         for wf in new:
-            served = Served(self.db.workflow(wf), self.db.failure_rules(wf))
+            served = Served(self.db.workflow(wf), self.db.failure_rules(wf),
+                            settings=self.db.one("worker_settings", workflow_id=wf))
             served.worker_id = self.db.register_worker(wf, **self._worker_info)
             self.served[wf] = served
             if self.workflow_id is None:
@@ -557,12 +563,12 @@ class Pump(threading.Thread):
         if not ids:
             return "done" if self.exit_when_done else None
         if self.several:
-            probe = self.db.one("idle_probe_many", workflow_ids=ids)
+            probe = self.db.one("idle_probe_many", workflow_ids=ids, label=self.label)
             self._canceled(probe["canceled"])
             if self.halt:
                 return self.halt
         else:
-            probe = self.db.one("idle_probe", workflow_id=ids[0])
+            probe = self.db.one("idle_probe", workflow_id=ids[0], label=self.label)
             if probe["canceled"]:
                 return "workflow_canceled"
         ending = self.exit_when_done and not probe["running"]
@@ -581,13 +587,18 @@ class Pump(threading.Thread):
         if self.all_mine and self._serve_more():   # before leaving: has another workflow of its owner work?
             return None
         if not probe["ready"]:
+            # Ready jobs, if any, are for workers with other labels: say which (every ready row is one of
+            # them, so the bounded scan stops at once).
+            self.other_labels = sorted({r["label"] for wf in ids for r in self.db.all(
+                "ready_labels_elsewhere", workflow_id=wf, label=self.label)})
             return "done"
         # Ready jobs, nothing running anywhere, and our claim got none: done if none of them fits here.
         cpus, gpus, memory, time_left = self._limits() if self._limits else (2**62, 2**62, 2**62, 2**31 - 1)
         self.unrunnable = []
         for wf in ids:
             self.unrunnable += self.db.all("blocked_by_unrunnable", workflow_id=wf, cpus=cpus, gpus=gpus,
-                                           memory=memory, time_left_s=time_left)[:20 - len(self.unrunnable)]
+                                           memory=memory, time_left_s=time_left,
+                                           label=self.label)[:20 - len(self.unrunnable)]
         self.capacity = {"cpus": cpus, "gpus": gpus, "memory_bytes": memory,
                          "time_left_s": None if time_left >= 2**31 - 1 else time_left}
         return "done" if self.unrunnable else None

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from torc_hpc.core.gpus import worker_pool
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -18,19 +20,21 @@ class Resources:
         return cpus <= self.cpus and memory <= self.memory_bytes and gpus <= self.gpus
 
 
-def local_resources() -> Resources:
+def local_resources(gpus: int | None = None) -> Resources:
+    """This machine: its CPUs (affinity), memory, and GPUs: `gpus` when given (`--gpus`), else the devices a
+    visibility variable lists (CUDA_VISIBLE_DEVICES, AMD's, Intel's or Slurm's; see core.gpus)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    gpus = 0
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        gpus = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if gpus is None:
+        pool = worker_pool(os.environ, 0)
+        gpus = len(pool.devices)
     return Resources(cpus=cpus, memory_bytes=psutil.virtual_memory().total, gpus=gpus)
 
 
-def slurm_resources(env: dict | None = None) -> Resources:
+def slurm_resources(env: dict | None = None, gpus: int | None = None) -> Resources:
     """What this node of the allocation gives the worker, from Slurm's environment."""
     env = os.environ if env is None else env
-    base = local_resources()
+    gpus_given = gpus
+    base = local_resources(gpus)
     cpus = int(env.get("SLURM_CPUS_ON_NODE") or base.cpus)
     if env.get("SLURM_MEM_PER_NODE"):
         mem = int(env["SLURM_MEM_PER_NODE"]) * 2**20
@@ -39,6 +43,6 @@ def slurm_resources(env: dict | None = None) -> Resources:
     else:
         mem = base.memory_bytes
     gpus = base.gpus
-    if env.get("SLURM_GPUS_ON_NODE"):
+    if env.get("SLURM_GPUS_ON_NODE") and gpus_given is None:
         gpus = int(env["SLURM_GPUS_ON_NODE"])
     return Resources(cpus=cpus, memory_bytes=mem, gpus=gpus)

@@ -3,11 +3,13 @@
 
 -- name: claim_jobs
 -- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
--- head reads at most %(window)s entries of jobs_ready_idx in claim order (NULL: all), so a claim for which
--- nothing fits stops there instead of walking every ready job of a large workflow (the worker looks deeper,
--- window NULL, only now and then: worker/pump.py). candidates keeps the head's jobs that fit and locks them,
--- reaching each row by its ctid (same statement, same snapshot; a row changed meanwhile fails the recheck and
--- is skipped); fitting keeps the prefix whose running sums fit.
+-- head reads at most %(window)s entries of jobs_ready_idx in claim order within the worker's label (NULL:
+-- unlabeled jobs only; the label is part of the index) (window NULL: all), so a claim for which nothing fits
+-- stops there instead of walking every ready job of a large workflow (the worker looks deeper, window NULL,
+-- only now and then: worker/pump.py). candidates keeps the head's jobs that fit and locks them, reaching each
+-- row by its ctid (same statement, same snapshot; a row changed meanwhile fails the recheck and is skipped);
+-- fitting keeps the prefix whose running sums fit. Declared outputs (Torc's output_files) come back only when
+-- the worker says its workflow has some (it checks them after exit 0); otherwise no lookup per job.
 -- A job larger than the worker itself (job_*: what one slot set can hold) is never a candidate: the prefetch
 -- budget (cpus, gpus, memory: free slots plus the prefetch) would admit it, but it could never start.
 WITH wf AS (
@@ -15,7 +17,8 @@ WITH wf AS (
 ), head AS (
     SELECT ctid AS tid, id, priority, num_cpus, num_gpus, memory_bytes, runtime_s, scheduler
     FROM jobs
-    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND EXISTS (SELECT 1 FROM wf)
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') = coalesce(%(label)s::text, '')
+      AND EXISTS (SELECT 1 FROM wf)
     ORDER BY priority DESC, id
     LIMIT %(window)s
 ), candidates AS (
@@ -42,6 +45,7 @@ WITH wf AS (
     FROM fitting WHERE j.id = fitting.id
     RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
               j.memory_bytes, j.runtime_s, j.priority, j.started_at, j.interrupted_attempts,
+              j.invocation_script, j.env, j.stdio_mode, j.delete_stdio_on_success,
               -- whether others wait for it (its completion is committed at once; a leaf's may wait for the next batch)
               EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = j.id) AS has_children
 ), ev AS (
@@ -49,7 +53,11 @@ WITH wf AS (
     SELECT %(workflow_id)s, id, 'claimed', 'ready', 'running', attempt_id, (SELECT run_id FROM wf), %(worker_id)s
     FROM claimed
 )
-SELECT c.*, (SELECT run_id FROM wf) AS run_id FROM claimed c ORDER BY c.priority DESC, c.id;
+SELECT c.*, (SELECT run_id FROM wf) AS run_id,
+       CASE WHEN %(with_outputs)s::bool THEN (
+           SELECT array_agg(ARRAY[f.name, f.path] ORDER BY f.name) FROM job_files jf JOIN files f ON f.id = jf.file_id
+           WHERE jf.job_id = c.id AND jf.direction = 'output') END AS outputs
+FROM claimed c ORDER BY c.priority DESC, c.id;
 
 -- name: finish_completed
 -- A job exited 0: result row, completed, event, and its blocked children lose one unfinished parent
@@ -338,8 +346,17 @@ WHERE j.id = %(job_id)s AND j.workflow_id = %(workflow_id)s AND j.status = 'pend
 FOR UPDATE OF j;
 
 -- name: blocked_by_unrunnable
--- Ready jobs no worker here could ever run (too big), for the end-of-run summary.
+-- Ready jobs no worker here could ever run (too big), for the end-of-run summary (this worker's label only).
 SELECT id, name, num_cpus, num_gpus, memory_bytes, runtime_s FROM jobs
-WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') = coalesce(%(label)s::text, '')
   AND (num_cpus > %(cpus)s OR num_gpus > %(gpus)s OR memory_bytes > %(memory)s OR runtime_s > %(time_left_s)s)
 ORDER BY id LIMIT 20;
+
+-- name: ready_labels_elsewhere
+-- Labels of ready jobs this worker's label does not serve (at most 5; '' is unlabeled), for `torc run`'s
+-- end: a run leaves when only such jobs are left, and says which --label would run them.
+SELECT DISTINCT coalesce(label, '') AS label FROM (
+    SELECT label FROM jobs
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') <> coalesce(%(label)s::text, '')
+    LIMIT 1000
+) s LIMIT 5;

@@ -33,7 +33,8 @@ LIMIT %(limit)s;
 SELECT j.id, j.name, j.status::text AS status, j.attempt_id, j.return_code, j.priority, j.num_cpus, j.num_gpus,
        j.num_nodes, j.memory_bytes, j.runtime_s, j.worker_id, j.started_at, j.scheduler, j.command,
        CASE WHEN j.status = 'running' THEN %(run_id)s::int ELSE r.run_id END AS log_run_id,
-       CASE WHEN j.status = 'running' THEN j.attempt_id ELSE r.attempt_id END AS log_attempt_id
+       CASE WHEN j.status = 'running' THEN j.attempt_id ELSE r.attempt_id END AS log_attempt_id,
+       j.stdio_mode, j.delete_stdio_on_success AND j.status = 'completed' AS logs_deleted
 FROM jobs j
 LEFT JOIN LATERAL (
     SELECT run_id, attempt_id FROM results
@@ -46,7 +47,8 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- Attempts of a workflow (optionally of one job) in id order for a streamed listing, with what the job requested.
 SELECT r.id, r.job_id, j.name AS job_name, r.run_id, r.attempt_id, r.status::text AS status, r.return_code,
        r.started_at, r.completed_at, r.exec_time_s, r.peak_memory_bytes, r.cpu_time_s, r.worker_id,
-       j.memory_bytes AS requested_memory_bytes, j.runtime_s AS requested_runtime_s
+       j.memory_bytes AS requested_memory_bytes, j.runtime_s AS requested_runtime_s,
+       j.stdio_mode, j.delete_stdio_on_success AND r.status = 'completed' AS logs_deleted
 FROM results r JOIN jobs j ON j.id = r.job_id
 WHERE r.workflow_id = %(workflow_id)s AND (%(job_id)s::bigint IS NULL OR r.job_id = %(job_id)s::bigint)
 ORDER BY r.id
@@ -58,12 +60,14 @@ SELECT id FROM workflows WHERE owner = current_user ORDER BY id DESC LIMIT 1;
 
 -- name: job_by_id
 -- One job of a workflow by id (a JOB argument that is a number).
-SELECT id, name, status::text AS status, attempt_id, return_code, worker_id, started_at
+SELECT id, name, status::text AS status, attempt_id, return_code, worker_id, started_at, stdio_mode,
+       delete_stdio_on_success
 FROM jobs WHERE workflow_id = %(workflow_id)s AND id = %(job_id)s;
 
 -- name: job_by_name
 -- One job of a workflow by name (unique index on workflow_id, name).
-SELECT id, name, status::text AS status, attempt_id, return_code, worker_id, started_at
+SELECT id, name, status::text AS status, attempt_id, return_code, worker_id, started_at, stdio_mode,
+       delete_stdio_on_success
 FROM jobs WHERE workflow_id = %(workflow_id)s AND name = %(name)s;
 
 -- name: job_attempts
@@ -87,7 +91,8 @@ LIMIT 5;
 -- The first failed, terminated or pending_failed jobs of a workflow (end-of-run summary), with the return code
 -- and times of their last attempt.
 SELECT j.id, j.name, j.status::text AS status, j.attempt_id, j.return_code,
-       r.run_id, r.attempt_id AS result_attempt_id, r.exec_time_s, r.peak_memory_bytes
+       r.run_id, r.attempt_id AS result_attempt_id, r.exec_time_s, r.peak_memory_bytes,
+       j.stdio_mode, j.delete_stdio_on_success
 FROM jobs j
 LEFT JOIN LATERAL (
     SELECT run_id, attempt_id, exec_time_s, peak_memory_bytes FROM results

@@ -8,7 +8,8 @@
 -- its head that fit (at most %(window)s entries of jobs_ready_idx in claim order, NULL: all; at most %(limit)s
 -- offers), and the offers are taken round-robin: every workflow's first, then every workflow's second, ...,
 -- starting at a different workflow on each claim (%(rotate)s). Each job is claimed for the worker's row of its
--- own workflow. Keep in step with claim_jobs (jobs.sql), which serves one workflow.
+-- own workflow; only jobs with the worker's label (NULL: unlabeled ones). Keep in step with claim_jobs
+-- (jobs.sql), which serves one workflow.
 WITH served AS (
     SELECT s.workflow_id, s.worker_id, w.run_id,
            (s.ord + %(rotate)s) %% cardinality(%(workflow_ids)s::bigint[]) AS turn
@@ -22,6 +23,7 @@ WITH served AS (
         FROM (SELECT ctid AS tid, id, priority, num_cpus, num_gpus, memory_bytes, runtime_s, scheduler
               FROM jobs
               WHERE workflow_id = s.workflow_id AND status = 'ready'
+                AND coalesce(label, '') = coalesce(%(label)s::text, '')
               ORDER BY priority DESC, id
               LIMIT %(window)s) head
         WHERE head.num_cpus <= %(cpus)s AND head.num_gpus <= %(gpus)s AND head.memory_bytes <= %(memory)s
@@ -52,13 +54,18 @@ WITH served AS (
     FROM fitting f WHERE j.id = f.id
     RETURNING j.id, j.workflow_id, j.name, j.command, j.attempt_id, j.failure_handler_id, j.num_cpus, j.num_gpus,
               j.memory_bytes, j.runtime_s, j.priority, j.started_at, j.interrupted_attempts, f.run_id, f.worker_id AS claimed_by,
+              j.invocation_script, j.env, j.stdio_mode, j.delete_stdio_on_success,
               EXISTS (SELECT 1 FROM job_dependencies d WHERE d.parent_id = j.id) AS has_children
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
     SELECT workflow_id, id, 'claimed', 'ready', 'running', attempt_id, run_id, claimed_by
     FROM claimed
 )
-SELECT c.* FROM claimed c ORDER BY c.priority DESC, c.id;
+SELECT c.*,
+       CASE WHEN %(with_outputs)s::bool THEN (
+           SELECT array_agg(ARRAY[f.name, f.path] ORDER BY f.name) FROM job_files jf JOIN files f ON f.id = jf.file_id
+           WHERE jf.job_id = c.id AND jf.direction = 'output') END AS outputs
+FROM claimed c ORDER BY c.priority DESC, c.id;
 
 -- name: heartbeat_many
 -- Refresh a worker's heartbeat on all its rows at once; per workflow, whether it was canceled (or is being
@@ -70,21 +77,23 @@ RETURNING w.workflow_id, f.canceled_at IS NOT NULL AS workflow_canceled, w.stopp
 
 -- name: idle_probe_many
 -- idle_probe (workers.sql) for a worker serving several workflows: a running job in any of them, a ready one in
--- any of them (jobs_workflow_status_idx and jobs_ready_idx, one descent per workflow), and which of them are
--- canceled or gone.
+-- any of them for the worker's label (jobs_workflow_status_idx and jobs_ready_idx, one descent per workflow),
+-- and which of them are canceled or gone.
 SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND status = 'running') AS running,
-       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND status = 'ready') AS ready,
+       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND status = 'ready'
+                                    AND coalesce(label, '') = coalesce(%(label)s::text, '')) AS ready,
        ARRAY(SELECT x FROM unnest(%(workflow_ids)s::bigint[]) x
              WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = x AND w.canceled_at IS NULL)) AS canceled;
 
 -- name: my_workflows_with_ready_jobs
 -- `torc worker --all-mine`: the caller's own workflows (owner = current_user, whatever else row-level
--- security lets it read) that have a ready job, oldest first (workflows_owner_idx, then one probe of
--- jobs_ready_idx per workflow), leaving out those it serves already.
+-- security lets it read) that have a ready job for the worker's label, oldest first (workflows_owner_idx, then
+-- one probe of jobs_ready_idx per workflow), leaving out those it serves already.
 SELECT w.id FROM workflows w
 WHERE w.owner = current_user AND w.canceled_at IS NULL AND w.deleting_at IS NULL
   AND NOT (w.id = ANY (%(serving)s::bigint[]))
-  AND EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'ready')
+  AND EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'ready'
+                                        AND coalesce(j.label, '') = coalesce(%(label)s::text, ''))
 ORDER BY w.id
 LIMIT %(limit)s;
 

@@ -25,7 +25,7 @@ WHERE workflow_id = %(workflow_id)s AND status = ANY (%(statuses)s::job_status[]
 SELECT j.id AS job_id, j.name, j.command, j.status::text AS status, j.attempt_id, j.return_code, j.num_cpus,
        j.num_gpus, j.memory_bytes, j.runtime_s,
        r.run_id, r.attempt_id AS result_attempt_id, r.status::text AS result_status, r.exec_time_s,
-       r.peak_memory_bytes, r.cpu_time_s, r.completed_at
+       r.peak_memory_bytes, r.cpu_time_s, r.completed_at, j.stdio_mode, j.delete_stdio_on_success
 FROM jobs j
 LEFT JOIN LATERAL (
     SELECT run_id, attempt_id, status, exec_time_s, peak_memory_bytes, cpu_time_s, completed_at
@@ -41,7 +41,8 @@ SELECT j.id AS job_id, j.workflow_id, j.name, j.command, j.status::text AS statu
        j.cancel_on_blocking_job_failure, j.scheduler, j.unfinished_parents, w.run_id AS workflow_run_id,
        h.name AS failure_handler,
        r.run_id, r.attempt_id AS result_attempt_id, r.status::text AS result_status, r.return_code AS result_return_code,
-       r.started_at, r.completed_at, r.exec_time_s, r.peak_memory_bytes, r.cpu_time_s
+       r.started_at, r.completed_at, r.exec_time_s, r.peak_memory_bytes, r.cpu_time_s,
+       j.stdio_mode, j.delete_stdio_on_success
 FROM jobs j
 JOIN workflows w ON w.id = j.workflow_id
 LEFT JOIN failure_handlers h ON h.id = j.failure_handler_id
@@ -56,7 +57,7 @@ SELECT parent_id FROM job_dependencies WHERE child_id = %(job_id)s ORDER BY pare
 
 -- name: attempt_of_job
 -- The attempt whose logs to read: the given run and attempt, else the latest that left a result.
-SELECT run_id, attempt_id FROM results
+SELECT run_id, attempt_id, status::text AS status FROM results
 WHERE job_id = %(job_id)s
   AND (%(run_id)s::int IS NULL OR run_id = %(run_id)s::int)
   AND (%(attempt_id)s::int IS NULL OR attempt_id = %(attempt_id)s::int)

@@ -17,9 +17,11 @@ RETURNING f.canceled_at IS NOT NULL AS workflow_canceled, w.stopped_at IS NOT NU
 
 -- name: idle_probe
 -- What an idle worker asks before anything else, O(1) whatever the workflow's size: is a job of the workflow
--- running (jobs_workflow_status_idx) or ready (jobs_ready_idx), and was the workflow canceled?
+-- running (jobs_workflow_status_idx) or ready for this worker's label (jobs_ready_idx, whose second column is
+-- the label), and was the workflow canceled?
 SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running') AS running,
-       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready') AS ready,
+       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+                                    AND coalesce(label, '') = coalesce(%(label)s::text, '')) AS ready,
        coalesce((SELECT canceled_at IS NOT NULL FROM workflows WHERE id = %(workflow_id)s), true) AS canceled;
 
 -- name: stop_worker
