@@ -21,6 +21,10 @@ def test_the_view_shows_what_runs_what_failed_and_when_the_next_decision_is(db):
     other = [j for j in db.all("list_jobs", workflow_id=wf, status="ready")][0]
     db.event(wf, "retry", job_id=other["id"], attempt_id=2, run_id=1,
              detail={"return_code": 10, "reason": "rule 1 matched exit code 10; attempt 1 of 3"})
+    db.conn.execute("INSERT INTO allocations (workflow_id, walltime_s, submitted_by, state, slurm_job_id, nodes, "
+                    "cpus_per_node, mem) VALUES (%s, 3600, 'test', 'running', '4711', 1, 8, '16G'), "
+                    "(%s, 600, 'test', 'ended', '4700', 1, 8, '16G')", (wf, wf))
+    db.conn.execute("UPDATE allocations SET sacct_state = 'TIMEOUT' WHERE slurm_job_id = '4700'")
     now = datetime.now(timezone.utc)
     r = cycle.run_once(db, wf, None, cycle.WatchConfig(), now=now)
     r.decision = {"submit": False, "rule": "cooldown", "reason": "cooldown after the last submission",
@@ -34,6 +38,9 @@ def test_the_view_shows_what_runs_what_failed_and_when_the_next_decision_is(db):
     assert "next decision: wait (in 2m05s) — cooldown after the last submission" in text
     assert "running (1 of 1, longest first)" in text and claimed[0]["name"] in text and "node-a" in text
     assert "recent failures" in text and other["name"] in text and "retried: rule 1 matched exit code 10" in text
+    allocations = text[text.index("allocations ("):text.index("running (")]
+    assert "1 active of 2" in allocations and allocations.index("4711") < allocations.index("4700")
+    assert "running" in allocations and "TIMEOUT" in allocations and "1×8 CPUs 16G" in allocations
     assert all(len(line) <= 80 for line in text.splitlines())
 
 

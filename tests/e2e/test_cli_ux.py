@@ -295,3 +295,13 @@ def test_logs_recovery_shows_the_attempt_whose_recovery_script_ran(torc):
     info = torc.json("logs", "last", "flaky", "--recovery")
     assert info["attempt_id"] == 1 and info["tails"]["recovery_stdout"] == "fixing after 1"
     assert torc.json("logs", "last", "flaky")["attempt_id"] == 2          # the job's own logs: still the latest
+
+
+def test_last_is_a_workflow_for_torc_worker_too(torc):
+    setup(torc, "name: w\njobs:\n  - {name: a, command: 'echo hi'}\n")
+    torc("workflows", "create", "wf.yaml")
+    proc = torc("worker", "last", "--idle-timeout", "1", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [j["status"] for j in torc.json("jobs", "list", "last")] == ["completed"]
+    bad = torc("worker", "first", check=False)
+    assert bad.returncode != 0 and "'first' is not a workflow" in bad.stderr

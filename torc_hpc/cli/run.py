@@ -301,8 +301,9 @@ def print_summary(s: dict) -> None:
                 console.print(f"  [dim]# {escape(x['why'])}[/dim]\n  {escape(x['command'])}", highlight=False)
 
 
-def worker(workflow_id: Optional[int] = typer.Argument(None, metavar="WF", show_default=False,
-                                                     help="the workflow id (or give --workflows / --all-mine)"),
+def worker(workflow_id: Optional[str] = typer.Argument(None, metavar="WF", show_default=False,
+                                                     help="the workflow id or `last` (or give --workflows / "
+                                                          "--all-mine)"),
            workflows: Optional[str] = typer.Option(
                None, "--workflows", show_default=False, metavar="3,7,9",
                help="serve several workflows of yours at once (comma-separated ids): claims take turns between "
@@ -332,8 +333,15 @@ def worker(workflow_id: Optional[int] = typer.Argument(None, metavar="WF", show_
     ids = _workflow_list(workflows)
     if (workflow_id is not None) + (workflows is not None) + all_mine != 1:
         raise typer.BadParameter("give one of: a workflow id, --workflows 3,7,9, or --all-mine")
+    wf_id = workflow_id
+    if workflow_id is not None:
+        if workflow_id.strip().isdigit():   # what sbatch scripts pass: no lookup, no extra connection
+            wf_id = int(workflow_id)
+        else:
+            with open_db() as db:           # `last`
+                wf_id = common.workflow_id(db, workflow_id)
     url = resolve_url(state.url)
-    summary = run_worker(url, workflow_id, slurm=slurm, idle_timeout_s=idle_timeout,
+    summary = run_worker(url, wf_id, slurm=slurm, idle_timeout_s=idle_timeout,
                          walltime_buffer_s=walltime_buffer, scheduler=scheduler, max_parallel_jobs=max_parallel_jobs,
                          allocation_id=allocation_id, workflow_ids=ids, all_mine=all_mine, label=label, gpus=gpus)
     print(f"torc worker: stopped ({summary.stop_reason}); attempts {summary.attempts}; {summary.finished}")
