@@ -6,7 +6,9 @@ the pooled run, a private pgbouncer (tests/pgbouncer.py: Debian's package, insta
 run gets a fresh database and the workers bench's workflow shape (a gate job, then JOBS `true` jobs that
 depend on it): N `torc worker WF -j 1` start, the gate opens once every worker has registered or died, and
 two `torc watch --all --once` start together a moment later (TORC_NO_SLURM=1: the shared Slurm is left
-alone). Every phase has a time limit: whatever still runs then is killed and the run is reported as failed.
+alone). In the pooled run every torc process has TORC_DB_POOLER=transaction (nothing prepared, no LISTEN:
+idle workers poll) and no TORC_NOTIFY_URL. Every phase has a time limit: whatever still runs then is killed
+and the run is reported as failed.
 
 Reported per run: jobs/s (completed ÷ time from the gate to the last completion or the end), final job
 counts, whether every job completed exactly once (results rows), worker and watcher exit codes, the errors
@@ -97,8 +99,9 @@ class ConnectionSampler(threading.Thread):
         return self.max
 
 
-def start_watchers(url: str, workdir: Path, count: int, tag: str) -> list[tuple[subprocess.Popen, Path]]:
-    env = dict(os.environ, TORC_DATABASE_URL=url, TORC_NO_SLURM="1")
+def start_watchers(url: str, workdir: Path, count: int, tag: str,
+                   env: dict | None = None) -> list[tuple[subprocess.Popen, Path]]:
+    env = dict(os.environ, TORC_DATABASE_URL=url, TORC_NO_SLURM="1", **(env or {}))
     out = []
     for i in range(count):
         log = workdir / f"watch_{tag}_{i}.log"
@@ -114,10 +117,11 @@ def _finish(procs, limit_s: float) -> None:
     kill_all(procs)
 
 
-def run(pg, *, jobs: int, workers: int, url: str, dbname: str, tag: str) -> dict:
-    """One run of `workers` workers on a fresh workflow, connecting with `url` (direct or pooled)."""
+def run(pg, *, jobs: int, workers: int, url: str, dbname: str, tag: str, env: dict | None = None) -> dict:
+    """One run of `workers` workers on a fresh workflow, connecting with `url` (direct or pooled); `env`
+    for every torc process (TORC_DB_POOLER=transaction behind pgbouncer)."""
     direct = pg.url(dbname)
-    r: dict = {"connection": tag, "workers": workers, "jobs": jobs, "ok": False}
+    r: dict = {"connection": tag, "workers": workers, "jobs": jobs, "ok": False, "env": env or {}}
     with tempfile.TemporaryDirectory(prefix=f"torc-bench-pooler-{tag}-") as d:
         workdir = Path(d)
         gate = workdir / "gate"
@@ -130,7 +134,7 @@ def run(pg, *, jobs: int, workers: int, url: str, dbname: str, tag: str) -> dict
 
         sampler = ConnectionSampler(pg.url(), dbname, exclude=(mon.execute("SELECT pg_backend_pid()").fetchone()[0],))
         sampler.start()
-        procs = start_workers(workers, url, wf, workdir)
+        procs = start_workers(workers, url, wf, workdir, env=env)
         watchers = []
         try:
             wait_until(lambda: one("SELECT count(*) FROM workers WHERE workflow_id = %s") +
@@ -139,7 +143,7 @@ def run(pg, *, jobs: int, workers: int, url: str, dbname: str, tag: str) -> dict
             t0 = time.perf_counter()
             gate.touch()
             time.sleep(1.0)
-            watchers = start_watchers(url, workdir, 2, tag)
+            watchers = start_watchers(url, workdir, 2, tag, env)
             done = wait_until(lambda: one("SELECT count(*) FROM jobs WHERE workflow_id = %s AND status = 'completed'")
                               == jobs + 1 or all(p.poll() is not None for p, _ in procs), RUN_LIMIT_S, 0.1)
             t1 = time.perf_counter()
@@ -198,7 +202,7 @@ def probes(pg, pooled_url: str, dbname: str, workdir: Path) -> dict:
         out["advisory_locks_held_with_no_torc_process"] = direct.execute(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND a.datname = %s", (dbname,)).fetchone()[0]
-        third = start_watchers(pooled_url, workdir, 1, "after")
+        third = start_watchers(pooled_url, workdir, 1, "after", {"TORC_DB_POOLER": "transaction"})
         _finish(third, WATCH_LIMIT_S)
         out["third_watch_after_the_run"] = _watch_summary(third[0][1].read_text(errors="replace"))
         # Every server connection of the pool, each pinned by an open transaction of a new client.
@@ -228,7 +232,7 @@ def main(jobs: int = 20_000, workers: int = 100) -> dict:
     if reason:
         raise SystemExit(f"the pooler benchmark needs pgbouncer: {reason}")
     runs = {}
-    with private_server({"max_connections": str(3 * workers + 60)}) as pg:
+    with private_server({"max_connections": str(workers + 60)}) as pg:
         pg_version = server_version(pg.url())
         url = migrated_database(pg, "pooler_direct")
         runs["direct"] = run(pg, jobs=jobs, workers=workers, url=url, dbname="pooler_direct", tag="direct")
@@ -237,7 +241,7 @@ def main(jobs: int = 20_000, workers: int = 100) -> dict:
         with Pgbouncer(pg, pool_mode="transaction", default_pool_size=POOL_SIZE,
                        max_client_conn=max(1000, 4 * workers)) as bouncer:
             runs["pgbouncer"] = run(pg, jobs=jobs, workers=workers, url=bouncer.url("pooler_pooled"),
-                                    dbname="pooler_pooled", tag="pgbouncer")
+                                    dbname="pooler_pooled", tag="pgbouncer", env={"TORC_DB_POOLER": "transaction"})
             runs["pgbouncer"]["pgbouncer_pool_at_end"] = bouncer.pool("pooler_pooled")
         _report(runs["pgbouncer"])
     d, p = runs["direct"], runs["pgbouncer"]

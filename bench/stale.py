@@ -174,7 +174,11 @@ def main(jobs: int = 1_000_000, running: int = 50_000) -> dict:
     for name, r in results.items():
         print(f"# {name}: " + " · ".join(f"{label} {v['buffers']} buf {v['ms']} ms [{'; '.join(v['jobs_access'][:2])}]"
                                          for label, v in r.items()), file=sys.stderr, flush=True)
-    worst = max(results.items(), key=lambda kv: kv[1]["stale"]["buffers"] / max(kv[1]["fresh"]["buffers"], 1))
+    # The finish statements (and release_jobs) must reach jobs by key; the claim walks jobs_ready_idx, and its
+    # first run after many jobs left `ready` steps over their dead index entries (autovacuum's matter, not the
+    # statistics'): it is reported above, not judged here.
+    worst = max(((k, v) for k, v in results.items() if k != "claim_jobs"),
+                key=lambda kv: kv[1]["stale"]["buffers"] / max(kv[1]["fresh"]["buffers"], 1))
     ratio = worst[1]["stale"]["buffers"] / max(worst[1]["fresh"]["buffers"], 1)
     return emit({"name": "stale_plans", "value": worst[1]["stale"]["buffers"], "unit": f"buffers ({worst[0]}, stale)",
                  "peer": "the same after ANALYZE", "peer_value": worst[1]["fresh"]["buffers"], "ratio": ratio,

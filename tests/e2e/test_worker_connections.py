@@ -142,3 +142,40 @@ def test_a_run_reaches_small_jobs_behind_more_unrunnable_ones_than_a_claim_looks
     assert proc.returncode == 1
     assert out["counts"] == {"ready": CLAIM_WINDOW + 200, "completed": 3}, out["counts"]
     assert out["unrunnable"] and out["unrunnable"][0].startswith("big_")
+
+
+class _Sampler:
+    """The most torc backends on the test database at once, sampled every 20 ms."""
+
+    def __init__(self, url: str):
+        import threading
+
+        self.url, self.most, self._stop = url, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with psycopg.connect(self.url, autocommit=True, application_name="test-counter") as c:
+            while not self._stop.wait(0.02):
+                n = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND application_name = 'torc'").fetchone()[0]
+                self.most = max(self.most, n)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def test_the_cli_and_the_watcher_hold_one_connection_at_a_time(torc):
+    torc.env["TORC_NO_SLURM"] = "1"
+    torc.write("wf.yaml", "name: one\njobs:\n  - {name: 'j_{i}', command: 'sleep 0.5', parameters: {i: '1:4'}}\n")
+    with _Sampler(torc.url) as run:
+        torc("run", "wf.yaml", "-j", "4")
+    with _Sampler(torc.url) as others:
+        torc("watch", "last", "--once")
+        torc("workflows", "status", "last")
+        torc("jobs", "list", "last")
+    assert run.most == 1 and others.most == 1

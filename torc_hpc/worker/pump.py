@@ -53,6 +53,9 @@ IDLE_POLL_MIN_S = 0.05     # an idle worker looks for work this soon, then backs
 IDLE_POLL_MAX_S = 1.0      # ... doubling up to this (O(1) probes: 1,000 idle workers ≈ 1,000 cheap reads/s)
 TICK_S = 0.5               # on_tick (the live progress of `torc run`)
 CLAIM_WINDOW = 1000        # a claim looks at this many ready jobs (claim order) for ones that fit, no more
+# A worker for which none of those fits looks at all ready jobs at most this often (and before it decides it is
+# done): that walk is O(ready jobs), 240 ms on 500,000 ready jobs (bench/idle.py).
+DEEP_CLAIM_S = 60.0
 LAZY_COMMIT_S = 0.25       # a leaf job's completion waits at most this long for others to commit with
 
 # Steps after which the job is no longer running under this worker (record_attempt_result is not one:
@@ -137,7 +140,7 @@ class Pump(threading.Thread):
         now = time.monotonic()
         self._next_heartbeat = now + heartbeat_s
         self._next_reconcile = now      # the first idle check reconciles
-        self._next_deep_claim = now     # a claim past the first CLAIM_WINDOW ready jobs: at most once a period
+        self._next_deep_claim = now     # a claim past the first CLAIM_WINDOW ready jobs: at most every DEEP_CLAIM_S
         self._next_discovery = now + heartbeat_s   # --all-mine: look for more workflows with ready jobs
         self._next_tick = now
         self._next_idle: float | None = None
@@ -576,10 +579,10 @@ class Pump(threading.Thread):
             params = self._claim_params()
             if params is not None and params["limit"] > 0:
                 # The claim looks at the first CLAIM_WINDOW ready jobs; beyond them (a worker too small for
-                # the head of a long queue) only once per heartbeat period, or before deciding it is done.
+                # the head of a long queue) only every DEEP_CLAIM_S, or before deciding it is done.
                 deep = ending or now >= self._next_deep_claim
                 if deep:
-                    self._next_deep_claim = now + self.heartbeat_s
+                    self._next_deep_claim = now + DEEP_CLAIM_S
                 if self._batch([], [], {**params, "window": None if deep else CLAIM_WINDOW}, heartbeat=False):
                     return None
         if not ending:
