@@ -321,8 +321,7 @@ def _restart_given(db: Database, workflow_id: int, job_ids, decider: Decider) ->
         if problems:
             raise DecisionRejected({"workflow_id": workflow_id, "reset": 0, "errors": problems}, problems,
                                    what="job")
-        row = db.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=ids,
-                     reason=f"restart_jobs via {decider.via} ({decider.name})")
+        row = db.reset_jobs(workflow_id, ids, reason=f"restart_jobs via {decider.via} ({decider.name})")
         db.event(workflow_id, "workflow_reset", run_id=row["run_id"],
                  detail={"job_ids": ids, "jobs_reset": row["reset"], "decided_by": decider.name,
                          "via": decider.via})

@@ -34,7 +34,7 @@ ARCHIVE_VERSION = 1
 
 # Small tables first (read whole), then the large ones (streamed); the order a re-import would follow.
 _SMALL = ("failure_handlers", "failure_handler_rules", "slurm_schedulers", "watch_state", "workers", "allocations",
-          "files", "user_data", "datasets", "workflow_actions", "recovery_claims")
+          "files", "user_data", "datasets", "workflow_actions", "recovery_claims", "spawn_lineages")
 _LARGE = ("jobs", "job_dependencies", "job_files", "job_user_data", "job_datasets", "action_jobs", "results", "events")
 TABLES = _SMALL + _LARGE
 

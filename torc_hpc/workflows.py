@@ -147,6 +147,8 @@ def details(db: Database, workflow_id: int) -> dict:
     out["files"] = db.all("list_files", workflow_id=workflow_id) if row["files"] else []
     out["user_data"] = db.all("list_user_data", workflow_id=workflow_id) if row["user_data"] else []
     out["actions"] = db.all("list_actions", workflow_id=workflow_id) if row["actions"] else []
+    out["datasets"] = db.all("list_datasets", workflow_id=workflow_id) if row["datasets"] else []
+    out["lineages"] = db.all("list_lineages", workflow_id=workflow_id)
     return out
 
 

@@ -41,6 +41,25 @@ def test_user_data_pipeline_example_passes_values_between_jobs(torc):
     assert values["settings"]["data"] == {"scale": 5} and values["result"]["updated_by_job"] is not None
 
 
+def test_actions_example_fires_each_action_once_in_order(torc):
+    _copy_examples(torc)
+    torc("run", "examples/yaml/actions_pipeline.yaml", timeout=180)
+    assert torc.json("workflows", "status", "last")["counts"] == {"completed": 7}
+    assert (torc.cwd / "work/log.txt").read_text().splitlines() == [
+        "started", "raw data complete: 3 parts", "total 21 bytes"]
+    import tarfile
+
+    with tarfile.open(torc.cwd / "archive/raw.tar.gz") as t:
+        assert sorted(t.getnames()) == ["work/raw_1.txt", "work/raw_2.txt", "work/raw_3.txt"]
+    wf = torc.json("workflows", "list")[0]["id"]
+    acts = torc.json("workflows", "show", wf)["actions"]
+    assert [a["trigger_type"] for a in acts] == ["on_workflow_start", "on_jobs_ready", "on_jobs_complete",
+                                                 "on_workflow_complete"]
+    assert all(a["fired_at"] for a in acts)
+    kinds = [e["kind"] for e in torc.json("events", "list", wf) if e["kind"].startswith("action_")]
+    assert kinds == ["action_started", "action_completed"] * 4
+
+
 def test_monitored_job_example_is_sampled_limited_and_plotted(torc):
     _copy_examples(torc)
     proc = torc("run", "examples/yaml/monitored_job.yaml", "-j", "3", "--format", "json", check=False, timeout=240)

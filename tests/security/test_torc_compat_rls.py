@@ -71,3 +71,20 @@ def test_the_watcher_reads_scheduling_data_but_not_what_jobs_run_with(cluster_db
                      "UPDATE files SET path = '/etc/passwd'", "UPDATE workflow_actions SET config = '{}'"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 c.execute(stmt)
+
+
+def test_the_watcher_fires_actions_but_changes_nothing_else_about_them(cluster_db, alice_compat):
+    with _conn(cluster_db, "watch") as c:
+        with c.transaction():
+            n = c.execute("UPDATE workflow_actions SET fired_at = now(), fired_by = 'watch', "
+                          "reached_count = reached_count WHERE workflow_id = %s", (alice_compat,)).rowcount
+            assert n == 1
+            raise psycopg.Rollback()
+        for stmt in ("UPDATE workflow_actions SET action_type = 'schedule_nodes'",
+                     "UPDATE workflow_actions SET selected_count = 0", "DELETE FROM workflow_actions",
+                     "INSERT INTO workflow_actions (workflow_id, position, trigger_type, action_type, config) "
+                     "VALUES (1, 9, 'on_workflow_start', 'run_commands', '{}')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(stmt)
+    with _conn(cluster_db, "bob") as c:   # another user cannot fire alice's actions
+        assert c.execute("UPDATE workflow_actions SET fired_at = now()").rowcount == 0

@@ -32,3 +32,23 @@ def test_reports_per_file_per_format_and_fields(tmp_path):
     table = subprocess.run([sys.executable, str(TOOL), str(tmp_path)],
                            capture_output=True, text=True, timeout=120, check=True).stdout
     assert "ACCEPTED" in table and "REJECTED" in table and "1/3 (33 %)" in table
+
+
+def test_run_mode_runs_accepted_specs_with_torc_run_and_says_why_they_failed(tmp_path, db_url):
+    import os
+
+    (tmp_path / "ok.yaml").write_text("name: ok\njobs:\n  - {name: a, command: echo a > a.txt}\n")
+    (tmp_path / "missing.yaml").write_text("name: missing\njobs:\n  - {name: a, command: python3 no_such_script.py}\n")
+    (tmp_path / "big.yaml").write_text("name: big\nresource_requirements:\n  - {name: huge, num_cpus: 4096}\n"
+                                       "jobs:\n  - {name: a, command: 'true', resource_requirements: huge}\n")
+    env = dict(os.environ, TORC_DATABASE_URL=db_url)
+    out = subprocess.run([sys.executable, str(TOOL), str(tmp_path), "--json", "--run"], env=env,
+                         capture_output=True, text=True, timeout=300, check=True)
+    report = json.loads(out.stdout)
+    runs = {Path(f["path"]).name: f["run"] for f in report["files"]}
+    assert runs["ok.yaml"]["outcome"] == "completed" and runs["ok.yaml"]["counts"] == {"completed": 1}
+    assert runs["big.yaml"]["outcome"] == "completed" and "-j 2" in runs["big.yaml"]["command"]
+    assert runs["missing.yaml"]["outcome"] == "failed" and runs["missing.yaml"]["first_failed_job"] == "a"
+    assert runs["missing.yaml"]["cause"] == "the example calls a program or file it does not ship"
+    assert report["runs"]["without_slurm"]["completed"] == 2 and report["runs"]["without_slurm"]["total"] == 3
+    assert not (tmp_path / "a.txt").exists()   # it ran in a temporary copy, not in place

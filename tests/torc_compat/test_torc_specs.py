@@ -383,7 +383,6 @@ def test_datasets_fan_in():
     assert job(wf, "read_all").command == "cat out/shards/*.txt"
 
 
-@todo("dynamic_jobs")
 def test_dynamic_jobs_cap_is_kept():
     assert expand("dynamic_jobs.yaml").spec.dynamic_jobs.max_iterations == 4
 
@@ -395,7 +394,6 @@ def test_dynamic_jobs_cap_is_kept():
     ("not_supported_mode_slurm.yaml", "mode"),
     ("not_supported_slurm_config.yaml", "slurm_config"),
     ("not_supported_server.yaml", "start_server_on_head_node"),
-    ("dynamic_jobs.yaml", "dynamic_jobs"),
 ])
 def test_not_supported_says_why(name, key):
     msg = rejection(name)

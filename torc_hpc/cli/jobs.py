@@ -187,3 +187,65 @@ def events_list(workflow_id: str = WorkflowArg(),
         rows = db.stream("list_events", itersize=LISTING_FETCH_ROWS, workflow_id=wf_id, after_id=after,
                          limit=limit)
         stream_rows(rows, EVENT_COLS, fmt, wide=wide, empty=f"no events in workflow {wf_id} after id {after}")
+
+
+@app.command("spawn")
+def jobs_spawn(jobs: str = typer.Option(..., "--jobs", help="the new jobs: JSON text, @FILE, or - (stdin); a "
+                                        "list of {name, command, depends_on, resource_requirements, priority, "
+                                        "cancel_on_blocking_job_failure}; [] ends the lineage"),
+               lineage: Optional[str] = typer.Option(None, "--lineage", help="which lineage this spawn counts "
+                                                     "toward (default: TORC_ORCHESTRATOR_LINEAGE_ID)"),
+               state: Optional[str] = typer.Option(None, "--state", help="JSON to keep with the lineage for its "
+                                                   "next generation (`torc workflows show` lists it)"),
+               workflow: Optional[int] = typer.Option(None, "--workflow", help="default: TORC_WORKFLOW_ID"),
+               job: Optional[int] = typer.Option(None, "--job", help="the spawning job (must be running); "
+                                                 "default: TORC_JOB_ID"),
+               fmt: Format = FormatOpt):
+    """From inside a running job: add jobs to its workflow that wait for this job (one transaction).
+
+    Each lineage spawns at most `dynamic_jobs.max_iterations` times (the spec's; 1000 if it says nothing).
+    A repeat of a call that already went through changes nothing. Spawned jobs get
+    TORC_ORCHESTRATOR_LINEAGE_ID and TORC_ORCHESTRATOR_GENERATION (which spawn made them).
+
+    Example: `torc jobs spawn --lineage caseA --jobs '[{"name": "step_2", "command": "./step.sh 2"}]'`
+    """
+    import json
+    import os
+    import sys
+
+    from torc_hpc import spawn as spawning
+    from torc_hpc.errors import TorcError
+
+    if jobs == "-":
+        text = sys.stdin.read()
+    elif jobs.startswith("@"):
+        try:
+            with open(jobs[1:]) as f:
+                text = f.read()
+        except OSError as e:
+            raise TorcError(f"cannot read the batch from {jobs[1:]}: {e}") from None
+    else:
+        text = jobs
+    lineage = lineage or os.environ.get(spawning.LINEAGE_ENV)
+    if not lineage:
+        raise TorcError("give --lineage (or run in a spawned job, where TORC_ORCHESTRATOR_LINEAGE_ID is set)")
+    env_wf, env_job = (None, None)
+    if workflow is None or job is None:
+        env_wf, env_job = spawning.caller_from_env()
+    try:
+        state_value = json.loads(state) if state is not None else None
+    except ValueError as e:
+        raise TorcError(f"--state must be JSON: {e}") from None
+    with open_db() as db:
+        out = spawning.spawn(db, workflow or env_wf, job or env_job, lineage, spawning.read_batch(text), state_value)
+    if fmt is not Format.table:
+        from torc_hpc.cli.output import emit_json
+
+        emit_json(out)
+    elif out["converged"]:
+        console.print(f"lineage {lineage} converged after {out['iteration']} spawn(s)")
+    elif out.get("repeated"):
+        console.print(f"already spawned: {', '.join(j['name'] for j in out['spawned'])} (nothing changed)")
+    else:
+        console.print(f"spawned {len(out['spawned'])} job(s) in lineage {lineage} (spawn {out['iteration']}): "
+                      + ", ".join(j["name"] for j in out["spawned"]))

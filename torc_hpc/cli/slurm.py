@@ -72,7 +72,8 @@ def submit_slurm(
     """Create a workflow (or take an existing one) and submit Slurm allocations whose workers run its jobs.
 
     Each allocation runs `torc worker WF --slurm`, which claims jobs that fit the allocation's CPUs,
-    memory and remaining time. Scripts and Slurm's own logs go to OUTPUT_DIR/slurm/.
+    memory and remaining time. Scripts and Slurm's own logs go to OUTPUT_DIR/slurm/. A spec with
+    `schedule_nodes` actions due at the start (on_workflow_start) gets exactly those allocations instead.
 
     Example: `torc submit-slurm --account my_project --partition debug sweep.yaml`
     """
@@ -87,7 +88,10 @@ def submit_slurm(
             out = script_setting("output_dir", output_dir, "--output-dir")
             wf_id = ops.create_from_file(db, target, output_dir=out,
                                          limits=expansion_limits(max_jobs, max_dependencies))
-        result = slurm_ops.submit_for_workflow(db, wf_id, client, opts, num_allocations, submitted_by="submit-slurm")
+        # A spec whose actions schedule nodes at the start (Torc's `torc submit`) gets those allocations;
+        # otherwise they are sized from the waiting jobs.
+        result = slurm_ops.submit_start_actions(db, wf_id, client) or slurm_ops.submit_for_workflow(
+            db, wf_id, client, opts, num_allocations, submitted_by="submit-slurm")
     if fmt is not Format.table:
         emit_json({"workflow_id": wf_id, **result})
         return

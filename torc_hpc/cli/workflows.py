@@ -97,6 +97,12 @@ def workflows_show(workflow_id: str = WorkflowArg(), fmt: Format = FormatOpt):
     if d["actions"]:
         emit_rows(d["actions"], ["position", "trigger_type", "action_type", "config", "selected_count", "fired_at"],
                   fmt, title="actions (run by the worker and the watcher)")
+    if d.get("datasets"):
+        emit_rows(d["datasets"], ["name", "path", "writers", "readers", "finalized_at", "file_count", "total_bytes",
+                                  "digest"], fmt, title="datasets (fingerprinted when their writers finish)")
+    if d.get("lineages"):
+        emit_rows(d["lineages"], ["lineage", "iterations", "converged_at", "state"], fmt,
+                  title=f"spawn lineages (dynamic_jobs: at most {d['dynamic_max_iterations']} spawns each)")
 
 
 @app.command("status")

@@ -13,10 +13,12 @@ What each kind gets (default deny: anything not listed here is refused by Postgr
 - watcher: reads every table (except jobs.command, jobs.invocation_script, jobs.env, workflows.spec and
   workflows.env, which scheduling never needs) and
   every view; records allocations, watch state, events and results; finishes, resizes (memory, runtime)
-  and resets jobs; declares workers lost. It holds no privilege on a command, a recovery script, a
+  and resets jobs; declares workers lost; fires workflow actions (fired_at, fired_by, reached_count).
+  It holds no privilege on a command, a recovery script, a
   working directory, an output directory or an environment.
 - admin: reads everything (tables and the admin_* views); may cancel any workflow and job (the policies
-  allow only canceled_at / status canceled) and record the event.
+  allow only canceled_at / status canceled) and record the event, which moves the counters of the
+  actions waiting for those jobs (workflow_actions.reached_count).
 """
 
 from __future__ import annotations
@@ -54,12 +56,15 @@ WATCHER_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "jobs": ((), ("status", "attempt_id", "return_code", "ready_at", "unfinished_parents", "worker_id",
                   "started_at", "memory_bytes", "runtime_s")),
     "workflows": ((), ("run_id", "canceled_at")),
+    # Actions: fire them (schedule_nodes as the owner) and move their counters when finishing or resetting.
+    "workflow_actions": ((), ("reached_count", "fired_at", "fired_by")),
 }
 # Columns the watcher may not even read: what a job runs and with which environment.
 WATCHER_HIDDEN = {"jobs": {"command", "invocation_script", "env"}, "workflows": {"spec", "env"}}
 
 ADMIN_WRITES: dict[str, tuple[object, tuple[str, ...]]] = {
     "events": ("*", ()),
+    "workflow_actions": ((), ("reached_count",)),   # a cancel moves the on_jobs_complete counters
     "jobs": ((), ("status",)),
     "workflows": ((), ("canceled_at",)),
 }

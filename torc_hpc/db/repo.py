@@ -272,6 +272,8 @@ class Database:
                         directions.append(direction)
             if job_ids:
                 self.run(insert_refs, workflow_id=wf_id, job_ids=job_ids, item_ids=item_ids, directions=directions)
+            if kind == "datasets":
+                self._dataset_finalizers(wf_id, items, ids, job_ids, item_ids, directions)
         for a in expanded.actions:
             config = {"commands": a.commands, "scheduler": a.scheduler, "num_allocations": a.num_allocations,
                       "start_one_worker_per_node": a.start_one_worker_per_node,
@@ -281,8 +283,31 @@ class Database:
                                  config=Jsonb({k: v for k, v in config.items() if v is not None}),
                                  selected_count=len(a.job_indexes))["id"]
             if a.job_indexes:
-                self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id,
-                         job_ids=[first_job_id + k for k in a.job_indexes])
+                job_ids = [first_job_id + k for k in a.job_indexes]
+                self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
+                self.run("mark_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=job_ids)
+        if expanded.spec.dynamic_jobs is not None:
+            self.run("set_dynamic_jobs", workflow_id=wf_id, max_iterations=expanded.spec.dynamic_jobs.max_iterations)
+        if expanded.actions or expanded.datasets:  # jobs created ready have reached on_jobs_ready already
+            self.run("recount_actions", workflow_id=wf_id, rearm=False, full=False)
+
+    def _dataset_finalizers(self, wf_id: int, datasets, ids: dict, job_ids, item_ids, directions) -> None:
+        """Each dataset that some job writes gets torc's own on_jobs_complete action over its writers (position
+        -1 - i): the worker that sees them all finished fingerprints it (torc_hpc.actions)."""
+        writers: dict[int, list[int]] = {}
+        for job_id, item_id, direction in zip(job_ids, item_ids, directions):
+            if direction == "output":
+                writers.setdefault(item_id, []).append(job_id)
+        for i, d in enumerate(datasets):
+            jobs = writers.get(ids[d.name])
+            if not jobs:
+                continue
+            config = {"dataset_id": ids[d.name], "dataset": d.name, "path": d.path, "hash_mode": d.hash_mode}
+            action_id = self.one("insert_action", workflow_id=wf_id, position=-1 - i,
+                                 trigger_type="on_jobs_complete", action_type="finalize_dataset",
+                                 config=Jsonb(config), selected_count=len(jobs))["id"]
+            self.run("insert_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=jobs)
+            self.run("mark_action_jobs", workflow_id=wf_id, action_id=action_id, job_ids=jobs)
 
     def event(self, workflow_id: int, kind: str, *, job_id=None, from_status=None, to_status=None,
               attempt_id=None, run_id=None, worker_id=None, detail: dict | None = None) -> None:
@@ -406,6 +431,7 @@ class Database:
             if row["run_id"] is None:
                 raise NotFound(f"workflow {workflow_id} is being deleted; finish with "
                                f"`torc workflows delete {workflow_id} --yes`")
+            self.rearm_actions(workflow_id, full=not failed_only)
             self.run("reset_ephemeral_user_data", workflow_id=workflow_id)
             self.event(workflow_id, "workflow_reset", run_id=row["run_id"],
                        detail={"failed_only": failed_only, "jobs_reset": row["reset"],
@@ -424,7 +450,14 @@ class Database:
     def reset_jobs(self, workflow_id: int, job_ids: list[int], *, reason: str) -> dict:
         """Reset the given jobs and their canceled descendants (within the caller's transaction if one is
         open; REPEATABLE READ is the caller's to set there). Returns run_id, reset and recounted."""
-        return self.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=job_ids, reason=reason)
+        row = self.one("reset_jobs", workflow_id=workflow_id, statuses=None, job_ids=job_ids, reason=reason)
+        self.rearm_actions(workflow_id, full=False)
+        return row
+
+    def rearm_actions(self, workflow_id: int, *, full: bool) -> None:
+        """After a reset, in its transaction: recount the workflow's actions from their jobs' statuses and
+        re-arm those the reset made pending again (docs/torc-compat.md §4.3). No actions: one index probe."""
+        self.one("recount_actions", workflow_id=workflow_id, rearm=True, full=full)
 
     def release_jobs(self, workflow_id: int, worker_id: int, job_ids: list[int]) -> list[int]:
         """Give jobs a worker claimed but never ran back: ready again, same attempt, event `released`."""

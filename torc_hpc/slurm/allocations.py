@@ -76,6 +76,7 @@ class AllocationRequest:
     ntasks_per_node: int | None = None
     serialize: bool = False
     defaults: dict = field(default_factory=dict)  # the workflow's slurm_defaults (sbatch long options)
+    one_worker: bool = False   # one worker for the whole allocation (an action without start_one_worker_per_node)
 
     def sbatch_args(self, workflow_id: int, allocation_id: int, log_dir: Path, packed: int = 0) -> list[str]:
         s = self.shape
@@ -336,7 +337,8 @@ def script_values(workflow_id: int, alloc_id: int, request: AllocationRequest, o
         worker_args.append(f"--max-parallel-jobs={int(opts.max_parallel_jobs)}")
     # One worker per node; with ntasks_per_node > 1 the step must still get the node's every CPU.
     cpus = " --cpus-per-task=$SLURM_CPUS_ON_NODE" if (request.ntasks_per_node or 1) > 1 else ""
-    launcher = f"srun --ntasks-per-node=1{cpus} --nodes=$SLURM_JOB_NUM_NODES " if request.shape.nodes > 1 else "exec "
+    launcher = (f"srun --ntasks-per-node=1{cpus} --nodes=$SLURM_JOB_NUM_NODES "
+                if request.shape.nodes > 1 and not request.one_worker else "exec ")
     # What the worker serves: one workflow (its id), or a pack (--workflows with the ids, integers only).
     target = (f"--workflows {','.join(str(int(w)) for w in workflows)}" if workflows else str(int(workflow_id)))
     values = {"sbatch_directives": scripts.directives(args), "workflow_id": str(int(workflow_id)),

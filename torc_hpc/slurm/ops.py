@@ -45,6 +45,25 @@ def submit_for_workflow(db: Database, workflow_id: int, client: SlurmClient, opt
     return {"allocations": submitted, "warnings": warnings}
 
 
+def submit_start_actions(db: Database, workflow_id: int, client: SlurmClient) -> dict | None:
+    """Fire the spec's schedule_nodes actions that are due at the start (once each, as the watcher would).
+    None when there are none; else the allocations they submitted, as submit_for_workflow reports them."""
+    from torc_hpc.actions import Context, fire
+    from torc_hpc.core.actions import Phase, Runner
+
+    fired = fire(db, workflow_id, Phase.START, Context(Runner.SUBMIT, client=client))
+    if not fired:
+        return None
+    failed = [f for f in fired if f["outcome"] == "failed"]
+    if failed and not any(f.get("allocations") for f in fired):
+        raise TorcError(f"workflow {workflow_id}: action {failed[0]['position'] + 1} (schedule_nodes) failed: "
+                        f"{failed[0]['error']}; see `torc workflows show {workflow_id}`")
+    return {"allocations": [a for f in fired for a in f.get("allocations") or []],
+            "warnings": [f"action {f['position'] + 1}: {f.get('error') or f.get('warning')}" for f in fired
+                         if f.get("error") or f.get("warning")],
+            "actions": fired}
+
+
 def cancel_allocations(db: Database, workflow_id: int, client: SlurmClient | None) -> list[str]:
     if client is None:
         return []

@@ -38,15 +38,12 @@ _SERVER = "torc-hpc needs no server: jobs and workers reach PostgreSQL directly"
 _REMOVED = "Torc removed it too; use execution_config (mode: direct) instead"
 _OLD_LAYOUT = ("this is the spec layout of Torc before 0.7; write it with today's keys (depends_on, "
                "slurm_schedulers, resource_monitor, …: see README)")
-_DYNAMIC = ("not built yet: a job cannot add jobs to its running workflow in torc-hpc (docs/torc-compat.md "
-            "§4.16 describes the design)")
 
 # (path pattern, value test or None for "any value", reason). '*' stands for any list index.
 NOT_SUPPORTED: list[tuple[tuple, object, str]] = [
     (("access_groups",), None, _GROUPS),
     (("enable_ro_crate",), True, _CRATE),
     (("files", "*", "identifier"), None, _CRATE),
-    (("dynamic_jobs",), None, _DYNAMIC),
     (("slurm_config",), None, _REMOVED),
     (("schedulers",), None, _OLD_LAYOUT),
     (("config",), None, _OLD_LAYOUT),

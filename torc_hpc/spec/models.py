@@ -365,6 +365,15 @@ class JobSpec(_Parameterized):
     stdio: StdioSpec | None = None
 
 
+DEFAULT_MAX_ITERATIONS = 1000   # Torc's default when dynamic_jobs (or its max_iterations) is omitted
+
+
+class DynamicJobsSpec(_Strict):
+    """Torc's dynamic_jobs: how often each lineage of `torc jobs spawn` calls may add jobs."""
+
+    max_iterations: Count1 = DEFAULT_MAX_ITERATIONS
+
+
 class WorkflowSpec(_Strict):
     name: Name
     description: Text | None = None
@@ -387,6 +396,7 @@ class WorkflowSpec(_Strict):
     env: Env = Field(default_factory=dict)
     resource_monitor: ResourceMonitorSpec | None = None
     execution_config: ExecutionConfigSpec | None = None
+    dynamic_jobs: DynamicJobsSpec | None = None
     enable_ro_crate: Literal[False] | None = None
     compute_node_wait_for_new_jobs_seconds: Count0 | None = None
     compute_node_ignore_workflow_completion: bool | None = None

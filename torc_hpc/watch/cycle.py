@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 from typing import Callable
 
 
+from torc_hpc.actions import Context as ActionContext, fire as fire_actions
 from torc_hpc.core import autoschedule as auto
 from torc_hpc.core import packing
+from torc_hpc.core.actions import Phase, Runner
 from torc_hpc.core.recovery import adjust, classify
 from torc_hpc.db.repo import Database, retry_conflicts
 from torc_hpc.errors import SlurmError, TorcError
@@ -60,6 +62,7 @@ class CycleReport:
     done: bool = False
     skipped: str | None = None
     ai_agent: dict | None = None                      # --ai-recovery: whether the agent ran, and how it went
+    actions: list = field(default_factory=list)       # workflow actions fired this cycle (schedule_nodes)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -170,6 +173,8 @@ def run_once(db: Database, workflow_id: int, client: SlurmClient | None, cfg: Wa
     report.reconciled = reconcile(db, workflow_id, client=client, slurm=slurm, run_recoveries=True,
                                   while_waiting=renew)
     report.attention.extend(_vanished_lines(db, workflow_id, slurm))
+    if client is not None and wf["canceled_at"] is None:   # the spec's schedule_nodes actions that are due
+        report.actions = fire_actions(db, workflow_id, Phase.POLL, ActionContext(Runner.WATCHER, client=client))
     db.run("ensure_watch_state", workflow_id=workflow_id)
     state = db.one("get_watch_state", workflow_id=workflow_id)
     backoff = _backoff(state)

@@ -31,6 +31,8 @@ from torc_hpc.db.connection import redact, resolve_url
 from torc_hpc.db.repo import NO_LIMIT_S, Attempt, finish_step
 from torc_hpc.core.states import JobStatus
 from torc_hpc import logs
+from torc_hpc.actions import Context as ActionContext, WorkerActions
+from torc_hpc.core.actions import Runner
 from torc_hpc.worker import execution, process
 from torc_hpc.worker.journal import StartJournal
 from torc_hpc.worker.outcomes import (after_recovery, classify_exit, plan_outcome, recovery_claim_step,
@@ -210,6 +212,11 @@ class Worker:
                 # a longer-lived process); with one workflow, once.
                 self._enter(first)
                 self.workflow, self.rules, self.output_dir = first.workflow, first.rules, dirs[self.pump.workflow_id]
+            # The served workflows' actions: most have none, and then this one query (on the worker's
+            # connection, before the database thread takes it over) is all they cost; each one with actions
+            # gets its own thread and connection. (Workflows found later with --all-mine: none of theirs.)
+            self.actions: list[WorkerActions] = []
+            with_actions = WorkerActions.needed(self.pump.db, list(self._contexts))
         except BaseException:
             if getattr(self, "journal", None) is not None:
                 self.journal.discard()
@@ -226,6 +233,11 @@ class Worker:
         restore = self._install_signal_handlers()
         reason = "error"
         try:
+            for wf in with_actions:   # start triggers fire before the first claim; heartbeats already flow
+                c = self._contexts[wf]
+                self.actions.append(WorkerActions.begin(self.url, wf, ActionContext(
+                    Runner.ALLOCATION if cfg.slurm_job_id else Runner.LOCAL, worker_id=c.worker_id,
+                    env=c.env, output_dir=Path(c.stdio_dir).parent)))
             reason = self._loop()
         except psycopg.Error as e:
             raise DatabaseError(
@@ -247,6 +259,8 @@ class Worker:
                     self.journal.discard()   # recorded and stopped: nobody will need to read it
                 else:
                     self.journal.close()
+                for a in self.actions:   # after the last finishes committed
+                    a.end(reason)
                 self.summary.stale = self.pump.stale
                 restore()
                 try:
@@ -672,6 +686,8 @@ class Worker:
         urgent = bool(recoveries) or any(name not in _NOT_URGENT for name, _ in steps) \
             or any(e.job.get("has_children", True) for e in batch)
         self.pump.submit(steps, recoveries, claim=not self._stop_request, urgent=urgent)
+        for a in self.actions:
+            a.poke()
 
     def _count(self, status) -> None:
         if status is not None:

@@ -65,7 +65,7 @@ FROM claimed c ORDER BY c.priority DESC, c.id;
 WITH done AS (
     UPDATE jobs SET status = 'completed', return_code = 0
     WHERE id = %(job_id)s AND status = 'running' AND attempt_id = %(attempt_id)s
-    RETURNING id, workflow_id
+    RETURNING id, workflow_id, action_ids
 ), result AS (
     INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
                          exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
@@ -90,11 +90,23 @@ WITH done AS (
         status = CASE WHEN j.unfinished_parents = 1 THEN 'ready'::job_status ELSE j.status END,
         ready_at = CASE WHEN j.unfinished_parents = 1 THEN now() ELSE j.ready_at END
     FROM kids WHERE j.id = kids.id
-    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id, j.action_ids
 ), ev_ready AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
     SELECT workflow_id, id, 'unblocked', 'blocked', 'ready', attempt_id, %(run_id)s, %(worker_id)s
     FROM unblocked WHERE status = 'ready'
+), watched AS (
+    -- Actions waiting for these jobs (jobs.action_ids; NULL for almost every job, which costs nothing).
+    SELECT unnest(action_ids) AS action_id, 'on_jobs_complete' AS trigger_type FROM done WHERE action_ids IS NOT NULL
+    UNION ALL
+    SELECT unnest(action_ids), 'on_jobs_ready' FROM unblocked WHERE status = 'ready' AND action_ids IS NOT NULL
+), counted AS (
+    -- Their counters move in this transaction; the one-time EXISTS filter skips the update entirely
+    -- when no finished job carries action ids.
+    UPDATE workflow_actions a SET reached_count = a.reached_count + w.n
+    FROM (SELECT action_id, trigger_type, count(*) AS n FROM watched GROUP BY action_id, trigger_type) w
+    WHERE a.id = w.action_id AND a.trigger_type = w.trigger_type AND EXISTS (SELECT 1 FROM watched)
+      AND a.id = ANY (ARRAY(SELECT action_id FROM watched))  -- primary-key probes, never a scan
 )
 SELECT (SELECT count(*) FROM done) AS finished,
        (SELECT count(*) FROM unblocked WHERE status = 'ready') AS newly_ready;
@@ -117,7 +129,7 @@ WITH input AS (
     WHERE j.id = i.job_id AND j.id = ANY (%(job_ids)s::bigint[]) AND j.status IS NOT DISTINCT FROM 'running'
       AND j.attempt_id = i.attempt_id
     RETURNING j.id, j.workflow_id, i.run_id, i.attempt_id, i.started_at, i.completed_at, i.exec_time_s,
-              i.peak_memory_bytes, i.cpu_time_s
+              i.peak_memory_bytes, i.cpu_time_s, j.action_ids
 ), result AS (
     INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
                          exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
@@ -143,12 +155,24 @@ WITH input AS (
         status = CASE WHEN j.unfinished_parents = l.n THEN 'ready'::job_status ELSE j.status END,
         ready_at = CASE WHEN j.unfinished_parents = l.n THEN now() ELSE j.ready_at END
     FROM locked l WHERE j.id = l.id
-    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id, j.action_ids
 ), ev_ready AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id)
     SELECT u.workflow_id, u.id, 'unblocked', 'blocked', 'ready', u.attempt_id,
            (SELECT max(run_id) FROM input), %(worker_id)s::bigint
     FROM unblocked u WHERE u.status = 'ready'
+), watched AS (
+    -- Actions waiting for these jobs (jobs.action_ids; NULL for almost every job, which costs nothing).
+    SELECT unnest(action_ids) AS action_id, 'on_jobs_complete' AS trigger_type FROM done WHERE action_ids IS NOT NULL
+    UNION ALL
+    SELECT unnest(action_ids), 'on_jobs_ready' FROM unblocked WHERE status = 'ready' AND action_ids IS NOT NULL
+), counted AS (
+    -- Their counters move in this transaction; the one-time EXISTS filter skips the update entirely
+    -- when no finished job carries action ids.
+    UPDATE workflow_actions a SET reached_count = a.reached_count + w.n
+    FROM (SELECT action_id, trigger_type, count(*) AS n FROM watched GROUP BY action_id, trigger_type) w
+    WHERE a.id = w.action_id AND a.trigger_type = w.trigger_type AND EXISTS (SELECT 1 FROM watched)
+      AND a.id = ANY (ARRAY(SELECT action_id FROM watched))  -- primary-key probes, never a scan
 )
 SELECT (SELECT count(*) FROM done) AS finished,
        (SELECT count(*) FROM unblocked WHERE status = 'ready') AS newly_ready,
@@ -162,7 +186,7 @@ SELECT (SELECT count(*) FROM done) AS finished,
 WITH done AS (
     UPDATE jobs SET status = %(status)s::job_status, return_code = %(return_code)s
     WHERE id = %(job_id)s AND status = %(from_status)s::job_status AND attempt_id = %(attempt_id)s
-    RETURNING id, workflow_id
+    RETURNING id, workflow_id, action_ids
 ), result AS (
     INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, started_at, completed_at,
                          exec_time_s, peak_memory_bytes, cpu_time_s, worker_id)
@@ -189,7 +213,7 @@ WITH done AS (
 ), canceled AS (
     UPDATE jobs j SET status = 'canceled'
     FROM doomed WHERE j.id = doomed.id AND doomed.cancel
-    RETURNING j.id, j.workflow_id, j.attempt_id
+    RETURNING j.id, j.workflow_id, j.attempt_id, j.action_ids
 ), ev_canceled AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
     SELECT workflow_id, id, 'canceled', 'blocked', 'canceled', attempt_id, %(run_id)s, %(worker_id)s,
@@ -208,12 +232,26 @@ WITH done AS (
         status = CASE WHEN j.unfinished_parents = lp.n THEN 'ready'::job_status ELSE j.status END,
         ready_at = CASE WHEN j.unfinished_parents = lp.n THEN now() ELSE j.ready_at END
     FROM lost_parents lp WHERE j.id = lp.id
-    RETURNING j.id, j.workflow_id, j.status, j.attempt_id
+    RETURNING j.id, j.workflow_id, j.status, j.attempt_id, j.action_ids
 ), ev_released AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, worker_id, detail)
     SELECT workflow_id, id, 'unblocked', 'blocked', 'ready', attempt_id, %(run_id)s, %(worker_id)s,
            jsonb_build_object('despite_failure_of_job', %(job_id)s::bigint)
     FROM released WHERE status = 'ready'
+), watched AS (
+    -- Actions waiting for these jobs (jobs.action_ids; NULL for almost every job, which costs nothing).
+    SELECT unnest(action_ids) AS action_id, 'on_jobs_complete' AS trigger_type FROM done WHERE action_ids IS NOT NULL
+    UNION ALL
+    SELECT unnest(action_ids), 'on_jobs_complete' FROM canceled WHERE action_ids IS NOT NULL
+    UNION ALL
+    SELECT unnest(action_ids), 'on_jobs_ready' FROM released WHERE status = 'ready' AND action_ids IS NOT NULL
+), counted AS (
+    -- Their counters move in this transaction; the one-time EXISTS filter skips the update entirely
+    -- when no finished job carries action ids.
+    UPDATE workflow_actions a SET reached_count = a.reached_count + w.n
+    FROM (SELECT action_id, trigger_type, count(*) AS n FROM watched GROUP BY action_id, trigger_type) w
+    WHERE a.id = w.action_id AND a.trigger_type = w.trigger_type AND EXISTS (SELECT 1 FROM watched)
+      AND a.id = ANY (ARRAY(SELECT action_id FROM watched))  -- primary-key probes, never a scan
 )
 SELECT (SELECT count(*) FROM done) AS finished,
        (SELECT count(*) FROM canceled) AS canceled,

@@ -87,6 +87,10 @@ SELECT * FROM job_user_data WHERE workflow_id = %(workflow_id)s;
 -- Which job reads or writes which dataset (streamed).
 SELECT * FROM job_datasets WHERE workflow_id = %(workflow_id)s;
 
+-- name: archive_spawn_lineages
+-- A workflow's spawn lineages (dynamic_jobs), every column.
+SELECT * FROM spawn_lineages WHERE workflow_id = %(workflow_id)s ORDER BY lineage;
+
 -- name: archive_action_jobs
 -- The jobs each action waits for (streamed).
 SELECT * FROM action_jobs WHERE workflow_id = %(workflow_id)s;

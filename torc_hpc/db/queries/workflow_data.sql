@@ -72,6 +72,7 @@ ORDER BY f.name;
 -- Everything `torc workflows show` prints about one workflow besides its jobs.
 SELECT w.id, w.name, w.description, w.owner, w.spec_user, w.project, w.metadata, w.slurm_defaults, w.env,
        w.execution_config, w.resource_monitor, w.spec_path, w.working_dir, w.output_dir, w.run_id, w.created_at,
+       w.dynamic_max_iterations,
        w.canceled_at,
        (SELECT count(*) FROM jobs j WHERE j.workflow_id = w.id) AS jobs,
        (SELECT count(*) FROM files f WHERE f.workflow_id = w.id) AS files,
@@ -90,9 +91,19 @@ WHERE f.workflow_id = %(workflow_id)s
 GROUP BY f.id ORDER BY f.name;
 
 -- name: list_actions
--- A workflow's actions in spec order.
+-- A workflow's actions in spec order (torc's own, at negative positions, are listed with the datasets).
 SELECT position, trigger_type, action_type, config, selected_count, reached_count, fired_at, fired_by
-FROM workflow_actions WHERE workflow_id = %(workflow_id)s ORDER BY position;
+FROM workflow_actions WHERE workflow_id = %(workflow_id)s AND position >= 0 ORDER BY position;
+
+-- name: list_datasets
+-- A workflow's datasets: writers and readers, and what the last finalization recorded.
+SELECT d.name, d.path, d.hash_mode,
+       count(jd.job_id) FILTER (WHERE jd.direction = 'output') AS writers,
+       count(jd.job_id) FILTER (WHERE jd.direction = 'input') AS readers,
+       d.finalized_at, d.file_count, d.total_bytes, d.digest, d.finalize_note
+FROM datasets d LEFT JOIN job_datasets jd ON jd.dataset_id = d.id
+WHERE d.workflow_id = %(workflow_id)s
+GROUP BY d.id ORDER BY d.name;
 
 -- name: list_user_data
 -- A workflow's user_data values.

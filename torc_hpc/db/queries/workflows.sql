@@ -120,12 +120,22 @@ WITH wf AS (
 ), upd AS (
     UPDATE jobs j SET status = 'canceled' FROM old
     WHERE j.id = old.id AND j.id = ANY (ARRAY(SELECT id FROM old))  -- primary-key probes, never a scan
-    RETURNING j.id, old.status AS from_status, j.attempt_id
+    RETURNING j.id, old.status AS from_status, j.attempt_id, j.action_ids
 ), ev AS (
     INSERT INTO events (workflow_id, job_id, kind, from_status, to_status, attempt_id, run_id, detail)
     SELECT %(workflow_id)s, id, 'canceled', from_status, 'canceled', attempt_id, (SELECT run_id FROM wf),
            '{"reason": "workflow canceled"}'::jsonb
     FROM upd
+), watched AS (
+    -- Actions waiting for these jobs (jobs.action_ids; NULL for almost every job, which costs nothing).
+    SELECT unnest(action_ids) AS action_id, 'on_jobs_complete' AS trigger_type FROM upd WHERE action_ids IS NOT NULL
+), counted AS (
+    -- Their counters move in this transaction; the one-time EXISTS filter skips the update entirely
+    -- when no finished job carries action ids.
+    UPDATE workflow_actions a SET reached_count = a.reached_count + w.n
+    FROM (SELECT action_id, trigger_type, count(*) AS n FROM watched GROUP BY action_id, trigger_type) w
+    WHERE a.id = w.action_id AND a.trigger_type = w.trigger_type AND EXISTS (SELECT 1 FROM watched)
+      AND a.id = ANY (ARRAY(SELECT action_id FROM watched))  -- primary-key probes, never a scan
 )
 SELECT (SELECT count(*) FROM upd) AS canceled, (SELECT count(*) FROM scanned) AS scanned,
        (SELECT max(name) FROM scanned) AS last;
