@@ -95,9 +95,10 @@ def attempt_logs_of(workflow: dict, row: dict, job_id: int, run_id: int, attempt
     return attempt_logs(workflow, job_id, run_id, attempt_id, row.get("stdio_mode"), deleted)
 
 
-# Control characters other than tab and newline, and lone surrogates from undecodable bytes, are
-# replaced: a tail goes to terminals and to AI agents, neither of which should get raw escapes.
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters other than tab and newline are replaced, and so are the bidirectional overrides and
+# isolates (U+202A-U+202E, U+2066-U+2069): a tail goes to terminals and to AI agents, neither of which should
+# get raw escapes or text that displays in a different order than it reads ("Trojan Source").
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def tail(path: str | os.PathLike | None, *, lines: int = LOG_TAIL_LINES, max_bytes: int = LOG_TAIL_MAX_BYTES) -> str | None:

@@ -24,3 +24,17 @@ def test_tail_drops_the_line_cut_by_the_byte_window(tmp_path):
     f = tmp_path / "x.o"
     f.write_text("a" * 100 + "\nshort\n")
     assert logs.tail(f, lines=10, max_bytes=20) == "short"
+
+
+def test_tail_neutralises_bidirectional_overrides_and_isolates(tmp_path):
+    # "Trojan Source": an override makes a line display in another order than it reads; an agent or a person
+    # reading a stderr tail must see the text as it is.
+    f = tmp_path / "x.e"
+    controls = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    f.write_text(f"ok \u202eretry\u202c then {controls} done\n", encoding="utf-8")
+    t = logs.tail(f)
+    assert not any(c in t for c in controls)
+    assert t.startswith("ok ") and t.endswith(" done") and "retry" in t
+    # ordinary right-to-left text is kept: only the invisible direction controls go
+    f.write_text("שלום עולם\n", encoding="utf-8")
+    assert logs.tail(f) == "שלום עולם"
