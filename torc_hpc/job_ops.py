@@ -330,9 +330,11 @@ def _restart_given(db: Database, workflow_id: int, job_ids, decider: Decider) ->
 
 
 def resubmit_workflow(db: Database, workflow_id: int, client, *, account=None, partition=None, walltime=None,
-                      num_allocations: int = 1, dry_run: bool = False, submitted_by: str = "mcp") -> dict:
+                      num_allocations: int = 1, dry_run: bool = False, submitted_by: str = "mcp",
+                      source: str = "the resubmit_workflow tool's arguments") -> dict:
     """Submit Slurm allocations for the workflow's waiting jobs as `torc submit-slurm WF` does, with the
-    sbatch options submit-slurm saved for it (account, partition, ...) unless given here."""
+    sbatch options submit-slurm saved for it (account, partition, ...) unless given here. `source` names
+    where account/partition/walltime came from in the error that refuses a value holding a newline."""
     from torc_hpc.slurm import allocations as allocs
     from torc_hpc.slurm import ops as slurm_ops
     from torc_hpc.watch.cycle import WatchConfig, _submit_options
@@ -343,7 +345,7 @@ def resubmit_workflow(db: Database, workflow_id: int, client, *, account=None, p
     db.run("ensure_watch_state", workflow_id=workflow_id)
     state = db.one("get_watch_state", workflow_id=workflow_id)
     opts = _submit_options(db, workflow_id, WatchConfig(submit=allocs.SubmitOptions(
-        account=account, partition=partition, walltime=walltime)), state)
+        account=account, partition=partition, walltime=walltime, source=source)), state)
     if dry_run:
         requests = allocs.plan_requests(db, workflow_id, opts, client, num_allocations)
         if not requests:

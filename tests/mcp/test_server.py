@@ -294,3 +294,21 @@ def test_cancel_a_job_with_its_dependent_in_the_same_call(torc, pending):
     assert st == {"fetch": "canceled", "after_fetch": "canceled", "parse": "pending_failed", "after_parse": "blocked"}
     ev = next(e for e in events_of(torc, wf) if e["kind"] == "canceled" and e["job_id"] == jobs["fetch"]["id"])
     assert ev["from_status"] == "pending_failed" and ev["detail"]["reason"] == "dropped"
+
+
+def test_resubmit_refuses_a_hostile_account_naming_the_tools_arguments(torc, pending):
+    # A newline in an sbatch value would become a line of shell in the allocation script. The error names
+    # the tool's arguments as the source (not "the command line"), and nothing is submitted or recorded.
+    wf, _ = pending
+    before = _state(torc, wf)
+
+    async def body(client):
+        return await client.call_tool("resubmit_workflow",
+                                      {"workflow_id": wf, "account": "acct\ntouch /tmp/owned", "dry_run": False})
+
+    out = with_client(torc, body)
+    assert out.is_error
+    text = out.content[0].text
+    assert "--account from the resubmit_workflow tool's arguments" in text and "U+000A" in text
+    assert "command line" not in text
+    assert _state(torc, wf) == before

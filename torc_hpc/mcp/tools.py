@@ -107,8 +107,13 @@ def _cancel(db, a, decider):
 
 
 def _resubmit(db, a, _d):
+    from torc_hpc.slurm import allocations as allocs
     from torc_hpc.slurm import ops as slurm_ops
 
+    # Values bound for the sbatch script are checked first, naming this tool as their source, whether or
+    # not Slurm is reachable from here.
+    allocs.SubmitOptions(account=a.get("account"), partition=a.get("partition"), walltime=a.get("walltime"),
+                         source="the resubmit_workflow tool's arguments")
     client = slurm_ops.require_client()
     ops.touch(db, a["workflow_id"], client)
     return job_ops.resubmit_workflow(db, a["workflow_id"], client, account=a.get("account"),
