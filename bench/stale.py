@@ -88,7 +88,7 @@ def cases(wf: int, worker: int, run_id: int, mine: list[dict], others: list[dict
         "release_jobs": {"workflow_id": wf, "worker_id": worker, "job_ids": [e["id"]]},
         "claim_jobs": {"workflow_id": wf, "worker_id": worker, "cpus": INT_MAX, "gpus": INT_MAX, "memory": BIG, "limit": 2,
                        "time_left_s": 2**31 - 1, "scheduler": None, "window": 1000, "job_cpus": INT_MAX,
-                       "job_gpus": INT_MAX, "job_memory": BIG, "label": None, "with_outputs": False},
+                       "job_gpus": INT_MAX, "job_memory": BIG, "label_key": "", "with_outputs": False},
     }
 
 

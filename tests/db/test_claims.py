@@ -88,7 +88,7 @@ def test_claim_uses_the_partial_ready_index(db):
         "EXPLAIN " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
          "time_left_s": 10**6, "scheduler": None, "window": 1000, "job_cpus": 2, "job_gpus": 0,
-         "job_memory": GIB * 4, "label": None, "with_outputs": False}).fetchall())
+         "job_memory": GIB * 4, "label_key": "", "with_outputs": False}).fetchall())
     assert "jobs_ready_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
 
@@ -150,7 +150,7 @@ def test_a_claim_for_which_nothing_fits_stops_after_its_window(db):
     db.conn.execute("ANALYZE jobs")
     params = {"workflow_id": wf, "worker_id": wid, "cpus": 1, "gpus": 0, "memory": 16 * GIB, "limit": 2,
               "time_left_s": 10**6, "scheduler": None, "window": 1000, "job_cpus": 1, "job_gpus": 0,
-              "job_memory": 16 * GIB, "label": None, "with_outputs": False}
+              "job_memory": 16 * GIB, "label_key": "", "with_outputs": False}
     with db.conn.transaction(force_rollback=True):
         plan = db.conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + q("claim_jobs"), params).fetchone()["QUERY PLAN"]
     assert _rows_read_from(plan[0]["Plan"], "jobs_ready_idx") <= 1000

@@ -22,24 +22,24 @@ def test_workers_claim_only_their_label(db):
     assert sorted(j["name"] for j in _claim(db, wf, wid, "gpu")) == ["gpu_1", "gpu_2"]
     assert _claim(db, wf, wid, "GPU") == []            # exact and case-sensitive
     assert [j["name"] for j in _claim(db, wf, wid, "bigmem")] == ["big"]
-    assert db.one("idle_probe", workflow_id=wf, label=None)["ready"] is False
+    assert db.one("idle_probe", workflow_id=wf, label_key="")["ready"] is False
 
 
 def test_run_leaves_jobs_for_other_labels_and_names_them(db):
     wf = create(db, {"name": "labels", "jobs": [
         {"name": "a", "command": "true", "label": "gpu"}, {"name": "b", "command": "true", "label": "x y"}]})
-    assert db.one("idle_probe", workflow_id=wf, label=None)["ready"] is False
-    assert db.one("idle_probe", workflow_id=wf, label="gpu")["ready"] is True
-    labels = sorted(r["label"] for r in db.all("ready_labels_elsewhere", workflow_id=wf, label=None))
+    assert db.one("idle_probe", workflow_id=wf, label_key="")["ready"] is False
+    assert db.one("idle_probe", workflow_id=wf, label_key="gpu")["ready"] is True
+    labels = sorted(r["label"] for r in db.all("ready_labels_elsewhere", workflow_id=wf, label_key=""))
     assert labels == ["gpu", "x y"]
-    assert [r["label"] for r in db.all("ready_labels_elsewhere", workflow_id=wf, label="gpu")] == ["x y"]
+    assert [r["label"] for r in db.all("ready_labels_elsewhere", workflow_id=wf, label_key="gpu")] == ["x y"]
 
 
 def _plan(db, wf, label):
     return "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
         "EXPLAIN " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
-         "time_left_s": 10**6, "scheduler": None, "label": label, "with_outputs": False,
+         "time_left_s": 10**6, "scheduler": None, "label_key": label or "", "with_outputs": False,
          "window": 1000, "job_cpus": 4, "job_gpus": 0, "job_memory": GIB * 8}).fetchall())
 
 
@@ -58,7 +58,7 @@ def test_labeled_and_unlabeled_claims_are_index_range_scans(db):
             assert "Seq Scan on jobs" not in plan, plan
             lines = plan.splitlines()
             at = next(i for i, line in enumerate(lines) if "jobs_ready_idx" in line)
-            assert "COALESCE(label" in lines[at + 1] and "Index Cond" in lines[at + 1], plan
+            assert "label_key" in lines[at + 1] and "Index Cond" in lines[at + 1], plan
 
 
 def test_claim_reads_only_its_labels_buffers(db):
@@ -70,7 +70,7 @@ def test_claim_reads_only_its_labels_buffers(db):
     rows = db.conn.execute(
         "EXPLAIN (ANALYZE, BUFFERS) " + q("claim_jobs"),
         {"workflow_id": wf, "worker_id": 1, "cpus": 4, "gpus": 0, "memory": GIB * 8, "limit": 4,
-         "time_left_s": 10**6, "scheduler": None, "label": "gpu", "with_outputs": False,
+         "time_left_s": 10**6, "scheduler": None, "label_key": "gpu", "with_outputs": False,
          "window": 1000, "job_cpus": 4, "job_gpus": 0, "job_memory": GIB * 8}).fetchall()
     db.conn.rollback()
     text = "\n".join(r["QUERY PLAN"] for r in rows)

@@ -74,6 +74,6 @@ def test_the_idle_probe_reads_indexes_with_stale_statistics(stale, generic):
     the statistics say: never a scan of the workflow (issue 11 item 3)."""
     conn, work = stale
     wf = work["claim_jobs"]["workflow_id"]
-    summary, text = explain(conn, q("idle_probe"), {"workflow_id": wf, "label": None}, generic=generic)
+    summary, text = explain(conn, q("idle_probe"), {"workflow_id": wf, "label_key": ""}, generic=generic)
     assert summary["jobs_access"] and all("Index" in a for a in summary["jobs_access"]), text
     assert summary["buffers"] < 100, text

@@ -135,7 +135,7 @@ def test_finishing_a_job_no_action_waits_for_never_reads_workflow_actions(db):
                      "actions": [{"trigger_type": "on_jobs_complete", "action_type": "run_commands",
                                   "jobs": ["c"], "commands": ["true"]}]})
     ids = job_ids(db, wf)
-    db.conn.execute("UPDATE jobs SET status = 'running' WHERE id = %s", (ids["a"],))
+    db.conn.execute("UPDATE jobs SET status = 'running', started_at = now() WHERE id = %s", (ids["a"],))
     params = dict(job_id=ids["a"], attempt_id=1, run_id=1, worker_id=None, started_at=None, completed_at=None,
                   exec_time_s=0.1, peak_memory_bytes=None, cpu_time_s=None)
     with db.conn.transaction():

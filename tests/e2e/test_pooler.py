@@ -108,7 +108,7 @@ def test_behind_the_pooler_a_worker_listens_on_the_notify_url(tmp_path):
                               "  - {name: second, command: 'true', depends_on: [first]}\n")
         wf = torc.json("workflows", "create", "wf.yaml")["id"]
         with psycopg.connect(direct, autocommit=True) as c:
-            c.execute("UPDATE jobs SET status = 'running' WHERE name = 'first'")   # someone else runs it
+            c.execute("UPDATE jobs SET status = 'running', started_at = now() WHERE name = 'first'")   # someone else runs it
             proc = torc.popen("worker", wf, "--idle-timeout", "60")
             try:
                 assert wait_until(lambda: c.execute(

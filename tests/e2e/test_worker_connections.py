@@ -63,7 +63,7 @@ def test_an_idle_worker_is_woken_by_notify_on_its_one_connection(torc):
     wf = torc.json("workflows", "create", "wf.yaml")["id"]
     with psycopg.connect(torc.url, autocommit=True, application_name="test-driver") as c:
         # Somebody else "runs" `first`: the worker finds nothing ready and idles.
-        c.execute("UPDATE jobs SET status = 'running' WHERE workflow_id = %s AND name = 'first'", (wf,))
+        c.execute("UPDATE jobs SET status = 'running', started_at = now() WHERE workflow_id = %s AND name = 'first'", (wf,))
         proc = torc.popen("worker", wf, "--idle-timeout", "60")
         try:
             wait_for(lambda: c.execute("SELECT count(*) FROM workers WHERE workflow_id = %s", (wf,)).fetchone()[0],

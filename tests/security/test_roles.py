@@ -159,7 +159,7 @@ def test_torc_admin_usage_and_stuck(cluster_db, alice_wf, tmp_path):
         wid = c.execute("INSERT INTO workers (workflow_id, hostname, pid, num_cpus, num_gpus, memory_bytes, "
                         "last_heartbeat) VALUES (%s, 'gone', 1, 1, 0, 1, now() - interval '1 hour') RETURNING id",
                         (alice_wf,)).fetchone()[0]
-        job = c.execute("UPDATE jobs SET status = 'running', worker_id = %s WHERE workflow_id = %s AND name = 'a' "
+        job = c.execute("UPDATE jobs SET status = 'running', worker_id = %s, started_at = now() WHERE workflow_id = %s AND name = 'a' "
                         "RETURNING id", (wid, alice_wf)).fetchone()[0]
         c.execute("INSERT INTO results (workflow_id, job_id, run_id, attempt_id, return_code, status, exec_time_s) "
                   "VALUES (%s, %s, 99, 1, 137, 'terminated', 7200)", (alice_wf, job))

@@ -589,8 +589,16 @@ class Database:
         return totals
 
 
+def label_key(label: str | None) -> str:
+    """A worker's label as the ready-jobs index keys it (jobs.label_key): '' for unlabeled. Computed here,
+    not with coalesce() in SQL: row-level security keeps a COALESCE out of index conditions (migration 0020)."""
+    return label or ""
+
+
 def _job_bounds(params: dict) -> dict:
-    """claim_jobs' per-job bounds (job_cpus, job_gpus, job_memory) default to the claim's budget."""
+    """claim_jobs' per-job bounds (job_cpus, job_gpus, job_memory) default to the claim's budget; the label
+    becomes its label_key."""
+    params["label_key"] = label_key(params.pop("label", None))
     for k in ("cpus", "gpus", "memory"):
         if params.get(f"job_{k}") is None:
             params[f"job_{k}"] = params[k]

@@ -3,9 +3,9 @@
 
 -- name: claim_jobs
 -- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
--- head reads at most %(window)s entries of jobs_ready_idx in claim order within the worker's label (NULL:
--- unlabeled jobs only; the label is part of the index) (window NULL: all), so a claim for which nothing fits
--- stops there instead of walking every ready job of a large workflow (the worker looks deeper, window NULL,
+-- head reads at most %(window)s entries of jobs_ready_idx in claim order within the worker's label_key (''
+-- for unlabeled; a plain column, not coalesce(label, ''), so that the index serves roles under row-level
+-- security too: migration 0020) (window NULL: all), so a claim for which nothing fits stops there instead of walking every ready job of a large workflow (the worker looks deeper, window NULL,
 -- only now and then: worker/pump.py). candidates keeps the head's jobs that fit and locks them, reaching each
 -- row by its ctid (same statement, same snapshot; a row changed meanwhile fails the recheck and is skipped);
 -- fitting keeps the prefix whose running sums fit. Declared outputs (Torc's output_files) come back only when
@@ -17,7 +17,7 @@ WITH wf AS (
 ), head AS (
     SELECT ctid AS tid, id, priority, num_cpus, num_gpus, memory_bytes, runtime_s, scheduler
     FROM jobs
-    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') = coalesce(%(label)s::text, '')
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND label_key = %(label_key)s::text
       AND EXISTS (SELECT 1 FROM wf)
     ORDER BY priority DESC, id
     LIMIT %(window)s
@@ -348,15 +348,15 @@ FOR UPDATE OF j;
 -- name: blocked_by_unrunnable
 -- Ready jobs no worker here could ever run (too big), for the end-of-run summary (this worker's label only).
 SELECT id, name, num_cpus, num_gpus, memory_bytes, runtime_s FROM jobs
-WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') = coalesce(%(label)s::text, '')
+WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND label_key = %(label_key)s::text
   AND (num_cpus > %(cpus)s OR num_gpus > %(gpus)s OR memory_bytes > %(memory)s OR runtime_s > %(time_left_s)s)
 ORDER BY id LIMIT 20;
 
 -- name: ready_labels_elsewhere
 -- Labels of ready jobs this worker's label does not serve (at most 5; '' is unlabeled), for `torc run`'s
 -- end: a run leaves when only such jobs are left, and says which --label would run them.
-SELECT DISTINCT coalesce(label, '') AS label FROM (
-    SELECT label FROM jobs
-    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND coalesce(label, '') <> coalesce(%(label)s::text, '')
+SELECT DISTINCT label_key AS label FROM (
+    SELECT label_key FROM jobs
+    WHERE workflow_id = %(workflow_id)s AND status = 'ready' AND label_key <> %(label_key)s::text
     LIMIT 1000
 ) s LIMIT 5;

@@ -23,7 +23,7 @@ WITH served AS (
         FROM (SELECT ctid AS tid, id, priority, num_cpus, num_gpus, memory_bytes, runtime_s, scheduler
               FROM jobs
               WHERE workflow_id = s.workflow_id AND status = 'ready'
-                AND coalesce(label, '') = coalesce(%(label)s::text, '')
+                AND label_key = %(label_key)s::text
               ORDER BY priority DESC, id
               LIMIT %(window)s) head
         WHERE head.num_cpus <= %(cpus)s AND head.num_gpus <= %(gpus)s AND head.memory_bytes <= %(memory)s
@@ -77,11 +77,14 @@ RETURNING w.workflow_id, f.canceled_at IS NOT NULL AS workflow_canceled, w.stopp
 
 -- name: idle_probe_many
 -- idle_probe (workers.sql) for a worker serving several workflows: a running job in any of them, a ready one in
--- any of them for the worker's label (jobs_workflow_status_idx and jobs_ready_idx, one descent per workflow),
--- and which of them are canceled or gone.
-SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND status = 'running') AS running,
-       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND status = 'ready'
-                                    AND coalesce(label, '') = coalesce(%(label)s::text, '')) AS ready,
+-- any of them for the worker's label (jobs_running_workflow_idx, and the head of jobs_ready_idx per workflow:
+-- one descent each, also under row-level security), and which of them are canceled or gone.
+SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::bigint[]) AND status = 'running'
+                                     AND started_at IS NOT NULL) AS running,
+       EXISTS (SELECT 1 FROM unnest(%(workflow_ids)s::bigint[]) AS x(id)
+               CROSS JOIN LATERAL (SELECT 1 FROM jobs WHERE workflow_id = x.id AND status = 'ready'
+                                                      AND label_key = %(label_key)s::text
+                                   ORDER BY priority DESC, id LIMIT 1) head) AS ready,
        ARRAY(SELECT x FROM unnest(%(workflow_ids)s::bigint[]) x
              WHERE NOT EXISTS (SELECT 1 FROM workflows w WHERE w.id = x AND w.canceled_at IS NULL)) AS canceled;
 
@@ -92,8 +95,9 @@ SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ANY (%(workflow_ids)s::big
 SELECT w.id FROM workflows w
 WHERE w.owner = current_user AND w.canceled_at IS NULL AND w.deleting_at IS NULL
   AND NOT (w.id = ANY (%(serving)s::bigint[]))
-  AND EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'ready'
-                                        AND coalesce(j.label, '') = coalesce(%(label)s::text, ''))
+  AND (SELECT true FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'ready'
+                                    AND j.label_key = %(label_key)s::text
+       ORDER BY j.priority DESC, j.id LIMIT 1) IS NOT NULL
 ORDER BY w.id
 LIMIT %(limit)s;
 

@@ -17,11 +17,15 @@ RETURNING f.canceled_at IS NOT NULL AS workflow_canceled, w.stopped_at IS NOT NU
 
 -- name: idle_probe
 -- What an idle worker asks before anything else, O(1) whatever the workflow's size: is a job of the workflow
--- running (jobs_workflow_status_idx) or ready for this worker's label (jobs_ready_idx, whose second column is
--- the label), and was the workflow canceled?
-SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running') AS running,
-       EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready'
-                                    AND coalesce(label, '') = coalesce(%(label)s::text, '')) AS ready,
+-- running (jobs_running_workflow_idx) or ready for this worker's label (the head of jobs_ready_idx, in claim
+-- order: ORDER BY ... LIMIT 1 keeps the planner on the index, where an EXISTS may choose a sequential scan
+-- it hopes ends early), and was the workflow canceled? Partial indexes and leakproof conditions only, so
+-- the plan is the same for roles under row-level security (migration 0020).
+SELECT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running'
+                                     AND started_at IS NOT NULL) AS running,
+       (SELECT true FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'ready'
+                                AND label_key = %(label_key)s::text
+        ORDER BY priority DESC, id LIMIT 1) IS NOT NULL AS ready,
        coalesce((SELECT canceled_at IS NOT NULL FROM workflows WHERE id = %(workflow_id)s), true) AS canceled;
 
 -- name: stop_worker
