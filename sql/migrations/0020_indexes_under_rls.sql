@@ -28,3 +28,12 @@ COMMENT ON INDEX jobs_running_workflow_idx IS 'Running jobs per workflow: the id
 UPDATE jobs SET started_at = now() WHERE status = 'running' AND started_at IS NULL;   -- only hand-made rows
 ALTER TABLE jobs ADD CONSTRAINT jobs_running_has_started CHECK (status <> 'running' OR started_at IS NOT NULL);
 COMMENT ON CONSTRAINT jobs_running_has_started ON jobs IS 'A running job has started_at (set by the claim); jobs_running_workflow_idx relies on it.';
+
+-- Counting a workflow's jobs by status (status, the watcher's pass, the watch view) is an index-only scan of
+-- jobs_workflow_status_idx for the owner. A role under row-level security must also evaluate its policy
+-- (owner = current_user OR a grant) on every row, and without `owner` in the index that meant a heap visit
+-- per job (200,000 rows in 50 workflows: 4,003 buffers against 19). With owner carried in the index the
+-- policy is evaluated from the index entry, and the scan stays index-only for every role.
+DROP INDEX IF EXISTS jobs_workflow_status_idx;
+CREATE INDEX jobs_workflow_status_idx ON jobs (workflow_id, status) INCLUDE (owner);
+COMMENT ON INDEX jobs_workflow_status_idx IS 'Jobs of a workflow by status (counts, listings by status); owner is included so that row-level security''s check needs no heap visit.';

@@ -43,8 +43,8 @@ def alice_big(cluster_db):
 def _explain(cluster_db, sql: str, params: dict) -> str:
     with Database(role_url(cluster_db, "alice"), migrate=False) as db:
         assert db.conn.execute("SELECT current_user").fetchone()["current_user"] == "alice"
-        rows = db.conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params).fetchall()
-        db.conn.rollback()
+        with db.conn.transaction(force_rollback=True):    # EXPLAIN ANALYZE of a claim claims
+            rows = db.conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params).fetchall()
     return "\n".join(r["QUERY PLAN"] for r in rows)
 
 
@@ -95,3 +95,31 @@ def test_a_users_multi_workflow_statements_stay_on_the_indexes(cluster_db, alice
     assert "Seq Scan on jobs" not in plan and "jobs_ready_idx" in plan and _top_buffers(plan) < 1_000, plan
     plan = _explain(cluster_db, q("my_workflows_with_ready_jobs"), {"serving": [], "limit": 64, "label_key": ""})
     assert "Seq Scan on jobs" not in plan and _top_buffers(plan) < 80, plan
+
+
+def test_the_watchers_status_counts_are_index_only(cluster_db, alice_big):
+    """The cluster watcher (a granted role, row-level security applies) counts a workflow's jobs by status on
+    every pass. Without `owner` in jobs_workflow_status_idx that was a heap visit per job; with it, an
+    index-only scan. Here the workflow is half the table, so the planner rightly reads the table instead; the
+    scan is forced onto the index to show the index-only path exists (on a cluster, a workflow is a small
+    part of the table and the planner takes it)."""
+    wf, _ = alice_big
+    with Database(role_url(cluster_db, "bob"), migrate=False) as bob:
+        other = create(bob, {"name": "bobs", "jobs": [
+            {"name": "b_{i}", "command": "true", "parameters": {"i": f"1:{BLOCKED + READY}"}}]})
+    try:
+        with Database(cluster_db.url("torc"), migrate=False) as owner:
+            owner.conn.execute("VACUUM ANALYZE jobs")
+        with Database(role_url(cluster_db, "watch"), migrate=False) as db:
+            db.conn.execute("SET enable_seqscan = off")
+            db.conn.execute("SET enable_bitmapscan = off")
+            rows = db.conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q("status_counts"),
+                                   {"workflow_id": wf}).fetchall()
+            counts = {r["status"]: r["n"] for r in db.all("status_counts", workflow_id=wf)}
+        plan = "\n".join(r["QUERY PLAN"] for r in rows)
+        assert counts == {"running": 1, "blocked": BLOCKED, "ready": READY}
+        assert "Index Only Scan using jobs_workflow_status_idx" in plan, plan
+        assert _top_buffers(plan) < 300, plan      # 20,001 entries; a heap visit each was ~600 pages here
+    finally:
+        with Database(role_url(cluster_db, "bob"), migrate=False) as bob:
+            bob.delete_workflow(other)
