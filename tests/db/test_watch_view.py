@@ -51,7 +51,7 @@ def test_the_loop_wakes_on_notify(db, db_url):
 
     def notify():
         with psycopg.connect(db_url, autocommit=True) as c:
-            c.execute("SELECT pg_notify(%s, '')", (f"torc_ready_{wf}",))
+            c.execute("SELECT pg_notify(notify_channel, '') FROM workflows WHERE id = %s", (wf,))
 
     threading.Timer(0.5, notify).start()
     start = time.monotonic()

@@ -117,7 +117,7 @@ def test_behind_the_pooler_a_worker_listens_on_the_notify_url(tmp_path):
                 time.sleep(4 * IDLE_POLL_MAX_S)
                 with c.transaction():
                     c.execute("UPDATE jobs SET status = 'ready' WHERE name = 'first'")
-                    c.execute("SELECT pg_notify('torc_ready_' || %s, '')", (wf,))
+                    c.execute("SELECT pg_notify(notify_channel, '') FROM workflows WHERE id = %s", (wf,))
                 t0 = time.monotonic()
                 assert wait_until(lambda: c.execute("SELECT status::text FROM jobs WHERE name = 'second'"
                                                     ).fetchone()[0] == "completed", 30, 0.01)

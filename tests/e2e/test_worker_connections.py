@@ -71,7 +71,7 @@ def test_an_idle_worker_is_woken_by_notify_on_its_one_connection(torc):
             time.sleep(4 * IDLE_POLL_MAX_S)   # its poll has backed off to the slowest
             with c.transaction():
                 c.execute("UPDATE jobs SET status = 'ready' WHERE workflow_id = %s AND name = 'first'", (wf,))
-                c.execute("SELECT pg_notify('torc_ready_' || %s, '')", (wf,))
+                c.execute("SELECT pg_notify(notify_channel, '') FROM workflows WHERE id = %s", (wf,))
             t0 = time.monotonic()
             wait_for(lambda: statuses(torc.url, wf)["second"] == "completed", timeout=30, interval=0.01,
                      what="both jobs completed")

@@ -190,7 +190,7 @@ def notify_sleep(db, workflow_id: int, view=None):
     if pooler_mode() == "transaction":
         listener = connect(notify_url(), pooler="none") if notify_url() else None
     if listener is not None:
-        listener.execute(f"LISTEN torc_ready_{int(workflow_id)}")
+        db.listen_ready(workflow_id, listener)
 
     def sleep(seconds: float) -> None:
         start = time.monotonic()

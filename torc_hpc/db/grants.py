@@ -34,7 +34,7 @@ from torc_hpc.errors import TorcError
 
 KINDS = ("user", "watcher", "admin")
 # Never writable by anyone but the schema owner.
-NEVER_WRITTEN = {"owner"}
+NEVER_WRITTEN = {"owner", "notify_channel"}
 # Read-only for every kind: which migrations ran, and who holds which grant (the policies ask it).
 READ_ONLY = {"torc_schema_migrations", "torc_grants"}
 

@@ -12,6 +12,7 @@ import secrets
 import time
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -469,6 +470,14 @@ class Database:
 
     def notify_ready(self, workflow_id: int) -> None:
         self.conn.execute(q("notify_ready"), {"workflow_id": workflow_id})
+
+    def listen_ready(self, workflow_id: int, listener: psycopg.Connection | None = None) -> None:
+        """LISTEN (on `listener`, default this connection) on the channel where the workflow's "jobs became
+        ready" notifications arrive. The name is read from the workflow: a random token only its readers see."""
+        row = self.one("notify_channel", workflow_id=workflow_id)
+        if row is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        (listener or self.conn).execute(sql.SQL("LISTEN {}").format(sql.Identifier(row["notify_channel"])))
 
     # ---- workers ---------------------------------------------------------------------------
 

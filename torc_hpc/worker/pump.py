@@ -632,7 +632,7 @@ class Pump(threading.Thread):
             return
         for wf in self.served:
             if wf not in self._listening:
-                self._listen.execute(f"LISTEN torc_ready_{int(wf)}")
+                self.db.listen_ready(wf, self._listen)
                 self._listening.add(wf)
 
     def _watch_listen(self) -> None:

@@ -231,5 +231,9 @@ SELECT count(*) AS n FROM events WHERE workflow_id = %(workflow_id)s AND run_id 
 SELECT count(*) AS n FROM jobs WHERE workflow_id = %(workflow_id)s AND status = 'running';
 
 -- name: notify_ready
--- Wake idle workers of a workflow: new jobs are ready.
-SELECT pg_notify('torc_ready_' || %(workflow_id)s::text, '');
+-- Wake idle workers of a workflow: new jobs are ready (on the workflow's own channel: migration 0021).
+SELECT pg_notify(notify_channel, '') FROM workflows WHERE id = %(workflow_id)s;
+
+-- name: notify_channel
+-- The channel a workflow's workers and watchers LISTEN on (random per workflow: migration 0021).
+SELECT notify_channel FROM workflows WHERE id = %(workflow_id)s;
