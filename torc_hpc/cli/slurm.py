@@ -79,13 +79,15 @@ def submit_slurm(
     """
     opts = _submit_options(account, partition, walltime, nodes, mem, qos, gres, extra, template, idle_timeout,
                            walltime_buffer, max_parallel_jobs)
+    # Every value bound for the script is checked before anything else, Slurm or not.
+    existing = target.isdigit() or target.strip().lower() == "last"
+    out = None if existing else script_setting("output_dir", output_dir, "--output-dir")
     client = slurm_ops.require_client()
     with open_db() as db:
-        if target.isdigit() or target.strip().lower() == "last":
+        if existing:
             wf_id = common.workflow_id(db, target)
             ops.touch(db, wf_id, client)
         else:
-            out = script_setting("output_dir", output_dir, "--output-dir")
             wf_id = ops.create_from_file(db, target, output_dir=out,
                                          limits=expansion_limits(max_jobs, max_dependencies))
         # A spec whose actions schedule nodes at the start (Torc's `torc submit`) gets those allocations;
