@@ -125,3 +125,26 @@ def test_the_watchers_status_counts_are_index_only(cluster_db, alice_big):
     finally:
         with Database(role_url(cluster_db, "bob"), migrate=False) as bob:
             bob.delete_workflow(other)
+
+
+def test_the_cron_watchers_workflow_list_probes_each_workflow_once(cluster_db, alice_big):
+    """`watch --all`: which workflows still have work. A finished 20,000-job workflow must cost one index probe
+    for the watcher's role, not a walk of its entries; unfinished ones (alice's) are still listed."""
+    wf, _ = alice_big
+    with Database(role_url(cluster_db, "bob"), migrate=False) as bob:
+        done = create(bob, {"name": "finished", "jobs": [
+            {"name": "d_{i}", "command": "true", "parameters": {"i": f"1:{BLOCKED + READY}"}}]})
+    try:
+        with Database(cluster_db.url("torc"), migrate=False) as owner:   # as if it had run to the end
+            owner.conn.execute("UPDATE jobs SET status = 'completed' WHERE workflow_id = %s", (done,))
+            owner.conn.execute("VACUUM ANALYZE jobs")
+        with Database(role_url(cluster_db, "watch"), migrate=False) as db:
+            ids = [r["id"] for r in db.all("workflows_with_work")]
+            plan = "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q("workflows_with_work")).fetchall())
+        assert wf in ids and done not in ids
+        assert "Seq Scan on jobs" not in plan, plan
+        assert _top_buffers(plan) < 300, plan   # a few pages per workflow (the walk read 1,163 here)
+    finally:
+        with Database(role_url(cluster_db, "bob"), migrate=False) as bob:
+            bob.delete_workflow(done)

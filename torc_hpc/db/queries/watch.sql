@@ -68,10 +68,15 @@ ORDER BY a.id;
 UPDATE allocations SET outcome = %(outcome)s WHERE id = %(id)s AND outcome IS NULL;
 
 -- name: workflows_with_work
--- Workflows the cron watcher should look at: not canceled, with jobs left or allocations alive.
+-- Workflows the cron watcher should look at: not canceled, with jobs left or allocations alive. "Jobs left" is
+-- the workflow's lowest status in enum order (blocked < ready < running < the finished ones): the first entry
+-- of jobs_workflow_status_idx, one probe per workflow. An EXISTS with `status IN (...)` was the same for the
+-- schema owner, but for the watcher's role (row-level security: an enum comparison is never an index
+-- condition) it walked every entry of each finished workflow on every pass.
 SELECT w.id FROM workflows w
 WHERE w.canceled_at IS NULL
-  AND (EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status IN ('ready', 'blocked', 'running'))
+  AND ((SELECT j.status FROM jobs j WHERE j.workflow_id = w.id ORDER BY j.status LIMIT 1)
+           IN ('blocked', 'ready', 'running')
        OR EXISTS (SELECT 1 FROM allocations a WHERE a.workflow_id = w.id AND a.state IN ('pending', 'running', 'unknown')))
 ORDER BY w.id;
 
