@@ -37,3 +37,12 @@ COMMENT ON CONSTRAINT jobs_running_has_started ON jobs IS 'A running job has sta
 DROP INDEX IF EXISTS jobs_workflow_status_idx;
 CREATE INDEX jobs_workflow_status_idx ON jobs (workflow_id, status) INCLUDE (owner);
 COMMENT ON INDEX jobs_workflow_status_idx IS 'Jobs of a workflow by status (counts, listings by status); owner is included so that row-level security''s check needs no heap visit.';
+
+-- The watcher's other per-pass questions name a job status too: --recover's failed and terminated jobs, the
+-- AI recovery's pending_failed ones (and which workflows have any). For its role each was a walk of the
+-- workflow's entries with a heap visit per job; with this partial index they cost what the jobs they find
+-- cost (status and owner are included, so counting them is index-only). Jobs enter these states rarely, so
+-- the index costs the hot path nothing.
+CREATE INDEX jobs_failures_idx ON jobs (workflow_id, id) INCLUDE (status, owner)
+    WHERE status IN ('failed', 'terminated', 'pending_failed');
+COMMENT ON INDEX jobs_failures_idx IS 'Failed, terminated and pending_failed jobs per workflow: --recover and the AI recovery find them in O(found), also under row-level security.';

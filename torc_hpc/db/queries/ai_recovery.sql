@@ -35,7 +35,11 @@ RETURNING runs;
 
 -- name: workflows_with_pending_failed
 -- Workflows (not canceled) with jobs awaiting a decision: cron mode with --ai-recovery looks at these too.
+-- One probe of jobs_failures_idx per workflow: a correlated ORDER BY id LIMIT 1, which the planner can neither
+-- answer with a sequential scan it hopes ends early nor turn into a join over every job (what it did with an
+-- EXISTS for the watcher's role, which has no statistics for an enum comparison).
 SELECT w.id FROM workflows w
 WHERE w.canceled_at IS NULL
-  AND EXISTS (SELECT 1 FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'pending_failed')
+  AND (SELECT true FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'pending_failed' ORDER BY j.id LIMIT 1)
+      IS NOT NULL
 ORDER BY w.id;

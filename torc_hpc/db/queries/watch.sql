@@ -81,14 +81,19 @@ WHERE w.canceled_at IS NULL
 ORDER BY w.id;
 
 -- name: recoverable_jobs
--- Failed or terminated jobs with their last attempt, for --recover to classify.
+-- Failed or terminated jobs with their last attempt, for --recover to classify (every pass). The jobs come from
+-- jobs_failures_idx first (MATERIALIZED), then are sorted: under row-level security the planner has no
+-- statistics for an enum comparison and guessed a third of the workflow, which made walking jobs_pkey in
+-- id order look cheaper than sorting what the index finds.
+WITH found AS MATERIALIZED (
+    SELECT id, name, status, return_code, memory_bytes, runtime_s FROM jobs
+    WHERE workflow_id = %(workflow_id)s AND status IN ('failed', 'terminated'))
 SELECT j.id, j.name, j.status::text AS status, j.return_code, j.memory_bytes, j.runtime_s,
        r.peak_memory_bytes, r.exec_time_s
-FROM jobs j
+FROM found j
 LEFT JOIN LATERAL (
     SELECT peak_memory_bytes, exec_time_s FROM results
     WHERE job_id = j.id ORDER BY id DESC LIMIT 1) r ON true
-WHERE j.workflow_id = %(workflow_id)s AND j.status IN ('failed', 'terminated')
 ORDER BY j.id;
 
 -- name: resize_job

@@ -62,6 +62,7 @@ FROM jobs j
 JOIN workflows w ON w.id = j.workflow_id
 JOIN workers k ON k.id = j.worker_id
 LEFT JOIN results r ON r.job_id = j.id AND r.run_id = w.run_id AND r.attempt_id = j.attempt_id
-WHERE j.workflow_id = %(workflow_id)s AND j.status = 'running' AND k.stopped_at IS NOT NULL
+WHERE j.workflow_id = %(workflow_id)s AND j.status = 'running' AND j.started_at IS NOT NULL   -- jobs_running_workflow_idx
+  AND k.stopped_at IS NOT NULL
 ORDER BY j.id
 FOR UPDATE OF j SKIP LOCKED;
