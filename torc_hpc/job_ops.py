@@ -329,9 +329,13 @@ def _restart_given(db: Database, workflow_id: int, job_ids, decider: Decider) ->
     return row
 
 
+# Where resubmit_workflow's account/partition/walltime come from, for the error that refuses a hostile one.
+RESUBMIT_SOURCE = "the resubmit_workflow tool's arguments"
+
+
 def resubmit_workflow(db: Database, workflow_id: int, client, *, account=None, partition=None, walltime=None,
                       num_allocations: int = 1, dry_run: bool = False, submitted_by: str = "mcp",
-                      source: str = "the resubmit_workflow tool's arguments") -> dict:
+                      source: str = RESUBMIT_SOURCE) -> dict:
     """Submit Slurm allocations for the workflow's waiting jobs as `torc submit-slurm WF` does, with the
     sbatch options submit-slurm saved for it (account, partition, ...) unless given here. `source` names
     where account/partition/walltime came from in the error that refuses a value holding a newline."""

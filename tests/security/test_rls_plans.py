@@ -50,9 +50,10 @@ def alice_big(cluster_db):
         bob.delete_workflow(filler)
 
 
-def _explain(cluster_db, sql: str, params: dict) -> str:
-    with Database(role_url(cluster_db, "alice"), migrate=False) as db:
-        assert db.conn.execute("SELECT current_user").fetchone()["current_user"] == "alice"
+def _explain(cluster_db, sql: str, params: dict | None = None, role: str = "alice") -> str:
+    """EXPLAIN ANALYZE as `role` (a granted role: row-level security applies), rolled back."""
+    with Database(role_url(cluster_db, role), migrate=False) as db:
+        assert db.conn.execute("SELECT current_user").fetchone()["current_user"] == role
         with db.conn.transaction(force_rollback=True):    # EXPLAIN ANALYZE of a claim claims
             rows = db.conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params).fetchall()
     return "\n".join(r["QUERY PLAN"] for r in rows)
@@ -152,8 +153,7 @@ def test_the_cron_watchers_workflow_list_probes_each_workflow_once(cluster_db, a
             owner.conn.execute("VACUUM ANALYZE jobs")
         with Database(role_url(cluster_db, "watch"), migrate=False) as db:
             ids = [r["id"] for r in db.all("workflows_with_work")]
-            plan = "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q("workflows_with_work")).fetchall())
+        plan = _explain(cluster_db, q("workflows_with_work"), role="watch")
         assert wf in ids and done not in ids
         assert "Seq Scan on jobs" not in plan, plan
         assert _top_buffers(plan) < 300, plan   # a few pages per workflow (the walk read 1,163 here)
@@ -172,10 +172,7 @@ def test_the_watchers_per_pass_lookups_cost_what_they_find(cluster_db, alice_big
     with Database(cluster_db.url("torc"), migrate=False) as owner:
         owner.conn.execute("VACUUM ANALYZE jobs")
     params = {} if name == "workflows_with_pending_failed" else {"workflow_id": wf}
-    with Database(role_url(cluster_db, "watch"), migrate=False) as db:
-        with db.conn.transaction(force_rollback=True):     # orphaned_jobs locks what it finds
-            plan = "\n".join(r["QUERY PLAN"] for r in db.conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + q(name), params).fetchall())
+    plan = _explain(cluster_db, q(name), params, role="watch")
     assert "Seq Scan on jobs" not in plan, plan
     # ~80 of these are the grant check's first call in the session (catalog reads); the walks read 500+
     assert _top_buffers(plan) < 150, plan

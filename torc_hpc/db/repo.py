@@ -476,7 +476,7 @@ class Database:
         ready" notifications arrive. The name is read from the workflow: a random token only its readers see."""
         row = self.one("notify_channel", workflow_id=workflow_id)
         if row is None:
-            raise NotFound(f"workflow {workflow_id} not found")
+            raise NotFound(f"workflow {workflow_id} does not exist (see `torc workflows list`)")
         (listener or self.conn).execute(sql.SQL("LISTEN {}").format(sql.Identifier(row["notify_channel"])))
 
     # ---- workers ---------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def _resubmit(db, a, _d):
     # Values bound for the sbatch script are checked first, naming this tool as their source, whether or
     # not Slurm is reachable from here.
     allocs.SubmitOptions(account=a.get("account"), partition=a.get("partition"), walltime=a.get("walltime"),
-                         source="the resubmit_workflow tool's arguments")
+                         source=job_ops.RESUBMIT_SOURCE)
     client = slurm_ops.require_client()
     ops.touch(db, a["workflow_id"], client)
     return job_ops.resubmit_workflow(db, a["workflow_id"], client, account=a.get("account"),

@@ -206,7 +206,12 @@ class Pump(threading.Thread):
         if room <= 0:
             return []
         return [r["id"] for r in self.db.all("my_workflows_with_ready_jobs", serving=list(serving), limit=room,
-                                                  label_key=label_key(self.label))]
+                                                  label_key=self._label_key)]
+
+    @property
+    def _label_key(self) -> str:
+        """The worker's label as the ready-jobs index keys it (every probe and claim filters on it)."""
+        return label_key(self.label)
 
     def _serve_more(self) -> bool:
         """--all-mine, once per heartbeat period or when idle: register for newly found workflows. True if any."""
@@ -566,12 +571,12 @@ class Pump(threading.Thread):
         if not ids:
             return "done" if self.exit_when_done else None
         if self.several:
-            probe = self.db.one("idle_probe_many", workflow_ids=ids, label_key=label_key(self.label))
+            probe = self.db.one("idle_probe_many", workflow_ids=ids, label_key=self._label_key)
             self._canceled(probe["canceled"])
             if self.halt:
                 return self.halt
         else:
-            probe = self.db.one("idle_probe", workflow_id=ids[0], label_key=label_key(self.label))
+            probe = self.db.one("idle_probe", workflow_id=ids[0], label_key=self._label_key)
             if probe["canceled"]:
                 return "workflow_canceled"
         ending = self.exit_when_done and not probe["running"]
@@ -593,7 +598,7 @@ class Pump(threading.Thread):
             # Ready jobs, if any, are for workers with other labels: say which (every ready row is one of
             # them, so the bounded scan stops at once).
             self.other_labels = sorted({r["label"] for wf in ids for r in self.db.all(
-                "ready_labels_elsewhere", workflow_id=wf, label_key=label_key(self.label))})
+                "ready_labels_elsewhere", workflow_id=wf, label_key=self._label_key)})
             return "done"
         # Ready jobs, nothing running anywhere, and our claim got none: done if none of them fits here.
         cpus, gpus, memory, time_left = self._limits() if self._limits else (2**62, 2**62, 2**62, 2**31 - 1)
@@ -601,7 +606,7 @@ class Pump(threading.Thread):
         for wf in ids:
             self.unrunnable += self.db.all("blocked_by_unrunnable", workflow_id=wf, cpus=cpus, gpus=gpus,
                                            memory=memory, time_left_s=time_left,
-                                           label_key=label_key(self.label))[:20 - len(self.unrunnable)]
+                                           label_key=self._label_key)[:20 - len(self.unrunnable)]
         self.capacity = {"cpus": cpus, "gpus": gpus, "memory_bytes": memory,
                          "time_left_s": None if time_left >= 2**31 - 1 else time_left}
         return "done" if self.unrunnable else None

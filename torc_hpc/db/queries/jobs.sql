@@ -5,8 +5,9 @@
 -- Claim ready jobs that fit the worker: one statement, SKIP LOCKED so claimers never wait on each other.
 -- head reads at most %(window)s entries of jobs_ready_idx in claim order within the worker's label_key (''
 -- for unlabeled; a plain column, not coalesce(label, ''), so that the index serves roles under row-level
--- security too: migration 0020) (window NULL: all), so a claim for which nothing fits stops there instead of walking every ready job of a large workflow (the worker looks deeper, window NULL,
--- only now and then: worker/pump.py). candidates keeps the head's jobs that fit and locks them, reaching each
+-- security too: migration 0020) (window NULL: all), so a claim for which nothing fits stops there instead
+-- of walking every ready job of a large workflow (the worker looks deeper, window NULL, only now and then:
+-- worker/pump.py). candidates keeps the head's jobs that fit and locks them, reaching each
 -- row by its ctid (same statement, same snapshot; a row changed meanwhile fails the recheck and is skipped);
 -- fitting keeps the prefix whose running sums fit. Declared outputs (Torc's output_files) come back only when
 -- the worker says its workflow has some (it checks them after exit 0); otherwise no lookup per job.
