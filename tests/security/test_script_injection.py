@@ -121,6 +121,9 @@ def test_cli_refuses_hostile_settings_before_writing_and_names_their_source(torc
     cfg = torc.write("torc.toml", '[slurm]\naccount = "acct\\ntouch /tmp/owned"\n')
     cases = [
         ({}, ["submit-slurm", "wf.yaml", "--account", "a", "-o", hostile], "--output-dir from the command line"),
+        # also where Slurm's tools are missing: the value is refused first, not "no Slurm here"
+        ({"TORC_NO_SLURM": "1"}, ["submit-slurm", "wf.yaml", "--account", "a", "-o", hostile],
+         "--output-dir from the command line"),
         ({}, ["run", "wf.yaml", "-o", hostile], "--output-dir from the command line"),
         ({}, ["workflows", "create", "wf.yaml", "-o", hostile], "--output-dir from the command line"),
         ({"TORC_OUTPUT_DIR": hostile}, ["workflows", "create", "wf.yaml"], "TORC_OUTPUT_DIR from the environment"),
